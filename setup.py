@@ -1,0 +1,46 @@
+"""Packaging of tb-gradients: the callback and the "Gradients" TensorBoard plugin."""
+
+import pathlib
+
+from setuptools import find_packages
+from setuptools import setup
+
+HERE = pathlib.Path(__file__).parent
+VERSION = {}
+for line in (HERE / "tb_gradients" / "__init__.py").read_text().splitlines():
+    if line.startswith("__version__"):
+        exec(line, VERSION)
+
+setup(
+    name="tb-gradients",
+    version=VERSION["__version__"],
+    description=("Gradient logging for Keras 3 / TensorFlow 2 (the return of "
+                 "write_grads) and a Gradients tab for TensorBoard"),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["tb_gradients", "tb_gradients.*"]),
+    package_data={"tb_gradients": ["frontend/*.js", "frontend/*.css",
+                                   "frontend/*.html"]},
+    include_package_data=True,
+    python_requires=">=3.9",
+    install_requires=[
+        "tensorboard>=2.16",
+        "numpy>=1.23",
+    ],
+    extras_require={
+        # The callback needs TensorFlow; the plugin alone (a TensorBoard
+        # server reading logs) does not.
+        "tf": ["tensorflow>=2.16", "keras>=3.3"],
+    },
+    entry_points={
+        "tensorboard_plugins": [
+            "gradients = tb_gradients.plugin:GradientsLoader",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Framework :: TensorFlow",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

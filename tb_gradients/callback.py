@@ -1,0 +1,290 @@
+"""`GradientTensorBoard`: Keras's TensorBoard callback plus gradient logging.
+
+Orchestration only: `capture` gets the gradients, `stats` computes, `summary`
+writes.
+"""
+
+import functools
+import numbers
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tb_gradients import capture
+from tb_gradients import metadata
+from tb_gradients import stats
+from tb_gradients import summary
+
+SOURCE_CHOICES = ("training", "probe", "both")
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an integer. Received: "
+                        f"{name}={value!r} of type {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}. Received: "
+                         f"{name}={value!r}")
+    return int(value)
+
+
+def _unique_names(variables):
+    """Stable, unique display names: the Keras variable path."""
+    names, seen = [], {}
+    for variable in variables:
+        name = str(getattr(variable, "path", None) or variable.name)
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}_{seen[name]}"
+        else:
+            seen[name] = 0
+        names.append(name)
+    return names
+
+
+class GradientTensorBoard(keras.callbacks.TensorBoard):
+    """TensorBoard callback that also records how the gradients evolve.
+
+    Every argument of `keras.callbacks.TensorBoard` keeps working. Per epoch
+    (every ``gradient_freq`` epochs) and per trainable variable it writes the
+    statistics of docs/STATISTICS.md, gradient histograms (the old
+    ``write_grads``) and pooled heatmaps, read by the "Gradients" tab.
+
+    Args:
+      log_dir: as for `keras.callbacks.TensorBoard`.
+      source: ``"training"`` (default) records the gradients the optimizer
+        applied, summed over each epoch, at no extra forward/backward cost;
+        ``"probe"`` computes the gradient on ``probe_data`` at each logged
+        epoch's end; ``"both"`` does both.
+      probe_data: ``(x, y)`` or ``(x, y, sample_weight)`` arrays, or a
+        batched `tf.data.Dataset` of such tuples.
+      probe_batches: at most this many batches of a probe dataset are used.
+      probe_batch_size: batch size used to split probe arrays.
+      gradient_freq: log gradients every this many epochs (epochs with
+        ``epoch % gradient_freq == 0``).
+      heatmap_cells: at most this many cells per variable heatmap (0: no
+        heatmaps).
+      heatmap_encoding: ``"uint8"`` (log-quantised, 1 byte per cell, 2.8 %
+        relative error) or ``"float32"`` (exact).
+      histograms: write per-variable gradient histograms.
+      histogram_buckets: buckets per histogram.
+      **kwargs: any other `keras.callbacks.TensorBoard` argument.
+    """
+
+    def __init__(self, log_dir="logs", source="training", probe_data=None,
+                 probe_batches=8, probe_batch_size=128, gradient_freq=1,
+                 heatmap_cells=128 * 128, heatmap_encoding="uint8",
+                 histograms=True, histogram_buckets=30, **kwargs):
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError(
+                "GradientTensorBoard needs the TensorFlow backend of Keras. "
+                f"Received: backend={keras.backend.backend()!r} (set "
+                "KERAS_BACKEND=tensorflow)")
+        if not isinstance(source, str) or source not in SOURCE_CHOICES:
+            raise ValueError(f"`source` must be one of {SOURCE_CHOICES}. "
+                             f"Received: source={source!r}")
+        self.gradient_freq = _check_int("gradient_freq", gradient_freq, 1)
+        self.heatmap_cells = _check_int("heatmap_cells", heatmap_cells, 0)
+        self.probe_batches = _check_int("probe_batches", probe_batches, 1)
+        self.probe_batch_size = _check_int("probe_batch_size",
+                                           probe_batch_size, 1)
+        self.histogram_buckets = _check_int("histogram_buckets",
+                                            histogram_buckets, 1)
+        if heatmap_encoding not in metadata.HEATMAP_ENCODINGS:
+            raise ValueError(
+                f"`heatmap_encoding` must be one of "
+                f"{metadata.HEATMAP_ENCODINGS}. Received: "
+                f"heatmap_encoding={heatmap_encoding!r}")
+        if not isinstance(histograms, bool):
+            raise TypeError(f"`histograms` must be True or False. Received: "
+                            f"histograms={histograms!r}")
+        if source in ("probe", "both") and probe_data is None:
+            raise ValueError(
+                f"source={source!r} needs `probe_data`, (x, y) arrays or a "
+                "tf.data.Dataset to compute gradients on. Received: "
+                "probe_data=None")
+        super().__init__(log_dir=log_dir, **kwargs)
+        self.source = source
+        self.heatmap_encoding = heatmap_encoding
+        self.histograms = histograms
+        self.probe_data = probe_data
+        self._probe_batch_list = None
+        if probe_data is not None:
+            self._probe_batch_list = capture.probe_batches(
+                probe_data, self.probe_batch_size, self.probe_batches)
+        self._capture = None
+        self._capture_model = None
+        self._probe = None
+        self._history = {}
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def _sources(self):
+        return ("training", "probe") if self.source == "both" else (self.source,)
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if "probe" in self._sources:
+            self._probe = capture.ProbeGradients(model, self._probe_batch_list)
+            self._check_probe_fits(model)
+        if "training" in self._sources:
+            if getattr(model, "optimizer", None) is None:
+                raise ValueError(
+                    "source='training' needs a compiled model with an "
+                    "optimizer. Received: a model with optimizer=None")
+            if self._capture is None or self._capture_model is not model:
+                self._capture = capture.TrainingGradientCapture(model)
+                self._capture_model = model
+            self._capture.attach(steps_per_epoch=(self.params or {}).get(
+                "steps"))
+            self._guard_train_function(model)
+        super().on_train_begin(logs)
+
+    def _check_probe_fits(self, model):
+        try:
+            self._probe.compute(model.trainable_variables)
+        except Exception as error:  # any failure means the data do not fit
+            shapes = tf.nest.map_structure(
+                lambda a: None if a is None else tuple(np.shape(a)),
+                tuple(self._probe_batch_list[0]))
+            raise ValueError(
+                f"`probe_data` does not fit the model: {error}. Received: "
+                f"probe_data with batch shapes {shapes}") from error
+
+    def _guard_train_function(self, model):
+        """Undoes the optimizer patch if a training step raises.
+
+        Keras does not call ``on_train_end`` when ``fit`` raises; wrapping
+        the train function is the one place that sees the exception.
+        """
+        compiled = model.train_function
+        capture_ = self._capture
+
+        @functools.wraps(compiled)
+        def train_function(*args, **kwargs):
+            try:
+                return compiled(*args, **kwargs)
+            except BaseException:
+                capture_.detach()
+                raise
+
+        model.train_function = train_function
+
+    def on_train_end(self, logs=None):
+        try:
+            if self._capture is not None:
+                self._capture.detach()
+        finally:
+            super().on_train_end(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        if self._capture is not None and "training" in self._sources:
+            self._capture.begin_epoch()
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        try:
+            self._log_gradients(epoch)
+        except BaseException:
+            if self._capture is not None:
+                self._capture.detach()
+            raise
+
+    # -- per-epoch work ----------------------------------------------------
+
+    def _should_log(self, epoch):
+        return epoch % self.gradient_freq == 0
+
+    def _log_gradients(self, epoch):
+        records = []
+        if "training" in self._sources:
+            records.append(self._training_record(epoch))
+        if "probe" in self._sources and self._should_log(epoch):
+            records.append(self._probe_record())
+        records = [r for r in records if r is not None]
+        if not records or not self._should_log(epoch):
+            return
+        with self._train_writer.as_default(), tf.summary.record_if(True):
+            for record in records:
+                self._write_record(record, epoch)
+        self._train_writer.flush()
+
+    def _accumulate(self, source, variables, gradients):
+        """Updates and returns ``(C, A)`` of one source, in float64."""
+        key = tuple(id(v) for v in variables)
+        state = self._history.get(source)
+        if state is None or state["key"] != key:
+            state = {"key": key, "C": [None] * len(variables),
+                     "A": [None] * len(variables)}
+            self._history[source] = state
+        for i, gradient in enumerate(gradients):
+            state["C"][i], state["A"][i] = stats.accumulate(
+                state["C"][i], state["A"][i], gradient)
+        return state["C"], state["A"]
+
+    def _training_record(self, epoch):
+        data = self._capture.read()
+        variables = self._capture.variables
+        gradients = [g.astype(np.float64) for g in data["sum"]]
+        accumulated, accumulated_abs = self._accumulate(
+            "training", variables, gradients)
+        if not self._should_log(epoch):
+            return None
+        return {"source": "training", "variables": variables,
+                "gradients": gradients, "accumulated": accumulated,
+                "accumulated_abs": accumulated_abs, "steps": data["steps"],
+                "sum_abs": data["sum_abs"], "sum_sq": data["sum_sq"],
+                "step_table": data["step_table"],
+                "skipped_steps": data["skipped_steps"]}
+
+    def _probe_record(self):
+        variables = list(self.model.trainable_variables)
+        gradients = self._probe.compute(variables)
+        accumulated, accumulated_abs = self._accumulate(
+            "probe", variables, gradients)
+        count = float(len(self._probe.batches))
+        return {"source": "probe", "variables": variables,
+                "gradients": gradients, "accumulated": accumulated,
+                "accumulated_abs": accumulated_abs,
+                "steps": [count] * len(variables), "sum_abs": None,
+                "sum_sq": None, "step_table": None, "skipped_steps": 0.0}
+
+    def _write_record(self, record, epoch):
+        source = record["source"]
+        names = _unique_names(record["variables"])
+        per_variable, noise_terms = [], []
+        for i, (variable, name) in enumerate(zip(record["variables"], names)):
+            gradient = record["gradients"][i]
+            steps = record["steps"][i]
+            sum_abs = None if record["sum_abs"] is None else record["sum_abs"][i]
+            sum_sq = None if record["sum_sq"] is None else record["sum_sq"][i]
+            values = stats.variable_statistics(
+                gradient, record["accumulated"][i],
+                record["accumulated_abs"][i], steps=steps, sum_abs=sum_abs,
+                sum_sq=sum_sq)
+            per_variable.append(values)
+            if sum_sq is not None and steps >= 2:
+                noise_terms.append(stats.noise_scale_terms(gradient, sum_sq,
+                                                           steps))
+            info = {"name": name, "layer": name.rsplit("/", 1)[0],
+                    "index": i, "shape": tuple(int(d) for d in
+                                               variable.shape)}
+            summary.write_variable_stats(source, info, values, epoch)
+            if self.heatmap_cells:
+                summary.write_heatmap(
+                    source, info, gradient, record["accumulated"][i],
+                    record["accumulated_abs"][i], values, self.heatmap_cells,
+                    self.heatmap_encoding, epoch)
+            if self.histograms:
+                summary.write_histogram(source, info, gradient,
+                                        self.histogram_buckets, epoch)
+        global_values = stats.global_statistics(
+            per_variable, noise_terms=noise_terms,
+            skipped_steps=record["skipped_steps"],
+            step_table=record["step_table"])
+        summary.write_global_scalars(source, global_values, epoch)
+        if record["step_table"] is not None:
+            summary.write_steps(source, record["step_table"], epoch)

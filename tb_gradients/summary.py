@@ -1,0 +1,92 @@
+"""Writes one epoch of gradient data as TensorBoard summaries.
+
+Must be called with a default summary writer (``writer.as_default()``); the
+layout is the contract of docs/FORMAT.md and uses only names from
+``metadata``.
+"""
+
+import numpy as np
+import tensorflow as tf
+from tensorboard.plugins.histogram import metadata as histogram_metadata
+
+from tb_gradients import metadata
+from tb_gradients import stats
+
+
+def write_global_scalars(source, global_stats, step):
+    """``gradients/<source>/<name>`` scalars for the Scalars tab."""
+    for name in metadata.GLOBAL_STAT_NAMES:
+        if source != "training" and name in metadata.TRAINING_ONLY_STATS:
+            continue
+        value = global_stats.get(name, float("nan"))
+        tf.summary.scalar(metadata.scalar_tag(source, name), value, step=step)
+
+
+def write_variable_stats(source, variable, stat_values, step):
+    """One variable's statistics vector (float64, ``VARIABLE_STAT_NAMES``).
+
+    Args:
+      variable: dict with ``name``, ``layer``, ``index``, ``shape``.
+      stat_values: dict from `stats.variable_statistics`.
+    """
+    summary_metadata = metadata.create_summary_metadata(
+        metadata.KIND_VARIABLE_STATS, source,
+        description=f"Gradient statistics of {variable['name']}",
+        variable=variable["name"], layer=variable["layer"],
+        index=variable["index"], shape=list(variable["shape"]),
+        stats=list(metadata.VARIABLE_STAT_NAMES))
+    vector = np.array([stat_values[name] for name in
+                       metadata.VARIABLE_STAT_NAMES], dtype=np.float64)
+    tf.summary.write(metadata.variable_stats_tag(source, variable["name"]),
+                     tf.constant(vector), step=step, metadata=summary_metadata)
+
+
+def encode_heatmap(channels, stat_values, encoding):
+    """Encodes pooled channels: uint8 log codes or float32 values."""
+    if encoding == "float32":
+        return channels.astype(np.float32)
+    return np.stack([
+        stats.encode_log_uint8(channel, stat_values[scale])
+        for channel, scale in zip(channels, metadata.HEATMAP_CHANNEL_SCALES)
+    ])
+
+
+def write_heatmap(source, variable, gradient, accumulated, accumulated_abs,
+                  stat_values, max_cells, encoding, step):
+    """Pooled heatmaps of |G|, |C| and D, shape ``(4, rows, cols)``."""
+    channels, block = stats.heatmap_channels(gradient, accumulated,
+                                             accumulated_abs, max_cells)
+    summary_metadata = metadata.create_summary_metadata(
+        metadata.KIND_HEATMAP, source,
+        description=f"Pooled gradient heatmaps of {variable['name']}",
+        variable=variable["name"], layer=variable["layer"],
+        index=variable["index"], shape=list(variable["shape"]),
+        view_shape=list(stats.view_shape(variable["shape"])),
+        block=list(block), channels=list(metadata.HEATMAP_CHANNELS),
+        channel_scales=list(metadata.HEATMAP_CHANNEL_SCALES),
+        encoding=encoding, decades=metadata.HEATMAP_DECADES)
+    tf.summary.write(metadata.heatmap_tag(source, variable["name"]),
+                     tf.constant(encode_heatmap(channels, stat_values, encoding)),
+                     step=step, metadata=summary_metadata)
+
+
+def write_histogram(source, variable, gradient, bucket_count, step):
+    """The histograms plugin's ``(k, 3)`` tensor: the `write_grads` view."""
+    summary_metadata = histogram_metadata.create_summary_metadata(
+        display_name=f"{variable['name']} ({source} gradient)",
+        description=f"Epoch gradient of {variable['name']} ({source})")
+    buckets = stats.histogram_buckets(gradient, bucket_count)
+    tf.summary.write(metadata.histogram_tag(source, variable["name"]),
+                     tf.constant(buckets, tf.float64), step=step,
+                     metadata=summary_metadata)
+
+
+def write_steps(source, step_table, step):
+    """Per-step ``(l2, max_abs)`` rows of one epoch, float32 ``(n, 2)``."""
+    summary_metadata = metadata.create_summary_metadata(
+        metadata.KIND_STEPS, source,
+        description="Per-step global gradient L2 norm and max |g|",
+        columns=list(metadata.STEP_COLUMNS))
+    table = np.asarray(step_table, dtype=np.float32).reshape(-1, 2)
+    tf.summary.write(metadata.steps_tag(source), tf.constant(table), step=step,
+                     metadata=summary_metadata)

@@ -1,0 +1,43 @@
+"""An independent reference: a plain GradientTape training loop.
+
+It trains a clone of a model with the same SGD rule and batches that `fit`
+uses (no shuffling) and keeps every step's gradient, so the tests can
+recompute each statistic from scratch with numpy.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def clone_with_weights(model):
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def tape_training(model, loss_fn, x, y, batch_size, epochs, learning_rate):
+    """Returns step_grads[epoch][step][variable] (float64 numpy arrays)."""
+    variables = model.trainable_variables
+    history = []
+    for _ in range(epochs):
+        epoch_grads = []
+        for start in range(0, len(x), batch_size):
+            xb = x[start:start + batch_size]
+            yb = y[start:start + batch_size]
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(loss_fn(yb, model(xb, training=True)))
+            grads = tape.gradient(loss, variables)
+            grads = [tf.convert_to_tensor(g) for g in grads]
+            for g, v in zip(grads, variables):
+                v.assign_sub(learning_rate * g)
+            epoch_grads.append([g.numpy().astype(np.float64) for g in grads])
+        history.append(epoch_grads)
+    return history
+
+
+def probe_gradient(model, loss_fn, x, y):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(loss_fn(y, model(x, training=False)))
+    return [tf.convert_to_tensor(g).numpy().astype(np.float64)
+            for g in tape.gradient(loss, model.trainable_variables)]
