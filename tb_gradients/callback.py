@@ -29,11 +29,19 @@ def _check_int(name, value, minimum):
     return int(value)
 
 
-def _unique_names(variables):
-    """Stable, unique display names: the Keras variable path."""
+def _unique_names(variables, model_name=None):
+    """Stable, unique display names: the Keras variable path.
+
+    The model's own name (``sequential_3/``) is dropped from the front, so
+    that the same architecture trained twice in one process has the same
+    variable names in both runs, which is what side-by-side views match on.
+    """
     names, seen = [], {}
+    prefix = f"{model_name}/" if model_name else None
     for variable in variables:
         name = str(getattr(variable, "path", None) or variable.name)
+        if prefix and name.startswith(prefix) and len(name) > len(prefix):
+            name = name[len(prefix):]
         if name in seen:
             seen[name] += 1
             name = f"{name}_{seen[name]}"
@@ -254,7 +262,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
 
     def _write_record(self, record, epoch):
         source = record["source"]
-        names = _unique_names(record["variables"])
+        names = _unique_names(record["variables"], self.model.name)
         per_variable, noise_terms = [], []
         for i, (variable, name) in enumerate(zip(record["variables"], names)):
             gradient = record["gradients"][i]

@@ -59,7 +59,7 @@ def run(tmp_path_factory):
     for _ in range(EPOCHS):
         steps += reference.tape_training(twin, loss_fn, x, y, BATCH, 1, LR)
         probes.append(reference.probe_gradient(twin, loss_fn, *probe))
-    names = [v.path for v in model.trainable_variables]
+    names = [v.path.split("/", 1)[1] for v in model.trainable_variables]
     return {"series": eventfiles.load(logdir / "train"), "steps": steps,
             "probes": probes, "names": names, "model": model, "twin": twin}
 
