@@ -16,7 +16,8 @@ def clone_with_weights(model):
     return clone
 
 
-def tape_training(model, loss_fn, x, y, batch_size, epochs, learning_rate):
+def tape_training(model, loss_fn, x, y, batch_size, epochs, learning_rate,
+                  clip_norm=None):
     """Returns step_grads[epoch][step][variable] (float64 numpy arrays)."""
     variables = model.trainable_variables
     history = []
@@ -29,6 +30,8 @@ def tape_training(model, loss_fn, x, y, batch_size, epochs, learning_rate):
                 loss = tf.reduce_mean(loss_fn(yb, model(xb, training=True)))
             grads = tape.gradient(loss, variables)
             grads = [tf.convert_to_tensor(g) for g in grads]
+            if clip_norm is not None:  # Keras's clipnorm: per variable
+                grads = [tf.clip_by_norm(g, clip_norm) for g in grads]
             for g, v in zip(grads, variables):
                 v.assign_sub(learning_rate * g)
             epoch_grads.append([g.numpy().astype(np.float64) for g in grads])
