@@ -51,6 +51,14 @@ def _unique_names(variables, model_name=None):
     return names
 
 
+def check_backend(backend):
+    """Only the TensorFlow backend has the graph the capture hooks into."""
+    if backend != "tensorflow":
+        raise ValueError(
+            "GradientTensorBoard needs the TensorFlow backend of Keras. "
+            f"Received: backend={backend!r} (set KERAS_BACKEND=tensorflow)")
+
+
 class GradientTensorBoard(keras.callbacks.TensorBoard):
     """TensorBoard callback that also records how the gradients evolve.
 
@@ -84,11 +92,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                  probe_batches=8, probe_batch_size=128, gradient_freq=1,
                  heatmap_cells=128 * 128, heatmap_encoding="uint8",
                  histograms=True, histogram_buckets=30, **kwargs):
-        if keras.backend.backend() != "tensorflow":
-            raise ValueError(
-                "GradientTensorBoard needs the TensorFlow backend of Keras. "
-                f"Received: backend={keras.backend.backend()!r} (set "
-                "KERAS_BACKEND=tensorflow)")
+        check_backend(keras.backend.backend())
         if not isinstance(source, str) or source not in SOURCE_CHOICES:
             raise ValueError(f"`source` must be one of {SOURCE_CHOICES}. "
                              f"Received: source={source!r}")
