@@ -1,0 +1,199 @@
+"""Overhead of GradientTensorBoard on `fit`, as ratios against plain `fit`.
+
+Paired, alternating runs in one process: each round trains a fresh model
+once with every configuration, in rotating order, and the ratio of each
+configuration's steady-state epoch time (first epoch, which traces, left
+out) to the baseline's in the same round is recorded. The median over rounds
+is reported. Baseline: `fit` with plain `keras.callbacks.TensorBoard`, the
+callback users replace.
+
+Configurations: default (training source), probe, probe + heatmaps and
+histograms every epoch, and the naive approach (a GradientTape over the whole
+training set at every epoch end).
+
+Usage: python bench/overhead.py [--rounds N] [--epochs E] [--models cnn,lstm]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from bench import machine  # noqa: E402
+from tb_gradients import GradientTensorBoard  # noqa: E402
+
+
+def cnn_task():
+    """The seed's MNIST CNN on 12,000 random 28x28 samples, batch 256."""
+    rng = np.random.default_rng(0)
+    x = rng.random((12000, 28, 28, 1), dtype=np.float32)
+    y = keras.utils.to_categorical(rng.integers(0, 10, 12000), 10)
+
+    def build():
+        model = keras.Sequential([
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPool2D(2),
+            keras.layers.Conv2D(64, 3, activation="relu"),
+            keras.layers.MaxPool2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(10, activation="softmax"),
+        ])
+        model.compile(keras.optimizers.SGD(0.01), "categorical_crossentropy")
+        return model
+
+    return build, x, y, 256
+
+
+def lstm_task():
+    """A 2-layer LSTM on 4,000 random sequences of 40 steps x 8 features."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4000, 40, 8)).astype(np.float32)
+    y = (x[:, :5, 0].sum(axis=1) > 0).astype(np.float32)
+
+    def build():
+        model = keras.Sequential([
+            keras.Input((40, 8)),
+            keras.layers.LSTM(64, return_sequences=True),
+            keras.layers.LSTM(64),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ])
+        model.compile(keras.optimizers.SGD(0.01), "binary_crossentropy")
+        return model
+
+    return build, x, y, 128
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Wall time between consecutive epoch starts (includes every callback)."""
+
+    def on_train_begin(self, logs=None):
+        self.marks = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.marks.append(time.perf_counter())
+
+    def on_train_end(self, logs=None):
+        self.marks.append(time.perf_counter())
+
+    def steady_epoch_time(self):
+        durations = np.diff(self.marks)
+        return float(np.median(durations[1:]))
+
+
+class NaiveFullTape(keras.callbacks.Callback):
+    """The naive way: full training set through a GradientTape per epoch."""
+
+    def __init__(self, x, y, batch_size):
+        super().__init__()
+        self.dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(
+            batch_size)
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+
+        @tf.function
+        def batch_gradients(xb, yb):
+            with tf.GradientTape() as tape:
+                loss = model.compute_loss(x=xb, y=yb, y_pred=model(xb))
+            return tape.gradient(loss, model.trainable_variables)
+
+        self.batch_gradients = batch_gradients
+
+    def on_epoch_end(self, epoch, logs=None):
+        totals = None
+        for xb, yb in self.dataset:
+            grads = self.batch_gradients(xb, yb)
+            totals = grads if totals is None else [
+                t + g for t, g in zip(totals, grads)]
+        self.last = [t.numpy() for t in totals]
+
+
+def configurations(x, y, batch, logdir):
+    probe = (x[:512], y[:512])
+    return {
+        "plain": lambda d: [keras.callbacks.TensorBoard(d)],
+        "default": lambda d: [GradientTensorBoard(d)],
+        "probe": lambda d: [GradientTensorBoard(d, source="probe",
+                                                probe_data=probe,
+                                                heatmap_cells=0,
+                                                histograms=False)],
+        "probe_full": lambda d: [GradientTensorBoard(d, source="both",
+                                                     probe_data=probe)],
+        "naive": lambda d: [keras.callbacks.TensorBoard(d),
+                            NaiveFullTape(x, y, batch)],
+    }
+
+
+def measure(task, rounds, epochs, names):
+    build, x, y, batch = task()
+    ratios = {name: [] for name in names if name != "plain"}
+    times = {name: [] for name in names}
+    with tempfile.TemporaryDirectory() as root:
+        configs = configurations(x, y, batch, root)
+        for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            epoch_time = {}
+            for name in order:
+                keras.utils.clear_session()
+                keras.utils.set_random_seed(r)
+                model = build()
+                clock = EpochClock()
+                logdir = os.path.join(root, f"{name}_{r}")
+                model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0,
+                          callbacks=[clock] + configs[name](logdir))
+                epoch_time[name] = clock.steady_epoch_time()
+                times[name].append(epoch_time[name])
+            for name in ratios:
+                ratios[name].append(epoch_time[name] / epoch_time["plain"])
+            print(f"  round {r}: " + ", ".join(
+                f"{n}={epoch_time[n]:.3f}s" for n in names), flush=True)
+    return {
+        "median_ratio": {n: statistics.median(v) for n, v in ratios.items()},
+        "ratios": ratios,
+        "median_epoch_seconds": {n: statistics.median(v)
+                                 for n, v in times.items()},
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--models", default="cnn,lstm")
+    parser.add_argument("--configs",
+                        default="plain,default,probe,probe_full,naive")
+    parser.add_argument("--out", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "out", "overhead.json"))
+    args = parser.parse_args()
+    names = args.configs.split(",")
+    if "plain" not in names:
+        names = ["plain"] + names
+    tasks = {"cnn": cnn_task, "lstm": lstm_task}
+    results = {"machine": machine.describe(), "rounds": args.rounds,
+               "epochs_per_fit": args.epochs, "models": {}}
+    for model_name in args.models.split(","):
+        print(f"{model_name}:", flush=True)
+        results["models"][model_name] = measure(
+            tasks[model_name], args.rounds, args.epochs, names)
+        for n, v in results["models"][model_name]["median_ratio"].items():
+            print(f"  {n:>11}: {v:.3f}x plain fit", flush=True)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
