@@ -6,6 +6,7 @@ writes.
 
 import functools
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -15,6 +16,7 @@ from tb_gradients import capture
 from tb_gradients import metadata
 from tb_gradients import stats
 from tb_gradients import summary
+from tb_gradients import timesteps
 
 SOURCE_CHOICES = ("training", "probe", "both")
 
@@ -85,13 +87,23 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         relative error) or ``"float32"`` (exact).
       histograms: write per-variable gradient histograms.
       histogram_buckets: buckets per histogram.
+      timestep_layers: layers (names or objects) whose output gradient is
+        recorded per timestep on the probe data, in addition to every
+        recurrent layer (SimpleRNN, LSTM, GRU, ConvLSTM, Bidirectional);
+        ``[]`` turns timestep gradients off. Needs ``probe_data``.
+      timestep_samples: probe samples used for timestep gradients.
+      timestep_cells: timesteps are block-averaged to at most this many.
+      timestep_channels: channels (per direction) are block-averaged to at
+        most this many.
       **kwargs: any other `keras.callbacks.TensorBoard` argument.
     """
 
     def __init__(self, log_dir="logs", source="training", probe_data=None,
                  probe_batches=8, probe_batch_size=128, gradient_freq=1,
                  heatmap_cells=128 * 128, heatmap_encoding="uint8",
-                 histograms=True, histogram_buckets=30, **kwargs):
+                 histograms=True, histogram_buckets=30, timestep_layers=None,
+                 timestep_samples=16, timestep_cells=512, timestep_channels=32,
+                 **kwargs):
         check_backend(keras.backend.backend())
         if not isinstance(source, str) or source not in SOURCE_CHOICES:
             raise ValueError(f"`source` must be one of {SOURCE_CHOICES}. "
@@ -103,6 +115,22 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                                            probe_batch_size, 1)
         self.histogram_buckets = _check_int("histogram_buckets",
                                             histogram_buckets, 1)
+        self.timestep_samples = _check_int("timestep_samples",
+                                           timestep_samples, 1)
+        self.timestep_cells = _check_int("timestep_cells", timestep_cells, 1)
+        self.timestep_channels = _check_int("timestep_channels",
+                                            timestep_channels, 1)
+        if timestep_layers is not None and not isinstance(
+                timestep_layers, (list, tuple)):
+            raise TypeError(
+                "`timestep_layers` must be a list of layer names or layers. "
+                f"Received: timestep_layers={timestep_layers!r}")
+        if timestep_layers and probe_data is None:
+            raise ValueError(
+                "`timestep_layers` needs `probe_data`: gradients with "
+                "respect to layer outputs are computed on probe samples. "
+                f"Received: timestep_layers={list(timestep_layers)!r}, "
+                "probe_data=None")
         if heatmap_encoding not in metadata.HEATMAP_ENCODINGS:
             raise ValueError(
                 f"`heatmap_encoding` must be one of "
@@ -121,6 +149,11 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self.heatmap_encoding = heatmap_encoding
         self.histograms = histograms
         self.probe_data = probe_data
+        self.timestep_layers = (None if timestep_layers is None
+                                else list(timestep_layers))
+        self._timesteps = None
+        self._timestep_info = []
+        self._gate_layers = []
         self._probe_batch_list = None
         if probe_data is not None:
             self._probe_batch_list = capture.probe_batches(
@@ -152,7 +185,41 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             self._capture.attach(steps_per_epoch=(self.params or {}).get(
                 "steps"))
             self._guard_train_function(model)
+        self._prepare_recurrent(model)
         super().on_train_begin(logs)
+
+    def _prepare_recurrent(self, model):
+        """Finds the layers for timestep and per-gate gradients."""
+        self._gate_layers = [
+            (layer, timesteps.recurrent_kind(layer),
+             timesteps.gate_weights(layer))
+            for layer in timesteps.find_layers(model, None)
+            if timesteps.recurrent_kind(layer)]
+        layers = timesteps.find_layers(model, self.timestep_layers)
+        self._timesteps, self._timestep_info = None, []
+        if not layers:
+            return
+        if self._probe_batch_list is None:
+            warnings.warn(
+                f"GradientTensorBoard: the model has recurrent layers "
+                f"({', '.join(layer.name for layer in layers)}) but no "
+                "probe_data, so their gradients per timestep are not "
+                "recorded. Pass probe_data=(x, y) (a few samples are enough) "
+                "to record them, or timestep_layers=[] to silence this.",
+                stacklevel=2)
+            return
+        samples = timesteps.first_samples(self._probe_batch_list,
+                                          self.timestep_samples)
+        self._timesteps = timesteps.TimestepGradients(model, layers, samples)
+        self._timestep_info = [timesteps.describe(layer) for layer in layers]
+        try:
+            self._timesteps.compute()
+        except Exception as error:
+            raise ValueError(
+                f"Cannot compute timestep gradients of layers "
+                f"{[layer.name for layer in layers]!r} on `probe_data`: "
+                f"{error}. Received: timestep_layers="
+                f"{self.timestep_layers!r}") from error
 
     def _check_probe_fits(self, model):
         try:
@@ -222,6 +289,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         with self._train_writer.as_default(), tf.summary.record_if(True):
             for record in records:
                 self._write_record(record, epoch)
+            if self._timesteps is not None:
+                self._write_timesteps(epoch)
         self._train_writer.flush()
 
     def _accumulate(self, source, variables, gradients):
@@ -293,6 +362,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             if self.histograms:
                 summary.write_histogram(source, info, gradient,
                                         self.histogram_buckets, epoch)
+        self._write_gates(source, record, names, epoch)
         global_values = stats.global_statistics(
             per_variable, noise_terms=noise_terms,
             skipped_steps=record["skipped_steps"],
@@ -300,3 +370,35 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         summary.write_global_scalars(source, global_values, epoch)
         if record["step_table"] is not None:
             summary.write_steps(source, record["step_table"], epoch)
+
+    def _write_timesteps(self, epoch):
+        results = self._timesteps.compute()
+        for info, (gradient, mask) in zip(self._timestep_info, results):
+            view = timesteps.pooled_layer_gradient(
+                info, gradient, mask, self.timestep_cells,
+                self.timestep_channels)
+            summary.write_timesteps("probe", info, view, gradient.shape[0],
+                                    epoch)
+
+    def _write_gates(self, source, record, names, epoch):
+        """Per-gate breakdown of LSTM/GRU weight gradients."""
+        by_id = {id(v): (g, name) for v, g, name in zip(
+            record["variables"], record["gradients"], names)}
+        for layer, kind, weights in self._gate_layers:
+            gate_count = len(stats.GATES[kind])
+            rows, table = [], []
+            for direction, role, variable in weights:
+                found = by_id.get(id(variable))
+                if found is None:
+                    continue
+                gradient, name = found
+                rows.append({"direction": direction, "role": role,
+                             "variable": name})
+                table.append(stats.gate_statistics(gradient, gate_count))
+                if self.heatmap_cells:
+                    summary.write_gate_heatmap(source, name, layer.name, kind,
+                                               gradient, self.heatmap_cells,
+                                               epoch)
+            if rows:
+                summary.write_gates(source, layer.name, kind, np.stack(table),
+                                    rows, epoch)

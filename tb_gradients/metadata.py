@@ -20,6 +20,12 @@ SOURCES = ("training", "probe")
 KIND_VARIABLE_STATS = "variable_stats"
 KIND_HEATMAP = "heatmap"
 KIND_STEPS = "steps"
+KIND_TIMESTEPS = "timesteps"
+KIND_TIMESTEP_NORMS = "timestep_norms"
+KIND_GATES = "gates"
+KIND_GATE_HEATMAP = "gate_heatmap"
+KINDS = (KIND_VARIABLE_STATS, KIND_HEATMAP, KIND_STEPS, KIND_TIMESTEPS,
+         KIND_TIMESTEP_NORMS, KIND_GATES, KIND_GATE_HEATMAP)
 
 # Columns of the per-variable statistics vector, in order. The definitions
 # are in docs/STATISTICS.md; ``stats.variable_statistics`` computes them.
@@ -121,6 +127,29 @@ def steps_tag(source):
     return f"gradients/{source}/per_step"
 
 
+def timesteps_tag(source, layer):
+    return f"gradients/{source}/timesteps/{layer}"
+
+
+def timestep_norms_tag(source, layer):
+    return f"gradients/{source}/timestep_norms/{layer}"
+
+
+def gates_tag(source, layer):
+    return f"gradients/{source}/gates/{layer}"
+
+
+def gate_heatmap_tag(source, variable):
+    return f"gradients/{source}/gate_heatmap/{variable}"
+
+
+# Columns of the timestep-norm tensor (axis 0).
+TIMESTEP_NORM_CHANNELS = ("l2", "valid")
+# Columns of the per-gate statistics (last axis of the gates tensor).
+GATE_STAT_NAMES = ("l2", "mean_abs", "max_abs")
+GATE_WEIGHT_ROLES = ("kernel", "recurrent_kernel", "bias")
+
+
 def create_summary_metadata(kind, source, description="", **fields):
     """Creates the `SummaryMetadata` of one plugin tensor series.
 
@@ -133,7 +162,7 @@ def create_summary_metadata(kind, source, description="", **fields):
     Returns:
       A `summary_pb2.SummaryMetadata` with ``data_class=DATA_CLASS_TENSOR``.
     """
-    if kind not in (KIND_VARIABLE_STATS, KIND_HEATMAP, KIND_STEPS):
+    if kind not in KINDS:
         raise ValueError(f"Unknown summary kind: {kind!r}")
     if source not in SOURCES:
         raise ValueError(f"Unknown gradient source: {source!r}")
@@ -171,7 +200,7 @@ def parse_plugin_metadata(content):
     version = parsed.get("version")
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
         return None
-    if parsed.get("kind") not in (KIND_VARIABLE_STATS, KIND_HEATMAP, KIND_STEPS):
+    if parsed.get("kind") not in KINDS:
         return None
     if parsed.get("source") not in SOURCES:
         return None

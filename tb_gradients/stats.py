@@ -331,3 +331,114 @@ def histogram_buckets(values, bucket_count=30):
                         [[high + 0.5, high + 0.5, 0.0]] * (bucket_count - 1))
     counts, edges = np.histogram(values, bins=bucket_count, range=(low, high))
     return np.stack([edges[:-1], edges[1:], counts.astype(np.float64)], axis=1)
+
+
+def _block_mean_axis(values, block, axis):
+    """Mean over consecutive blocks of ``block`` along ``axis``."""
+    length = values.shape[axis]
+    starts = np.arange(0, length, block)
+    sums = np.add.reduceat(values, starts, axis=axis)
+    counts = np.diff(np.append(starts, length)).astype(np.float64)
+    shape = [1] * values.ndim
+    shape[axis] = len(counts)
+    return sums / counts.reshape(shape)
+
+
+def timestep_view(gradient, mask=None, max_timesteps=512, max_channels=32,
+                  directions=1):
+    """Pools the gradient w.r.t. a layer's output for storage and plotting.
+
+    Args:
+      gradient: ``(samples, timesteps, ...)`` (a layer returning sequences)
+        or ``(samples, ...)`` (no time axis); trailing axes are flattened
+        into channels.
+      mask: ``(samples, timesteps)`` booleans (True = real timestep) or None.
+      max_timesteps: timesteps are block-averaged to at most this many.
+      max_channels: channels are block-averaged to at most this many per
+        direction.
+      directions: 2 for a concatenating `Bidirectional` layer: each half is
+        pooled on its own so that no block mixes the two directions.
+
+    Returns:
+      dict with ``values`` (float32, ``(samples, T', C')`` or
+      ``(samples, C')``), ``l2`` (``(samples, T')``: the L2 norm over all
+      unpooled channels of each timestep, block-averaged over time; None
+      without a time axis), ``valid`` (``(samples, T')``: fraction of real,
+      unmasked timesteps per block), ``time_block``, ``channel_block``,
+      ``timesteps``, ``channels`` (unpooled sizes) and ``direction_ranges``
+      (pooled channel ``[start, end)`` of each direction).
+    """
+    gradient = np.asarray(gradient, dtype=np.float64)
+    samples = gradient.shape[0]
+    has_time = mask is not None or gradient.ndim >= 3
+    if has_time:
+        flat = gradient.reshape(samples, gradient.shape[1], -1)
+    else:
+        flat = gradient.reshape(samples, 1, -1)
+    timesteps, channels = flat.shape[1], flat.shape[2]
+    per_direction = channels // directions if directions > 1 else channels
+    channel_block = max(1, -(-per_direction // max_channels))
+    time_block = max(1, -(-timesteps // max_timesteps)) if has_time else 1
+    parts, ranges, start = [], [], 0
+    for d in range(directions):
+        part = flat[:, :, d * per_direction:(d + 1) * per_direction]
+        pooled = _block_mean_axis(part, channel_block, axis=2)
+        parts.append(pooled)
+        ranges.append([start, start + pooled.shape[2]])
+        start += pooled.shape[2]
+    values = np.concatenate(parts, axis=2)
+    out = {"time_block": time_block, "channel_block": channel_block,
+           "timesteps": timesteps if has_time else 0, "channels": channels,
+           "direction_ranges": ranges, "l2": None, "valid": None}
+    if not has_time:
+        out["values"] = values[:, 0, :].astype(np.float32)
+        return out
+    out["values"] = _block_mean_axis(values, time_block, axis=1).astype(
+        np.float32)
+    norms = np.sqrt(np.square(flat).sum(axis=2))
+    out["l2"] = _block_mean_axis(norms, time_block, axis=1).astype(np.float32)
+    valid = (np.ones((samples, timesteps)) if mask is None
+             else np.asarray(mask, dtype=np.float64).reshape(samples, -1))
+    out["valid"] = _block_mean_axis(valid, time_block, axis=1).astype(
+        np.float32)
+    return out
+
+
+# Gate order of Keras's fused recurrent weights (last axis).
+GATES = {
+    "LSTM": ("input", "forget", "cell", "output"),
+    "GRU": ("update", "reset", "candidate"),
+}
+GATE_STAT_NAMES = ("l2", "mean_abs", "max_abs")
+
+
+def gate_split(gradient, gate_count):
+    """Splits a fused recurrent weight's gradient into its gates.
+
+    Keras stores LSTM (i, f, c, o) and GRU (z, r, h) weights side by side on
+    the last axis: ``kernel (in, G*u)``, ``recurrent_kernel (u, G*u)``,
+    ``bias (G*u,)`` or ``(2, G*u)`` (GRU with ``reset_after``).
+    """
+    gradient = np.asarray(gradient, dtype=np.float64)
+    return np.split(gradient, gate_count, axis=-1)
+
+
+def gate_statistics(gradient, gate_count):
+    """``(gates, 3)`` array of L2 norm, mean |g| and max |g| per gate."""
+    rows = []
+    for part in gate_split(gradient, gate_count):
+        finite, _ = _finite(part)
+        rows.append([math.sqrt(float(np.square(finite).sum())),
+                     float(np.abs(finite).mean()) if finite.size else 0.0,
+                     float(np.abs(finite).max()) if finite.size else 0.0])
+    return np.array(rows, dtype=np.float64)
+
+
+def gate_heatmaps(gradient, gate_count, max_cells):
+    """Pooled mean |g| of each gate: ``(gates, rows, cols)`` and the block."""
+    parts = gate_split(gradient, gate_count)
+    rows, cols = view_shape(parts[0].shape)
+    block_rows, block_cols = pool_blocks(rows, cols, max_cells)
+    pooled = [pool_mean(np.abs(p).reshape(rows, cols), block_rows, block_cols)
+              for p in parts]
+    return np.stack(pooled), (block_rows, block_cols)

@@ -90,3 +90,67 @@ def write_steps(source, step_table, step):
     table = np.asarray(step_table, dtype=np.float32).reshape(-1, 2)
     tf.summary.write(metadata.steps_tag(source), tf.constant(table), step=step,
                      metadata=summary_metadata)
+
+
+def write_timesteps(source, info, view, samples, step):
+    """Gradient w.r.t. a layer's output: values, and per-timestep norms.
+
+    Args:
+      info: from `timesteps.describe`.
+      view: from `stats.timestep_view`.
+      samples: number of probe samples.
+    """
+    fields = dict(info, samples=int(samples), timesteps=int(view["timesteps"]),
+                  channels=int(view["channels"]),
+                  time_block=int(view["time_block"]),
+                  channel_block=int(view["channel_block"]),
+                  direction_ranges=view["direction_ranges"])
+    summary_metadata = metadata.create_summary_metadata(
+        metadata.KIND_TIMESTEPS, source,
+        description=f"d(loss)/d(output) of layer {info['layer']}", **fields)
+    tf.summary.write(metadata.timesteps_tag(source, info["layer"]),
+                     tf.constant(view["values"]), step=step,
+                     metadata=summary_metadata)
+    if view["l2"] is None:
+        return
+    norms_metadata = metadata.create_summary_metadata(
+        metadata.KIND_TIMESTEP_NORMS, source,
+        description=f"Per-timestep gradient norm of layer {info['layer']}",
+        channels_axis0=list(metadata.TIMESTEP_NORM_CHANNELS), **fields)
+    tf.summary.write(metadata.timestep_norms_tag(source, info["layer"]),
+                     tf.constant(np.stack([view["l2"], view["valid"]])),
+                     step=step, metadata=norms_metadata)
+
+
+def write_gates(source, layer_name, kind, table, rows, step):
+    """Per-gate statistics of an LSTM/GRU layer's weight gradients.
+
+    Args:
+      table: float64 ``(len(rows), gates, 3)``.
+      rows: ``[{"direction", "role", "variable"}]`` naming each row.
+    """
+    summary_metadata = metadata.create_summary_metadata(
+        metadata.KIND_GATES, source,
+        description=f"Per-gate weight-gradient norms of layer {layer_name}",
+        layer=layer_name, recurrent_kind=kind,
+        gates=list(stats.GATES[kind]), rows=rows,
+        stats=list(metadata.GATE_STAT_NAMES))
+    tf.summary.write(metadata.gates_tag(source, layer_name),
+                     tf.constant(np.asarray(table, np.float64)), step=step,
+                     metadata=summary_metadata)
+
+
+def write_gate_heatmap(source, variable, layer_name, kind, gradient,
+                       max_cells, step):
+    """Pooled mean |g| of each gate of one fused recurrent weight (float32)."""
+    gates = stats.GATES[kind]
+    pooled, block = stats.gate_heatmaps(gradient, len(gates),
+                                        max(1, max_cells // len(gates)))
+    summary_metadata = metadata.create_summary_metadata(
+        metadata.KIND_GATE_HEATMAP, source,
+        description=f"Per-gate gradient heatmaps of {variable}",
+        variable=variable, layer=layer_name, recurrent_kind=kind,
+        gates=list(gates), block=list(block))
+    tf.summary.write(metadata.gate_heatmap_tag(source, variable),
+                     tf.constant(pooled.astype(np.float32)), step=step,
+                     metadata=summary_metadata)
