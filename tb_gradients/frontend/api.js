@@ -1,0 +1,80 @@
+// Talks to the plugin's JSON routes. Every request goes through here so that
+// a failure always becomes an ApiError carrying the server's own message,
+// which the views show instead of swallowing.
+
+export class ApiError extends Error {
+  constructor(message, status, route) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.route = route;
+  }
+}
+
+// Responses are immutable for a given URL until the user refreshes, so one
+// cache of promises serves every view (and the heatmap animation, which
+// revisits the same epochs on every loop).
+const cache = new Map();
+
+export function clearCache() {
+  cache.clear();
+}
+
+function urlFor(route, params) {
+  // Relative to the plugin entry page's <base href="plugin/gradients/">.
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params || {})) {
+    if (value !== undefined && value !== null) query.set(key, String(value));
+  }
+  const text = query.toString();
+  return text ? `./${route}?${text}` : `./${route}`;
+}
+
+async function errorMessage(response) {
+  let body = '';
+  try {
+    body = await response.text();
+  } catch (e) {
+    // The body is only decoration for the status line.
+  }
+  try {
+    const parsed = JSON.parse(body);
+    if (parsed && typeof parsed === 'object') {
+      body = parsed.error || parsed.message || body;
+    }
+  } catch (e) {
+    // Plain-text error (TensorBoard answers errors.PublicError this way).
+  }
+  body = String(body).trim();
+  return body || `${response.status} ${response.statusText}`;
+}
+
+export function getJson(route, params) {
+  const url = urlFor(route, params);
+  if (!cache.has(url)) {
+    const request = fetch(url, {headers: {Accept: 'application/json'}})
+      .then(async (response) => {
+        if (!response.ok) {
+          throw new ApiError(await errorMessage(response), response.status, route);
+        }
+        return response.json();
+      })
+      .catch((error) => {
+        // Failed requests are retried on the next call rather than cached.
+        cache.delete(url);
+        if (error instanceof ApiError) throw error;
+        throw new ApiError(`Request ${route} failed: ${error.message}`, 0, route);
+      });
+    cache.set(url, request);
+  }
+  return cache.get(url);
+}
+
+export const fetchRuns = () => getJson('runs');
+export const fetchVariables = (run, source) => getJson('variables', {run, source});
+export const fetchScalars = (run, source) => getJson('scalars', {run, source});
+export const fetchVariableStats = (run, source) =>
+  getJson('variable_stats', {run, source});
+export const fetchSteps = (run, source) => getJson('steps', {run, source});
+export const fetchHeatmap = (run, source, variable, epoch) =>
+  getJson('heatmap', {run, source, variable, epoch});

@@ -1,0 +1,548 @@
+// Canvas 2-D drawing primitives shared by the views: scales, ticks, axes,
+// legends, line / scatter / bar charts and the hover readout. No view logic
+// lives here; a view turns API data into a chart spec and calls a draw
+// function.
+
+import {hideTooltip, showTooltip} from './dom.js';
+
+export const BACKGROUND = '#ffffff';
+const AXIS_COLOR = '#5f6368';
+const GRID_COLOR = '#ebebeb';
+const TEXT_COLOR = '#202124';
+const FONT = '11px Roboto, "Helvetica Neue", Arial, sans-serif';
+const TITLE_FONT = '500 12px Roboto, "Helvetica Neue", Arial, sans-serif';
+const LEGEND_ROW = 16;
+
+export function isNumber(value) {
+  return typeof value === 'number' && Number.isFinite(value);
+}
+
+export function formatNumber(value) {
+  if (value === null || value === undefined) return 'n/a';
+  if (Number.isNaN(value)) return 'NaN';
+  if (!Number.isFinite(value)) return value > 0 ? 'Inf' : '-Inf';
+  if (value === 0) return '0';
+  const magnitude = Math.abs(value);
+  if (magnitude >= 1e5 || magnitude < 1e-3) return value.toExponential(3);
+  return String(Number(value.toPrecision(4)));
+}
+
+// A canvas that knows which view it belongs to (tests and the benchmark find
+// views through data-view) and its CSS size.
+export function createCanvas(view, width, height, label) {
+  const canvas = document.createElement('canvas');
+  canvas.dataset.view = view;
+  canvas.setAttribute('role', 'img');
+  if (label) canvas.setAttribute('aria-label', label);
+  sizeCanvas(canvas, width, height);
+  return canvas;
+}
+
+export function sizeCanvas(canvas, width, height) {
+  const ratio = window.devicePixelRatio || 1;
+  canvas.width = Math.max(1, Math.round(width * ratio));
+  canvas.height = Math.max(1, Math.round(height * ratio));
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  canvas.cssWidth = width;
+  canvas.cssHeight = height;
+}
+
+// Clears the canvas and returns a context that draws in CSS pixels.
+export function context(canvas) {
+  const ratio = canvas.width / canvas.cssWidth;
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.fillStyle = BACKGROUND;
+  ctx.fillRect(0, 0, canvas.cssWidth, canvas.cssHeight);
+  ctx.font = FONT;
+  ctx.textBaseline = 'alphabetic';
+  return ctx;
+}
+
+// ---------------------------------------------------------------- scales
+
+// Smallest and largest usable value; on a log axis only positive values
+// count. Returns null when there is nothing to draw.
+export function extent(values, log = false) {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const value of values) {
+    if (!isNumber(value) || (log && value <= 0)) continue;
+    if (value < min) min = value;
+    if (value > max) max = value;
+  }
+  return min <= max ? [min, max] : null;
+}
+
+export function mergeExtents(extents) {
+  const usable = extents.filter(Boolean);
+  if (!usable.length) return null;
+  return [Math.min(...usable.map((e) => e[0])), Math.max(...usable.map((e) => e[1]))];
+}
+
+function niceStep(span, count) {
+  const raw = span / Math.max(1, count);
+  const power = Math.pow(10, Math.floor(Math.log10(raw)));
+  const fraction = raw / power;
+  const nice = fraction <= 1 ? 1 : fraction <= 2 ? 2 : fraction <= 5 ? 5 : 10;
+  return nice * power;
+}
+
+export function linearTicks(min, max, count = 5, integer = false) {
+  if (!(max > min)) return [min];
+  let step = niceStep(max - min, count);
+  if (integer) step = Math.max(1, Math.round(step));
+  const ticks = [];
+  const first = Math.ceil(min / step - 1e-9) * step;
+  for (let tick = first; tick <= max + step * 1e-9; tick += step) {
+    ticks.push(Math.abs(tick) < step * 1e-9 ? 0 : tick);
+  }
+  return ticks;
+}
+
+export function logTicks(min, max, count = 6) {
+  const low = Math.floor(Math.log10(min) + 1e-9);
+  const high = Math.ceil(Math.log10(max) - 1e-9);
+  const stride = Math.max(1, Math.ceil((high - low) / count));
+  const ticks = [];
+  for (let power = low; power <= high; power += stride) ticks.push(Math.pow(10, power));
+  return ticks;
+}
+
+// Expands a data extent to a drawable domain (nice bounds, never empty).
+export function niceDomain(range, log = false, includeZero = false) {
+  if (!range) return log ? [0.1, 10] : [0, 1];
+  let [min, max] = range;
+  if (log) {
+    let low = Math.floor(Math.log10(min));
+    let high = Math.ceil(Math.log10(max));
+    if (high === low) {
+      low -= 1;
+      high += 1;
+    }
+    return [Math.pow(10, low), Math.pow(10, high)];
+  }
+  if (includeZero) {
+    min = Math.min(0, min);
+    max = Math.max(0, max);
+  }
+  if (max === min) {
+    const pad = max === 0 ? 1 : Math.abs(max) * 0.5;
+    min -= pad;
+    max += pad;
+  }
+  const step = niceStep(max - min, 5);
+  return [Math.floor(min / step) * step, Math.ceil(max / step) * step];
+}
+
+export function scale(domain, range, log = false) {
+  const [d0, d1] = log ? domain.map(Math.log10) : domain;
+  const [r0, r1] = range;
+  const span = d1 - d0 || 1;
+  const map = (value) => {
+    const v = log ? Math.log10(value) : value;
+    return r0 + ((v - d0) / span) * (r1 - r0);
+  };
+  map.domain = domain;
+  map.log = log;
+  return map;
+}
+
+function tickLabel(value, log) {
+  if (log) {
+    const power = Math.round(Math.log10(value));
+    return power >= -2 && power <= 3 ? String(Number(value.toPrecision(1))) : `1e${power}`;
+  }
+  return formatNumber(value);
+}
+
+// ---------------------------------------------------------------- legend
+
+// Lays legend entries out in rows that fit the width; returns the height.
+function layoutLegend(ctx, entries, width) {
+  const rows = [[]];
+  let x = 0;
+  for (const entry of entries) {
+    const itemWidth = 26 + ctx.measureText(entry.label).width + 14;
+    if (x + itemWidth > width && rows[rows.length - 1].length) {
+      rows.push([]);
+      x = 0;
+    }
+    rows[rows.length - 1].push({entry, x});
+    x += itemWidth;
+  }
+  return rows;
+}
+
+function drawLegendSwatch(ctx, entry, x, y) {
+  ctx.save();
+  ctx.strokeStyle = entry.color;
+  ctx.fillStyle = entry.color;
+  ctx.lineWidth = entry.width || 2;
+  if (entry.kind === 'dot') {
+    ctx.beginPath();
+    ctx.arc(x + 10, y, 3, 0, 2 * Math.PI);
+    ctx.fill();
+  } else if (entry.kind === 'box') {
+    ctx.fillRect(x + 3, y - 5, 16, 10);
+  } else if (entry.kind === 'vline') {
+    ctx.setLineDash(entry.dash || []);
+    ctx.beginPath();
+    ctx.moveTo(x + 10, y - 6);
+    ctx.lineTo(x + 10, y + 6);
+    ctx.stroke();
+  } else {
+    ctx.setLineDash(entry.dash || []);
+    ctx.beginPath();
+    ctx.moveTo(x, y);
+    ctx.lineTo(x + 20, y);
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
+function drawLegend(ctx, rows, left, top) {
+  ctx.fillStyle = TEXT_COLOR;
+  rows.forEach((row, index) => {
+    const y = top + index * LEGEND_ROW + LEGEND_ROW / 2;
+    for (const {entry, x} of row) {
+      drawLegendSwatch(ctx, entry, left + x, y);
+      ctx.fillStyle = TEXT_COLOR;
+      ctx.textBaseline = 'middle';
+      ctx.fillText(entry.label, left + x + 26, y);
+    }
+  });
+  ctx.textBaseline = 'alphabetic';
+}
+
+// ---------------------------------------------------------------- frame
+
+// Title, legend, grid, axes and tick labels. Returns the plot area and the
+// x / y scales for the caller to draw data with.
+function drawFrame(ctx, spec, width, height) {
+  const margin = {left: 62, right: 14, top: 8, bottom: spec.bottomMargin || 38};
+  let top = margin.top;
+  if (spec.title) {
+    ctx.font = TITLE_FONT;
+    ctx.fillStyle = TEXT_COLOR;
+    ctx.fillText(spec.title, margin.left, top + 12);
+    ctx.font = FONT;
+    top += 20;
+  }
+  const legendRows = spec.legend && spec.legend.length
+    ? layoutLegend(ctx, spec.legend, width - margin.left - margin.right)
+    : [];
+  drawLegend(ctx, legendRows, margin.left, top);
+  top += legendRows.length * LEGEND_ROW + (legendRows.length ? 6 : 4);
+
+  const area = {
+    left: margin.left,
+    right: width - margin.right,
+    top,
+    bottom: height - margin.bottom,
+  };
+  area.width = area.right - area.left;
+  area.height = area.bottom - area.top;
+
+  const x = scale(spec.xDomain, [area.left, area.right], false);
+  const y = scale(spec.yDomain, [area.bottom, area.top], spec.yLog);
+  const yTicks = spec.yLog
+    ? logTicks(spec.yDomain[0], spec.yDomain[1])
+    : linearTicks(spec.yDomain[0], spec.yDomain[1], Math.max(2, Math.floor(area.height / 40)));
+
+  ctx.lineWidth = 1;
+  ctx.strokeStyle = GRID_COLOR;
+  ctx.fillStyle = AXIS_COLOR;
+  ctx.textAlign = 'right';
+  ctx.textBaseline = 'middle';
+  for (const tick of yTicks) {
+    const py = Math.round(y(tick)) + 0.5;
+    if (py < area.top - 1 || py > area.bottom + 1) continue;
+    ctx.beginPath();
+    ctx.moveTo(area.left, py);
+    ctx.lineTo(area.right, py);
+    ctx.stroke();
+    ctx.fillText(tickLabel(tick, spec.yLog), area.left - 6, py);
+  }
+
+  if (!spec.xCategories) {
+    const xTicks = linearTicks(spec.xDomain[0], spec.xDomain[1],
+      Math.max(2, Math.floor(area.width / 70)), spec.xInteger);
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'top';
+    for (const tick of xTicks) {
+      const px = Math.round(x(tick)) + 0.5;
+      if (px < area.left - 1 || px > area.right + 1) continue;
+      ctx.beginPath();
+      ctx.moveTo(px, area.bottom);
+      ctx.lineTo(px, area.bottom + 4);
+      ctx.strokeStyle = AXIS_COLOR;
+      ctx.stroke();
+      ctx.fillText(formatNumber(tick), px, area.bottom + 6);
+    }
+  }
+
+  ctx.strokeStyle = AXIS_COLOR;
+  ctx.beginPath();
+  ctx.moveTo(area.left + 0.5, area.top);
+  ctx.lineTo(area.left + 0.5, area.bottom + 0.5);
+  ctx.lineTo(area.right, area.bottom + 0.5);
+  ctx.stroke();
+
+  ctx.fillStyle = TEXT_COLOR;
+  if (spec.xLabel) {
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'bottom';
+    ctx.fillText(spec.xLabel, (area.left + area.right) / 2, height - 2);
+  }
+  if (spec.yLabel) {
+    ctx.save();
+    ctx.translate(12, (area.top + area.bottom) / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'middle';
+    ctx.fillText(spec.yLabel, 0, 0);
+    ctx.restore();
+  }
+  ctx.textAlign = 'left';
+  ctx.textBaseline = 'alphabetic';
+  return {area, x, y};
+}
+
+function usable(value, log) {
+  return isNumber(value) && (!log || value > 0);
+}
+
+// ---------------------------------------------------------------- hover
+
+// Each canvas keeps the hit targets of its last drawing; one listener pair
+// per canvas turns the nearest target into a tooltip.
+function installHover(canvas, targets) {
+  canvas.hoverTargets = targets;
+  if (canvas.hoverInstalled) return;
+  canvas.hoverInstalled = true;
+  canvas.addEventListener('mousemove', (event) => {
+    const box = canvas.getBoundingClientRect();
+    const px = event.clientX - box.left;
+    const py = event.clientY - box.top;
+    let best = null;
+    let bestDistance = Infinity;
+    for (const target of canvas.hoverTargets || []) {
+      const distance = target.hit(px, py);
+      if (distance < bestDistance) {
+        bestDistance = distance;
+        best = target;
+      }
+    }
+    if (best && bestDistance <= 12) {
+      showTooltip(best.lines(), event.clientX, event.clientY);
+    } else {
+      hideTooltip();
+    }
+  });
+  canvas.addEventListener('mouseleave', hideTooltip);
+}
+
+function pointTarget(px, py, lines) {
+  return {hit: (mx, my) => Math.hypot(mx - px, my - py), lines};
+}
+
+// ---------------------------------------------------------------- charts
+
+/**
+ * Line / scatter chart.
+ *
+ * spec: {title, xLabel, yLabel, xDomain, yDomain, yLog, xInteger, legend,
+ *   series: [{label, color, dash, width, points: [[x, y]], marker: 'tick' |
+ *     'dot' | null, scatter: bool, describe: (x, y) => [lines]}],
+ *   segments: [{x, y0, y1, color, dash, describe}],   // vertical segments
+ *   vlines: [{x, color, dash}]}                       // full-height markers
+ */
+export function drawLineChart(canvas, spec) {
+  const width = canvas.cssWidth;
+  const height = canvas.cssHeight;
+  const ctx = context(canvas);
+  const {area, x, y} = drawFrame(ctx, spec, width, height);
+  const targets = [];
+  const clampY = (value) => Math.min(area.bottom, Math.max(area.top, value));
+
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(area.left, area.top - 4, area.width + 4, area.height + 8);
+  ctx.clip();
+
+  for (const line of spec.vlines || []) {
+    const px = Math.round(x(line.x)) + 0.5;
+    ctx.strokeStyle = line.color || '#bdbdbd';
+    ctx.lineWidth = 1;
+    ctx.setLineDash(line.dash || [3, 3]);
+    ctx.beginPath();
+    ctx.moveTo(px, area.top);
+    ctx.lineTo(px, area.bottom);
+    ctx.stroke();
+  }
+
+  for (const segment of spec.segments || []) {
+    if (!usable(segment.y0, spec.yLog) || !usable(segment.y1, spec.yLog)) continue;
+    const px = x(segment.x);
+    const p0 = clampY(y(segment.y0));
+    const p1 = clampY(y(segment.y1));
+    ctx.strokeStyle = segment.color || '#9e9e9e';
+    ctx.lineWidth = 1.5;
+    ctx.setLineDash(segment.dash || [4, 3]);
+    ctx.beginPath();
+    ctx.moveTo(px, p0);
+    ctx.lineTo(px, p1);
+    ctx.stroke();
+    if (segment.describe) {
+      targets.push({
+        hit: (mx, my) => (my >= Math.min(p0, p1) - 4 && my <= Math.max(p0, p1) + 4)
+          ? Math.abs(mx - px) + 3 : Infinity,
+        lines: segment.describe,
+      });
+    }
+  }
+  ctx.setLineDash([]);
+
+  for (const series of spec.series) {
+    ctx.strokeStyle = series.color;
+    ctx.fillStyle = series.color;
+    ctx.lineWidth = series.width || 1.75;
+    const pixels = [];
+    for (const [vx, vy] of series.points) {
+      pixels.push(usable(vx, false) && usable(vy, spec.yLog) ? [x(vx), y(vy), vx, vy] : null);
+    }
+    if (series.scatter) {
+      const radius = series.radius || 2;
+      for (const p of pixels) {
+        if (!p) continue;
+        ctx.beginPath();
+        ctx.arc(p[0], p[1], radius, 0, 2 * Math.PI);
+        ctx.fill();
+      }
+    } else {
+      ctx.setLineDash(series.dash || []);
+      ctx.beginPath();
+      let drawing = false;
+      for (const p of pixels) {
+        if (!p) {
+          drawing = false;
+          continue;
+        }
+        if (drawing) ctx.lineTo(p[0], p[1]);
+        else ctx.moveTo(p[0], p[1]);
+        drawing = true;
+      }
+      ctx.stroke();
+      ctx.setLineDash([]);
+      for (const p of pixels) {
+        if (!p) continue;
+        ctx.beginPath();
+        if (series.marker === 'tick') {
+          ctx.moveTo(p[0], p[1] - 4);
+          ctx.lineTo(p[0], p[1] + 4);
+          ctx.stroke();
+        } else if (series.marker === 'dot' || pixels.length === 1) {
+          ctx.arc(p[0], p[1], 2.5, 0, 2 * Math.PI);
+          ctx.fill();
+        }
+      }
+    }
+    for (const p of pixels) {
+      if (!p) continue;
+      const [px, py, vx, vy] = p;
+      targets.push(pointTarget(px, py, () => (series.describe
+        ? series.describe(vx, vy)
+        : [series.label, `${spec.xLabel || 'x'} ${formatNumber(vx)}`,
+           `${spec.yLabel || 'y'}: ${formatNumber(vy)}`])));
+    }
+  }
+  ctx.restore();
+
+  if (!spec.series.some((s) => s.points.some(([vx, vy]) => usable(vx, false) && usable(vy, spec.yLog)))) {
+    ctx.fillStyle = AXIS_COLOR;
+    ctx.textAlign = 'center';
+    ctx.fillText(spec.emptyText || 'No finite values to plot',
+      (area.left + area.right) / 2, (area.top + area.bottom) / 2);
+    ctx.textAlign = 'left';
+  }
+  installHover(canvas, targets);
+}
+
+/**
+ * Grouped bar chart over categories (e.g. variables in input → output order).
+ *
+ * spec: {title, yLabel, yDomain, yLog, legend, categories: [name],
+ *   groups: [{label, color, values: [per category]}], describe(index)}
+ */
+export function drawBarChart(canvas, spec) {
+  const width = canvas.cssWidth;
+  const height = canvas.cssHeight;
+  const ctx = context(canvas);
+  const count = Math.max(1, spec.categories.length);
+  const frameSpec = {...spec, xDomain: [0, count], xCategories: true};
+  const {area, x, y} = drawFrame(ctx, frameSpec, width, height);
+  const slot = area.width / count;
+  const barWidth = Math.max(1, (slot * 0.8) / spec.groups.length);
+  const targets = [];
+
+  spec.groups.forEach((group, g) => {
+    ctx.fillStyle = group.color;
+    group.values.forEach((value, index) => {
+      if (!usable(value, spec.yLog)) return;
+      const left = area.left + index * slot + slot * 0.1 + g * barWidth;
+      const top = Math.max(area.top, Math.min(area.bottom, y(value)));
+      ctx.fillRect(left, top, Math.max(1, barWidth - (barWidth > 3 ? 1 : 0)), area.bottom - top);
+    });
+  });
+
+  // Missing / non-finite values get a marker so that a gap is not mistaken
+  // for a vanishing gradient.
+  ctx.fillStyle = '#d93025';
+  ctx.textAlign = 'center';
+  spec.categories.forEach((_, index) => {
+    const missing = spec.groups.every((group) => !isNumber(group.values[index]));
+    if (missing) ctx.fillText('×', area.left + (index + 0.5) * slot, area.bottom - 4);
+  });
+
+  // Category labels, rotated; thinned out when they would overlap.
+  ctx.fillStyle = AXIS_COLOR;
+  ctx.textAlign = 'right';
+  ctx.textBaseline = 'middle';
+  const every = Math.max(1, Math.ceil(12 / slot));
+  spec.categories.forEach((name, index) => {
+    if (index % every) return;
+    const cx = area.left + (index + 0.5) * slot;
+    ctx.save();
+    ctx.translate(cx, area.bottom + 6);
+    ctx.rotate(-Math.PI / 4);
+    const text = name.length > 22 ? `…${name.slice(-21)}` : name;
+    ctx.fillText(text, 0, 0);
+    ctx.restore();
+  });
+  ctx.textAlign = 'left';
+  ctx.textBaseline = 'alphabetic';
+
+  spec.categories.forEach((_, index) => {
+    const left = area.left + index * slot;
+    targets.push({
+      hit: (mx, my) => (mx >= left && mx < left + slot && my >= area.top && my <= area.bottom + 40)
+        ? 0 : Infinity,
+      lines: () => spec.describe(index),
+    });
+  });
+  installHover(canvas, targets);
+  return {x, y, area};
+}
+
+// Message drawn inside a canvas (keeps the layout stable when a panel has
+// no data).
+export function drawMessage(canvas, message) {
+  const ctx = context(canvas);
+  ctx.fillStyle = AXIS_COLOR;
+  ctx.textAlign = 'center';
+  ctx.textBaseline = 'middle';
+  ctx.fillText(message, canvas.cssWidth / 2, canvas.cssHeight / 2);
+  installHover(canvas, []);
+}

@@ -1,0 +1,62 @@
+// Colours: one per variable (matplotlib's C0..C9 like the seed's figures),
+// one per run, and the heatmap colour map with its NaN / Inf markers.
+
+export const PALETTE = [
+  '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd',
+  '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf',
+];
+
+export function paletteColor(index) {
+  return PALETTE[((index % PALETTE.length) + PALETTE.length) % PALETTE.length];
+}
+
+// Statistic colours, stable across views so a legend is learned once.
+export const STAT_COLORS = {
+  norm: '#1f77b4',
+  norm_accumulated: '#ff7f0e',
+  accumulated_norm: '#2ca02c',
+  dissolving: '#9e9e9e',
+  mean: '#1f77b4',
+  std: '#ff7f0e',
+  max_abs: '#d62728',
+  mean_abs: '#1f77b4',
+  l2: '#2ca02c',
+};
+
+// Heatmap cells the colour map can never produce.
+export const NAN_COLOR = [255, 0, 255];     // magenta
+export const INF_COLOR = [255, 0, 0];       // red
+export const MISSING_COLOR = [200, 200, 200];
+
+// Polynomial fit of matplotlib's viridis (the seed's imshow default);
+// t in [0, 1] → [r, g, b] bytes.
+const VIRIDIS = [
+  [0.2777273272234177, 0.005407344544966578, 0.3340998053353061],
+  [0.1050930431085774, 1.404613529898575, 1.384590162594685],
+  [-0.3308618287255563, 0.214847559468213, 0.09509516302823659],
+  [-4.634230498983486, -5.799100973351585, -19.33244095627987],
+  [6.228269936347081, 14.17993336680509, 56.69055260068105],
+  [4.776384997670288, -13.74514537774601, -65.35303263337234],
+  [-5.435455855934631, 4.645852612178535, 26.3124352495832],
+];
+
+function viridisExact(t) {
+  const rgb = [0, 0, 0];
+  for (let c = 0; c < 3; c++) {
+    let value = 0;
+    for (let k = VIRIDIS.length - 1; k >= 0; k--) value = value * t + VIRIDIS[k][c];
+    rgb[c] = Math.round(255 * Math.min(1, Math.max(0, value)));
+  }
+  return rgb;
+}
+
+const LUT = Array.from({length: 256}, (_, i) => viridisExact(i / 255));
+
+export function viridis(t) {
+  const clamped = Math.min(1, Math.max(0, Number.isFinite(t) ? t : 0));
+  return LUT[Math.round(clamped * 255)];
+}
+
+export function rgbCss(rgb) {
+  return `rgb(${rgb[0]}, ${rgb[1]}, ${rgb[2]})`;
+}

@@ -1,0 +1,406 @@
+// View 6: the seed's heatmap animation. Per variable three panels: Gradient
+// (gradient_mean_abs, or gradient_max_abs), Dissolving gradient
+// (dissolving_mean) and Accumulated gradient (accumulated_mean_abs), each
+// coloured by value / scale where scale is the channel's maximum over all
+// epochs, so colours are comparable along the epoch slider.
+
+import {fetchHeatmap, fetchVariables} from './api.js';
+import {BACKGROUND, createCanvas, formatNumber, sizeCanvas} from './charts.js';
+import {INF_COLOR, MISSING_COLOR, NAN_COLOR, rgbCss, viridis} from './colors.js';
+import {checkbox, el, errorBox, hideTooltip, notice, option, showTooltip} from './dom.js';
+import {runPanels, viewSection} from './panels.js';
+
+const PANELS = [
+  {key: 'gradient', title: 'Gradient'},
+  {key: 'dissolving', title: 'Dissolving gradient', channel: 'dissolving_mean'},
+  {key: 'accumulated', title: 'Accumulated gradient', channel: 'accumulated_mean_abs'},
+];
+const MAX_PANEL_HEIGHT = 180;
+const MAX_CELL = 24;
+const MIN_EXTENT = 10;       // thinnest drawn side, so 1×n vectors stay visible
+const LOG_DECADES = 6;       // the log colour scale spans scale·1e-6 … scale
+const PLAY_INTERVAL_MS = 700;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Pixel size of a rows × cols heatmap drawn into at most width × height.
+function drawSize(rows, cols, width, height) {
+  const cell = Math.min(width / cols, height / rows, MAX_CELL);
+  return {
+    width: Math.max(MIN_EXTENT, Math.min(width, Math.round(cols * cell))),
+    height: Math.max(MIN_EXTENT, Math.round(rows * cell)),
+  };
+}
+
+export function createHeatmapView(state) {
+  const options = {mode: 'first', count: 6, variable: null, gradientMax: false, logColor: false};
+  const {section, controls, body} = viewSection('heatmap', 'Gradient heatmaps',
+    'Pooled |gradient| of each variable (blocks of elements averaged, or their maximum), ' +
+    'the dissolving gradient (Σ|G| − |ΣG|, the part that cancelled out) and the ' +
+    '|accumulated gradient|, each divided by its maximum over all epochs. ' +
+    'Move the slider or press play to watch them evolve.');
+
+  // ---- controls
+  const modeSelect = el('select', {attrs: {id: 'heatmap-mode', 'aria-label': 'Which variables'},
+    dataset: {control: 'heatmap-mode'}}, [
+    option('first', 'First N variables matching the filter', true),
+    option('one', 'One variable'),
+  ]);
+  const countInput = el('input', {attrs: {type: 'number', min: 1, max: 200, value: options.count,
+    id: 'heatmap-count', 'aria-label': 'Number of variables'}, dataset: {control: 'heatmap-count'}});
+  const variableSelect = el('select', {attrs: {id: 'heatmap-variable', 'aria-label': 'Variable'},
+    dataset: {control: 'heatmap-variable'}});
+  const slider = el('input', {attrs: {type: 'range', min: 0, max: 0, step: 1, value: 0,
+    id: 'epoch-slider', 'aria-label': 'Heatmap epoch'}, dataset: {control: 'epoch-slider'}});
+  const epochLabel = el('span', {className: 'slider-label', dataset: {role: 'epoch-label'}});
+  const playButton = el('button', {text: '▶ Play', attrs: {type: 'button', id: 'play-button', 'aria-pressed': 'false'},
+    dataset: {control: 'play'}});
+  const colorBar = createCanvas('heatmap-colorbar', 280, 44, 'Colour scale of the heatmaps');
+  controls.append(
+    el('div', {className: 'control-row'}, [
+      modeSelect, countInput, variableSelect,
+      checkbox('Gradient: show gradient_max_abs', options.gradientMax,
+        (value) => { options.gradientMax = value; updateHeaders(); drawAll(); }, {control: 'heatmap-max'}),
+      checkbox('Log colour scale', options.logColor,
+        (value) => { options.logColor = value; drawColorBar(); drawAll(); }, {control: 'heatmap-log'}),
+    ]),
+    el('div', {className: 'control-row'}, [
+      el('label', {className: 'slider'}, [el('span', {text: 'Epoch '}), slider, epochLabel]),
+      playButton,
+    ]),
+    el('div', {className: 'control-row colorbar-row'}, [
+      colorBar,
+      el('span', {className: 'legend-item'}, [swatch(NAN_COLOR), el('span', {text: 'NaN'})]),
+      el('span', {className: 'legend-item'}, [swatch(INF_COLOR), el('span', {text: 'Inf'})]),
+      el('span', {className: 'legend-item'}, [swatch(MISSING_COLOR), el('span', {text: 'no value'})]),
+    ]));
+
+  function swatch(rgb) {
+    const node = el('span', {className: 'swatch'});
+    node.style.background = rgbCss(rgb);
+    return node;
+  }
+
+  function syncModeControls() {
+    countInput.disabled = options.mode !== 'first';
+    variableSelect.disabled = options.mode !== 'one';
+  }
+  syncModeControls();
+  modeSelect.addEventListener('change', () => { options.mode = modeSelect.value; syncModeControls(); render(); });
+  countInput.addEventListener('change', () => {
+    const value = Math.round(Number(countInput.value));
+    options.count = Number.isFinite(value) && value > 0 ? value : 1;
+    countInput.value = String(options.count);
+    render();
+  });
+  variableSelect.addEventListener('change', () => { options.variable = variableSelect.value; render(); });
+
+  // ---- state of the current rendering
+  let cells = [];            // one per (run panel, variable): {panel, variable, canvases, epochs, data}
+  let epochs = [];           // union of the epochs with heatmaps, sorted
+  let chosenEpoch = null;    // null follows the latest epoch
+  let playing = false;
+  let generation = 0;
+  let headers = [];
+
+  const gradientChannel = () => (options.gradientMax ? 'gradient_max_abs' : 'gradient_mean_abs');
+  const channelOf = (panel) => panel.channel || gradientChannel();
+
+  function updateHeaders() {
+    for (const header of headers) header.sub.textContent = channelOf(header.panel);
+  }
+
+  function currentEpoch() {
+    if (!epochs.length) return null;
+    return chosenEpoch !== null && epochs.includes(chosenEpoch) ? chosenEpoch : epochs[epochs.length - 1];
+  }
+
+  function setSliderTo(epoch) {
+    const index = epochs.indexOf(epoch);
+    slider.value = String(Math.max(0, index));
+    epochLabel.textContent = epoch === null ? '–' : `${epoch} / ${epochs[epochs.length - 1]}`;
+  }
+
+  slider.addEventListener('input', () => {
+    const index = Number(slider.value);
+    chosenEpoch = index === epochs.length - 1 ? null : epochs[index];
+    setSliderTo(currentEpoch());
+    drawAll();
+  });
+
+  playButton.addEventListener('click', () => (playing ? stop() : play()));
+
+  function stop() {
+    playing = false;
+    playButton.textContent = '▶ Play';
+    playButton.setAttribute('aria-pressed', 'false');
+  }
+
+  async function play() {
+    if (epochs.length < 2) return;
+    playing = true;
+    playButton.textContent = '❚❚ Pause';
+    playButton.setAttribute('aria-pressed', 'true');
+    let index = epochs.indexOf(currentEpoch());
+    while (playing) {
+      // Loops like the seed's GIF; each frame waits for its data so that a
+      // slow server shows every epoch instead of skipping ahead.
+      index = (index + 1) % epochs.length;
+      chosenEpoch = epochs[index];
+      setSliderTo(chosenEpoch);
+      await drawAll();
+      await sleep(PLAY_INTERVAL_MS);
+    }
+  }
+
+  // ---- drawing
+
+  function drawColorBar() {
+    const ctx = colorBar.getContext('2d');
+    const ratio = colorBar.width / colorBar.cssWidth;
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.fillStyle = BACKGROUND;
+    ctx.fillRect(0, 0, colorBar.cssWidth, colorBar.cssHeight);
+    const left = 8;
+    const width = colorBar.cssWidth - 16;
+    for (let x = 0; x < width; x++) {
+      ctx.fillStyle = rgbCss(viridis(x / (width - 1)));
+      ctx.fillRect(left + x, 4, 1.5, 14);
+    }
+    ctx.fillStyle = '#5f6368';
+    ctx.font = '11px Roboto, "Helvetica Neue", Arial, sans-serif';
+    ctx.textBaseline = 'top';
+    const ticks = options.logColor
+      ? Array.from({length: LOG_DECADES + 1}, (_, i) => [i / LOG_DECADES, i === LOG_DECADES ? '1' : `1e-${LOG_DECADES - i}`])
+      : [[0, '0'], [0.5, '0.5'], [1, '1']];
+    for (const [t, text] of ticks) {
+      const x = left + t * (width - 1);
+      ctx.fillRect(x, 18, 1, 3);
+      ctx.textAlign = t === 0 ? 'left' : t === 1 ? 'right' : 'center';
+      ctx.fillText(text, x, 22);
+    }
+    ctx.textAlign = 'center';
+    ctx.fillText('value / scale (channel max over all epochs)', left + width / 2, 32);
+  }
+  drawColorBar();
+
+  function colorFraction(value, scale) {
+    if (!(scale > 0)) return 0;
+    const ratio = Math.abs(value) / scale;
+    if (!options.logColor) return ratio;
+    return ratio > 0 ? 1 + Math.log10(ratio) / LOG_DECADES : 0;
+  }
+
+  function drawHeatmap(canvas, data, channelName) {
+    const channel = data.channels[channelName];
+    const {rows, cols} = data;
+    const ctx = canvas.getContext('2d');
+    const ratio = canvas.width / canvas.cssWidth;
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.fillStyle = BACKGROUND;
+    ctx.fillRect(0, 0, canvas.cssWidth, canvas.cssHeight);
+    canvas.hover = null;
+    if (!channel) {
+      ctx.fillStyle = '#5f6368';
+      ctx.fillText(`no ${channelName}`, 4, 14);
+      return;
+    }
+    const nan = new Set(channel.nan || []);
+    const inf = new Set(channel.inf || []);
+    const scale = channel.scale ?? channel.max;
+    // One pixel per cell, scaled up without smoothing so blocks stay sharp.
+    const image = new ImageData(cols, rows);
+    for (let i = 0; i < rows * cols; i++) {
+      const value = channel.values[i];
+      const rgb = nan.has(i) ? NAN_COLOR
+        : inf.has(i) ? INF_COLOR
+          : typeof value === 'number' ? viridis(colorFraction(value, scale)) : MISSING_COLOR;
+      image.data[4 * i] = rgb[0];
+      image.data[4 * i + 1] = rgb[1];
+      image.data[4 * i + 2] = rgb[2];
+      image.data[4 * i + 3] = 255;
+    }
+    const cellsCanvas = document.createElement('canvas');
+    cellsCanvas.width = cols;
+    cellsCanvas.height = rows;
+    cellsCanvas.getContext('2d').putImageData(image, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(cellsCanvas, 0, 0, canvas.cssWidth, canvas.cssHeight);
+    canvas.hover = {data, channel, channelName, scale, nan, inf};
+  }
+
+  function describeCell(canvas, px, py) {
+    const {data, channel, channelName, scale, nan, inf} = canvas.hover;
+    const row = Math.min(data.rows - 1, Math.floor((py / canvas.cssHeight) * data.rows));
+    const col = Math.min(data.cols - 1, Math.floor((px / canvas.cssWidth) * data.cols));
+    const index = row * data.cols + col;
+    const value = channel.values[index];
+    const [blockRows, blockCols] = data.block || [1, 1];
+    const lines = [
+      data.variable,
+      `${canvas.dataset.run}, epoch ${data.epoch}, ${channelName}`,
+      `block (${row}, ${col}) of ${data.rows}×${data.cols}`,
+    ];
+    if (blockRows * blockCols > 1) {
+      const [viewRows, viewCols] = data.view_shape || [data.rows * blockRows, data.cols * blockCols];
+      const lastRow = Math.min(viewRows, (row + 1) * blockRows) - 1;
+      const lastCol = Math.min(viewCols, (col + 1) * blockCols) - 1;
+      lines.push(`elements rows ${row * blockRows}–${lastRow}, cols ${col * blockCols}–${lastCol} of ${viewRows}×${viewCols}`);
+    }
+    if (nan.has(index)) lines.push('value: NaN');
+    else if (inf.has(index)) lines.push('value: Inf');
+    else if (typeof value !== 'number') lines.push('value: none');
+    else {
+      lines.push(`value: ${formatNumber(value)}`);
+      if (scale > 0) lines.push(`value / scale: ${formatNumber(Math.abs(value) / scale)} (scale ${formatNumber(scale)})`);
+    }
+    return lines;
+  }
+
+  function attachHover(canvas) {
+    canvas.addEventListener('mousemove', (event) => {
+      if (!canvas.hover) return hideTooltip();
+      const box = canvas.getBoundingClientRect();
+      showTooltip(describeCell(canvas, event.clientX - box.left, event.clientY - box.top), event.clientX, event.clientY);
+    });
+    canvas.addEventListener('mouseleave', hideTooltip);
+  }
+
+  // The epoch a variable can show for the chosen one: the latest available
+  // not after it (heatmaps may be written every few epochs only).
+  function availableEpoch(cellEpochs, target) {
+    let best = cellEpochs[0];
+    for (const epoch of cellEpochs) if (epoch <= target) best = epoch;
+    return best;
+  }
+
+  async function drawCell(cell, target) {
+    if (!cell.epochs || !cell.epochs.length) return;
+    const epoch = availableEpoch(cell.epochs, target);
+    let data = cell.byEpoch.get(epoch);
+    if (!data) {
+      data = await fetchHeatmap(cell.panel.run, state.source, cell.variable.name, epoch);
+      cell.byEpoch.set(epoch, data);
+    }
+    cell.shownEpoch.textContent = epoch === target ? `epoch ${epoch}` : `epoch ${epoch} (latest ≤ ${target})`;
+    for (const spec of PANELS) drawHeatmap(cell.canvases[spec.key], data, channelOf(spec));
+  }
+
+  async function drawAll() {
+    const target = currentEpoch();
+    if (target === null) return;
+    setSliderTo(target);
+    await Promise.all(cells.map((cell) => drawCell(cell, target).catch((error) => {
+      cell.error.replaceChildren(errorBox(error.message || String(error)));
+    })));
+  }
+
+  // ---- building the panels
+
+  function chooseVariables(variables) {
+    const matching = variables.filter((variable) => variable.heatmap && state.matches(variable.name));
+    if (options.mode === 'one') return matching.filter((variable) => variable.name === options.variable);
+    return matching.slice(0, options.count);
+  }
+
+  function buildCell(panel, variable, canvasWidth) {
+    // Resized once the first response tells the grid's rows × cols.
+    const size = drawSize(1, 1, canvasWidth, MAX_PANEL_HEIGHT);
+    const canvases = {};
+    const shownEpoch = el('span', {className: 'muted'});
+    const error = el('div');
+    const row = el('div', {className: 'heatmap-row'}, PANELS.map((spec) => {
+      const canvas = createCanvas('heatmap', size.width, size.height, `${spec.title} of ${variable.name}`);
+      canvas.dataset.run = panel.run;
+      canvas.dataset.variable = variable.name;
+      canvas.dataset.panel = spec.key;
+      attachHover(canvas);
+      canvases[spec.key] = canvas;
+      const holder = el('div', {className: 'heatmap-cell'}, [canvas]);
+      holder.style.width = `${canvasWidth}px`;
+      return holder;
+    }));
+    panel.element.append(el('div', {className: 'heatmap-variable'}, [
+      el('div', {className: 'heatmap-title'}, [
+        el('span', {className: 'variable-name', text: variable.name}),
+        el('span', {className: 'muted', text: ` [${variable.shape.join('×')}]`}),
+        el('span', {text: ' '}),
+        shownEpoch,
+      ]),
+      row, error,
+    ]));
+    return {panel, variable, canvases, shownEpoch, error, epochs: null, byEpoch: new Map()};
+  }
+
+  async function render() {
+    const mine = ++generation;
+    const panels = runPanels(body, state);
+    const usable = panels.filter((panel) => panel.element);
+    const lists = await Promise.all(usable.map((panel) => fetchVariables(panel.run, state.source)
+      .then((data) => data.variables, (error) => {
+        panel.element.replaceChildren(errorBox(error.message || String(error)));
+        return null;
+      })));
+    if (mine !== generation) return;
+
+    // The variable picker offers every heatmap variable of the selected runs.
+    const names = [];
+    lists.forEach((list) => (list || []).forEach((variable) => {
+      if (variable.heatmap && state.matches(variable.name) && !names.includes(variable.name)) names.push(variable.name);
+    }));
+    if (!names.includes(options.variable)) options.variable = names[0] ?? null;
+    variableSelect.replaceChildren(...names.map((name) => option(name, name, name === options.variable)));
+
+    cells = [];
+    headers = [];
+    usable.forEach((panel, p) => {
+      const list = lists[p];
+      if (!list) return;
+      const chosen = chooseVariables(list);
+      if (!chosen.length) {
+        panel.element.append(notice(list.some((variable) => variable.heatmap)
+          ? 'No variable with a heatmap matches the filter.'
+          : 'No heatmaps in this run for this source.'));
+        return;
+      }
+      const canvasWidth = Math.floor((panel.width - 16) / 3);
+      panel.element.append(el('div', {className: 'heatmap-row heatmap-headers'}, PANELS.map((spec) => {
+        const sub = el('div', {className: 'muted', text: channelOf(spec)});
+        headers.push({panel: spec, sub});
+        const header = el('div', {className: 'heatmap-cell'}, [el('div', {className: 'heatmap-header', text: spec.title}), sub]);
+        header.style.width = `${canvasWidth}px`;
+        return header;
+      })));
+      for (const variable of chosen) cells.push(buildCell(panel, variable, canvasWidth));
+    });
+
+    // The first request (no epoch: the latest) tells each variable's grid
+    // size and which epochs have heatmaps.
+    await Promise.all(cells.map(async (cell) => {
+      try {
+        const data = await fetchHeatmap(cell.panel.run, state.source, cell.variable.name);
+        cell.epochs = [...(data.epochs || [data.epoch])].sort((a, b) => a - b);
+        cell.byEpoch.set(data.epoch, data);
+        const size = drawSize(data.rows, data.cols, Math.floor((cell.panel.width - 16) / 3), MAX_PANEL_HEIGHT);
+        for (const canvas of Object.values(cell.canvases)) sizeCanvas(canvas, size.width, size.height);
+      } catch (error) {
+        cell.error.replaceChildren(errorBox(error.message || String(error)));
+      }
+    }));
+    if (mine !== generation) return;
+    const all = new Set();
+    for (const cell of cells) (cell.epochs || []).forEach((epoch) => all.add(epoch));
+    epochs = [...all].sort((a, b) => a - b);
+    slider.max = String(Math.max(0, epochs.length - 1));
+    slider.disabled = epochs.length < 2;
+    playButton.disabled = epochs.length < 2;
+    if (!epochs.length) {
+      stop();
+      setSliderTo(null);
+      return;
+    }
+    await drawAll();
+  }
+
+  return {id: 'heatmap', section, render};
+}

@@ -1,0 +1,293 @@
+// Entry point of the Gradients tab. TensorBoard loads this module in the
+// plugin's iframe and calls render(); everything the tab shows is built
+// here from the toolbar state and the views' modules.
+
+import {clearCache, fetchRuns, fetchScalars} from './api.js';
+import {checkbox, el, errorBox, notice, option} from './dom.js';
+import {createFlowView} from './flow.js';
+import {createHeatmapView} from './heatmap.js';
+import {createHighestView} from './highest.js';
+import {createLayerStatsView} from './layer_stats.js';
+import {createNormsView} from './norms.js';
+import {healthBadge} from './panels.js';
+import {createStepsView} from './steps.js';
+
+const AUTO_REFRESH_MS = 30000;
+const EMPTY_MESSAGE = 'No gradient data in this run: pass GradientTensorBoard to fit';
+
+// What every view reads: the runs, the user's choices and the variable
+// filter.
+const state = {
+  runs: [],
+  selected: [],
+  source: 'training',
+  filter: '',
+  sharedY: true,
+  filterTest: () => true,
+  health: new Map(),
+  selectedRuns() {
+    return this.runs.filter((info) => this.selected.includes(info.run));
+  },
+  matches(name) {
+    return this.filterTest(name);
+  },
+};
+
+// A filter is a regular expression when it parses as one, else a plain
+// substring (so "dense[" still filters instead of erroring).
+function compileFilter(text) {
+  if (!text) return {test: () => true, kind: ''};
+  try {
+    const pattern = new RegExp(text);
+    return {test: (name) => pattern.test(name), kind: 'regex'};
+  } catch (error) {
+    return {test: (name) => name.includes(text), kind: 'substring'};
+  }
+}
+
+// Epochs at which a run's gradients held NaN / Inf, from the global scalars
+// of each of its sources.
+async function loadHealth(info) {
+  const health = {nanEpochs: [], infEpochs: []};
+  for (const source of info.sources) {
+    const data = await fetchScalars(info.run, source);
+    const collect = (stat, into) => (data.series[stat] || []).forEach((count, i) => {
+      if (count > 0 && !into.includes(data.epochs[i])) into.push(data.epochs[i]);
+    });
+    collect('nan_count', health.nanEpochs);
+    collect('inf_count', health.infEpochs);
+  }
+  health.nanEpochs.sort((a, b) => a - b);
+  health.infEpochs.sort((a, b) => a - b);
+  state.health.set(info.run, health);
+  return health;
+}
+
+function loadStylesheet() {
+  const link = el('link', {attrs: {rel: 'stylesheet', href: new URL('./style.css', import.meta.url).href}});
+  const loaded = new Promise((resolve) => {
+    link.addEventListener('load', resolve);
+    link.addEventListener('error', resolve);  // unstyled beats blank
+  });
+  document.head.append(link);
+  return loaded;
+}
+
+let started = false;
+
+export async function render() {
+  if (started) return;
+  started = true;
+  await loadStylesheet();
+  document.body.classList.add('gradients-tab');
+
+  // ---- toolbar
+  const runPicker = el('div', {className: 'run-picker', attrs: {id: 'run-picker', role: 'group', 'aria-label': 'Runs'},
+    dataset: {control: 'run-picker'}});
+  const sourcePicker = el('select', {attrs: {id: 'source-picker', 'aria-label': 'Gradient source'},
+    dataset: {control: 'source-picker'}});
+  const sourceField = el('label', {className: 'field'}, [el('span', {text: 'Source '}), sourcePicker]);
+  const filterInput = el('input', {attrs: {type: 'search', id: 'variable-filter', placeholder: 'Filter variables (substring or regex)',
+    'aria-label': 'Variable filter', spellcheck: 'false'}, dataset: {control: 'variable-filter'}});
+  const filterKind = el('span', {className: 'muted filter-kind'});
+  const refreshButton = el('button', {text: '⟳ Refresh', attrs: {type: 'button', id: 'refresh-button'},
+    dataset: {control: 'refresh'}});
+  const status = el('span', {className: 'muted status', attrs: {'aria-live': 'polite'}});
+  const errorArea = el('div', {attrs: {id: 'error-box'}});
+  const main = el('main');
+  let autoRefreshTimer = null;
+
+  const toolbar = el('header', {className: 'toolbar'}, [
+    el('div', {className: 'toolbar-group runs-group'}, [
+      el('div', {className: 'toolbar-label'}, [
+        el('span', {text: 'Runs'}),
+        el('button', {text: 'all', className: 'link', attrs: {type: 'button'}, dataset: {control: 'select-all-runs'},
+          on: {click: () => selectRuns(state.runs.map((info) => info.run))}}),
+        el('button', {text: 'first', className: 'link', attrs: {type: 'button'},
+          on: {click: () => selectRuns(state.runs.slice(0, 1).map((info) => info.run))}}),
+      ]),
+      runPicker,
+    ]),
+    el('div', {className: 'toolbar-group'}, [
+      sourceField,
+      el('label', {className: 'field'}, [filterInput, filterKind]),
+      checkbox('Same y scale for all runs', state.sharedY, (value) => {
+        state.sharedY = value;
+        renderViews();
+      }, {control: 'shared-y'}),
+      el('div', {className: 'field'}, [
+        refreshButton,
+        checkbox(`Auto-refresh (${AUTO_REFRESH_MS / 1000} s)`, false, setAutoRefresh, {control: 'auto-refresh'}),
+      ]),
+      status,
+    ]),
+  ]);
+
+  const views = [
+    createNormsView(state),
+    createHighestView(state),
+    createLayerStatsView(state),
+    createFlowView(state),
+    createStepsView(state),
+    createHeatmapView(state),
+  ];
+  const emptyArea = el('div');
+  main.append(emptyArea, ...views.map((view) => view.section));
+  document.body.append(toolbar, errorArea, main);
+
+  // ---- errors
+
+  function showError(message) {
+    errorArea.replaceChildren(errorBox(message));
+  }
+
+  // ---- rendering
+
+  let generation = 0;
+
+  async function renderViews() {
+    const mine = ++generation;
+    document.body.dataset.rendered = 'false';
+    const hasData = state.runs.length > 0;
+    emptyArea.replaceChildren(...(hasData ? [] : [notice(EMPTY_MESSAGE)]));
+    for (const view of views) view.section.hidden = !hasData || !state.selected.length;
+    if (hasData && !state.selected.length) emptyArea.append(notice('Select a run to see its gradients.'));
+    if (hasData && state.selected.length) {
+      // Badges in the panels' headers need the selected runs' health first.
+      await Promise.all(state.selectedRuns().map((info) => loadHealth(info).catch(() => null)));
+      const results = await Promise.allSettled(views.map((view) => view.render()));
+      results.forEach((result, index) => {
+        if (result.status === 'rejected') {
+          showError(`The ${views[index].id} view failed: ${result.reason?.message || result.reason}`);
+          console.error(result.reason);
+        }
+      });
+    }
+    if (mine !== generation) return;
+    status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    document.body.dataset.rendered = 'true';
+    document.body.dispatchEvent(new CustomEvent('gradients-rendered', {bubbles: true}));
+  }
+
+  function updateSourcePicker() {
+    const sources = [];
+    for (const info of state.selectedRuns()) {
+      for (const source of info.sources) if (!sources.includes(source)) sources.push(source);
+    }
+    if (!sources.includes(state.source) && sources.length) {
+      state.source = sources.includes('training') ? 'training' : sources[0];
+    }
+    sourcePicker.replaceChildren(...sources.map((source) => option(source, source, source === state.source)));
+    sourceField.hidden = sources.length < 2;
+  }
+
+  function buildRunPicker() {
+    runPicker.replaceChildren();
+    for (const info of state.runs) {
+      const input = el('input', {attrs: {type: 'checkbox'}, dataset: {control: 'run-checkbox'}});
+      input.value = info.run;
+      input.checked = state.selected.includes(info.run);
+      input.addEventListener('change', () => {
+        const chosen = [...runPicker.querySelectorAll('input[type=checkbox]')]
+          .filter((box) => box.checked).map((box) => box.value);
+        selectRuns(chosen);
+      });
+      const badgeSlot = el('span', {className: 'badge-slot'});
+      const health = state.health.get(info.run);
+      if (health) badgeSlot.append(healthBadge(health) || '');
+      const epochs = el('span', {className: 'muted', text: ` ${info.epochs} epoch${info.epochs === 1 ? '' : 's'}`});
+      runPicker.append(el('label', {className: 'run-option', title: info.run, dataset: {run: info.run}},
+        [input, el('span', {className: 'run-name', text: info.run}), epochs, badgeSlot]));
+      // Badges of runs not shown yet load in the background.
+      if (!health) {
+        loadHealth(info).then((loaded) => {
+          badgeSlot.replaceChildren(...[healthBadge(loaded)].filter(Boolean));
+        }, (error) => {
+          badgeSlot.replaceChildren(el('span', {className: 'badge badge-error', text: 'error', title: error.message}));
+        });
+      }
+    }
+  }
+
+  function selectRuns(runs) {
+    state.selected = state.runs.map((info) => info.run).filter((run) => runs.includes(run));
+    for (const box of runPicker.querySelectorAll('input[type=checkbox]')) {
+      box.checked = state.selected.includes(box.value);
+    }
+    updateSourcePicker();
+    renderViews();
+  }
+
+  async function loadRuns() {
+    try {
+      const data = await fetchRuns();
+      errorArea.replaceChildren();
+      state.runs = data.runs || [];
+    } catch (error) {
+      showError(error.message);
+      state.runs = [];
+      return false;
+    }
+    const names = state.runs.map((info) => info.run);
+    state.selected = state.selected.filter((run) => names.includes(run));
+    if (!state.selected.length && names.length) state.selected = [names[0]];
+    buildRunPicker();
+    updateSourcePicker();
+    return true;
+  }
+
+  async function refresh() {
+    clearCache();
+    state.health.clear();
+    refreshButton.disabled = true;
+    try {
+      await loadRuns();
+      await renderViews();
+    } finally {
+      refreshButton.disabled = false;
+    }
+  }
+
+  function setAutoRefresh(enabled) {
+    clearInterval(autoRefreshTimer);
+    autoRefreshTimer = enabled ? setInterval(() => {
+      if (!refreshButton.disabled) refresh();
+    }, AUTO_REFRESH_MS) : null;
+  }
+
+  // ---- wiring
+
+  refreshButton.addEventListener('click', refresh);
+  sourcePicker.addEventListener('change', () => {
+    state.source = sourcePicker.value;
+    renderViews();
+  });
+  let filterTimer = null;
+  filterInput.addEventListener('input', () => {
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(() => {
+      state.filter = filterInput.value;
+      const compiled = compileFilter(state.filter);
+      state.filterTest = compiled.test;
+      filterKind.textContent = compiled.kind;
+      renderViews();
+    }, 250);
+  });
+  let resizeTimer = null;
+  let lastWidth = window.innerWidth;
+  window.addEventListener('resize', () => {
+    if (window.innerWidth === lastWidth) return;
+    lastWidth = window.innerWidth;
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(renderViews, 250);
+  });
+
+  const ok = await loadRuns();
+  if (ok) {
+    await renderViews();
+  } else {
+    for (const view of views) view.section.hidden = true;
+    document.body.dataset.rendered = 'true';
+    document.body.dispatchEvent(new CustomEvent('gradients-rendered', {bubbles: true}));
+  }
+}

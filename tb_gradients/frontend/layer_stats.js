@@ -1,0 +1,80 @@
+// View 3: per-variable statistics over epochs (the vanishing-gradient seed's
+// mean / S.D. plots, plus max_abs and l2), one small chart per statistic.
+
+import {fetchVariableStats} from './api.js';
+import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from './charts.js';
+import {statColumn} from './data.js';
+import {checkbox, el} from './dom.js';
+import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from './panels.js';
+
+// `mean` is signed, so it always keeps a linear axis.
+const STATS = [
+  {stat: 'mean', title: 'mean', signed: true},
+  {stat: 'std', title: 'std'},
+  {stat: 'max_abs', title: 'max_abs'},
+  {stat: 'l2', title: 'l2'},
+];
+const HEIGHT = 220;
+
+export function createLayerStatsView(state) {
+  const options = {log: false};
+  const {section, controls, body} = viewSection('layer-stats', 'Layer statistics',
+    'Per variable and epoch: mean and standard deviation of the gradient elements, ' +
+    'largest |element| (max_abs) and L2 norm (l2). A layer whose curves sit decades ' +
+    'below the others is not learning (vanishing gradient).');
+  controls.append(checkbox('Log y axis (std, max_abs, l2)', options.log,
+    (value) => { options.log = value; render(); }, {control: 'layer-stats-log'}));
+  let generation = 0;
+
+  async function render() {
+    const mine = ++generation;
+    const panels = runPanels(body, state);
+    const loaded = await loadPanels(panels, (panel) => fetchVariableStats(panel.run, state.source));
+    if (mine !== generation) return;
+    for (const panel of loaded) {
+      panel.variables = panel.data.variables.filter((variable) => state.matches(variable.name));
+    }
+    const {variables: shown, colorOf} = variableColors(loaded);
+    // One y scale per statistic (across runs unless the user unticks it).
+    const yDomains = {};
+    for (const {stat, signed} of STATS) {
+      const log = options.log && !signed;
+      yDomains[stat] = yDomainsOf(state, loaded, (panel) => mergeExtents(panel.variables.map(
+        (variable) => extent(statColumn(panel.data, variable, stat), log))), log, !log && !signed);
+    }
+
+    body.prepend(variableLegend(shown, colorOf));
+    for (const panel of loaded) {
+      const grid = el('div', {className: 'chart-grid'});
+      panel.element.append(grid);
+      const chartWidth = Math.floor((panel.width - 8) / 2);
+      for (const {stat, title, signed} of STATS) {
+        const canvas = createCanvas('layer-stats', chartWidth, HEIGHT, `${stat} per variable of ${panel.run}`);
+        canvas.dataset.run = panel.run;
+        canvas.dataset.stat = stat;
+        grid.append(canvas);
+        if (!panel.variables.length) {
+          drawMessage(canvas, 'No variable matches the filter');
+          continue;
+        }
+        const epochs = panel.data.epochs;
+        const series = panel.variables.map((variable) => {
+          const column = statColumn(panel.data, variable, stat);
+          return {
+            label: variable.name,
+            color: colorOf(variable),
+            marker: epochs.length <= 30 ? 'dot' : null,
+            points: epochs.map((epoch, i) => [epoch, column[i]]),
+            describe: (x, y) => [variable.name, `${panel.run}, epoch ${x}`, `${stat}: ${formatNumber(y)}`],
+          };
+        });
+        drawLineChart(canvas, {
+          title, xLabel: 'epoch', xInteger: true, xDomain: epochDomain(epochs),
+          yDomain: yDomains[stat](panel), yLog: options.log && !signed, series,
+        });
+      }
+    }
+  }
+
+  return {id: 'layer-stats', section, render};
+}

@@ -1,0 +1,141 @@
+// Page structure shared by the views: a section per view and, inside it,
+// one panel per selected run laid out side by side so runs can be compared.
+
+import {extent, mergeExtents, niceDomain} from './charts.js';
+import {paletteColor} from './colors.js';
+import {el, errorBox, notice} from './dom.js';
+
+const PANEL_GAP = 16;
+const MIN_PANEL_WIDTH = 320;
+
+export function viewSection(id, title, caption) {
+  const controls = el('div', {className: 'view-controls'});
+  const body = el('div', {className: 'view-body'});
+  const section = el('section', {className: 'view', attrs: {id: `view-${id}`}, dataset: {section: id}}, [
+    el('h2', {text: title}),
+    caption ? el('p', {className: 'caption', text: caption}) : null,
+    controls,
+    body,
+  ]);
+  return {section, controls, body};
+}
+
+// Width available to each of `count` side-by-side panels.
+export function panelWidth(body, count) {
+  const available = Math.max(MIN_PANEL_WIDTH,
+    body.clientWidth || document.documentElement.clientWidth - 40);
+  const width = Math.floor((available - PANEL_GAP * (count - 1)) / count);
+  return Math.max(MIN_PANEL_WIDTH, Math.min(available, width));
+}
+
+// A warning badge for runs whose gradients held NaN or Inf values.
+export function healthBadge(health) {
+  if (!health || (!health.nanEpochs.length && !health.infEpochs.length)) return null;
+  const parts = [];
+  if (health.nanEpochs.length) parts.push('NaN');
+  if (health.infEpochs.length) parts.push('Inf');
+  const details = [];
+  if (health.nanEpochs.length) details.push(`nan_count > 0 at epochs ${health.nanEpochs.join(', ')}`);
+  if (health.infEpochs.length) details.push(`inf_count > 0 at epochs ${health.infEpochs.join(', ')}`);
+  return el('span', {
+    className: 'badge badge-warning',
+    text: `⚠ ${parts.join(' / ')}`,
+    title: details.join('; '),
+    dataset: {badge: 'non-finite'},
+  });
+}
+
+/**
+ * Replaces `body`'s content with one panel per selected run.
+ *
+ * Returns [{run, element, width, info}] where `info` is the run's entry of
+ * ./runs; panels of runs lacking the chosen source already hold a notice and
+ * are returned with `element: null`.
+ */
+export function runPanels(body, state, {needsSource = true} = {}) {
+  body.replaceChildren();
+  const row = el('div', {className: 'panels'});
+  body.append(row);
+  const runs = state.selectedRuns();
+  const width = panelWidth(body, runs.length);
+  return runs.map((info) => {
+    const header = el('div', {className: 'panel-header'}, [
+      el('span', {className: 'run-name', text: info.run}),
+      healthBadge(state.health.get(info.run)),
+    ]);
+    const content = el('div', {className: 'panel-body'});
+    const panel = el('div', {className: 'panel', dataset: {run: info.run}}, [header, content]);
+    panel.style.width = `${width}px`;
+    row.append(panel);
+    if (needsSource && !info.sources.includes(state.source)) {
+      content.append(notice(`This run has no ${state.source} gradients (sources: ${info.sources.join(', ') || 'none'}).`));
+      return {run: info.run, element: null, width, info};
+    }
+    return {run: info.run, element: content, width, info};
+  });
+}
+
+// Fetches every usable panel's data; a failed request shows the server's
+// message in that panel (the others still draw). Returns the panels that
+// have data, so that a view can compute one y scale over all of them before
+// drawing.
+export async function loadPanels(panels, load) {
+  await Promise.all(panels.filter((panel) => panel.element).map(async (panel) => {
+    try {
+      panel.data = await load(panel);
+    } catch (error) {
+      panel.element.replaceChildren(errorBox(error.message || String(error)));
+      panel.data = undefined;
+    }
+  }));
+  return panels.filter((panel) => panel.element && panel.data !== undefined);
+}
+
+// HTML legend of variable colours (names are logdir data: textContent only).
+// Shown once per view instead of inside every small chart.
+export function variableLegend(variables, colorOf, styles = []) {
+  const items = variables.map((variable) => el('span', {className: 'legend-item', title: variable.name}, [
+    el('span', {className: 'swatch'}),
+    el('span', {text: variable.name}),
+  ]));
+  items.forEach((item, index) => {
+    item.firstChild.style.background = colorOf(variables[index]);
+  });
+  const styleItems = styles.map((style) => el('span', {className: 'legend-item'}, [
+    el('span', {className: `swatch-line ${style.dashed ? 'dashed' : ''}`}),
+    el('span', {text: style.label}),
+  ]));
+  return el('div', {className: 'legend'}, [...styleItems, ...items]);
+}
+
+// The y domain of each panel: one domain over all runs when the user
+// compares them on the same scale (the default), else each run's own.
+// `extentOf(panel)` gives a panel's data extent (see charts.extent).
+export function yDomainsOf(state, loaded, extentOf, log, includeZero) {
+  const own = new Map(loaded.map((panel) => [panel, extentOf(panel)]));
+  const shared = niceDomain(mergeExtents([...own.values()]), log, includeZero);
+  return (panel) => (state.sharedY ? shared : niceDomain(own.get(panel), log, includeZero));
+}
+
+// x domain of a run's epochs. Runs keep their own: a 3-epoch run next to a
+// 150-epoch one would otherwise be squeezed against the axis.
+export function epochDomain(epochs) {
+  const range = extent(epochs);
+  return range ? [range[0], Math.max(range[1], range[0] + 1)] : [0, 1];
+}
+
+// One colour per variable name across all panels (in order of first
+// appearance), so a variable keeps its colour from run to run and the
+// single legend is right for every panel.
+export function variableColors(panels) {
+  const colors = new Map();
+  const variables = [];
+  for (const panel of panels) {
+    for (const variable of panel.variables) {
+      if (colors.has(variable.name)) continue;
+      colors.set(variable.name, paletteColor(colors.size));
+      variables.push(variable);
+    }
+  }
+  return {variables, colorOf: (variable) => colors.get(variable.name)};
+}
