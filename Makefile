@@ -4,6 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CHROMIUM ?= /usr/bin/chromium
 
+PORT ?= 6006
+LOGDIR ?= runs
+# QUICK=1: fewer epochs, about a minute of training.
+DEMO_FLAGS := $(if $(filter 1 yes true,$(QUICK)),--quick,)
+
 .PHONY: test demo demo-train venv browser bench clean
 
 $(VENV)/.installed: setup.py requirements-dev.txt
@@ -25,6 +30,15 @@ browser:
 
 test: venv browser
 	$(PY) -m pytest -q tests
+
+# Train the demo runs into ./runs, then serve them.
+demo: demo-train
+	@echo "Gradients tab: http://localhost:$(PORT)/#gradients"
+	$(PY) -m tensorboard.main --logdir $(LOGDIR) --port $(PORT)
+
+# Train only (no server).
+demo-train: venv
+	$(PY) -m demo.train --logdir $(LOGDIR) $(DEMO_FLAGS)
 
 bench: venv browser
 	$(PY) bench/run_all.py

@@ -1,0 +1,1 @@
+"""The seed articles' experiments, trained with GradientTensorBoard."""
