@@ -175,7 +175,8 @@ def test_initial_epoch_resume_writes_at_the_resumed_epochs(tmp_path):
     assert sorted(series[metadata.scalar_tag("training", "norm")]) == [3, 4]
 
 
-def test_embedding_indexed_slices_with_repeated_ids(tmp_path):
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_embedding_indexed_slices_with_repeated_ids(tmp_path, jit_compile):
     keras.utils.set_random_seed(5)
     model = keras.Sequential([
         keras.Input((5,), dtype="int32"),
@@ -188,7 +189,8 @@ def test_embedding_indexed_slices_with_repeated_ids(tmp_path):
     x = rng.integers(0, 6, size=(64, 5)).astype("int32")  # many repeats
     y = (x[:, 0] > 2).astype("int64")
     model.compile(keras.optimizers.SGD(LR),
-                  keras.losses.SparseCategoricalCrossentropy())
+                  keras.losses.SparseCategoricalCrossentropy(),
+                  jit_compile=jit_compile)
     model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
               callbacks=[GradientTensorBoard(str(tmp_path),
                                              heatmap_encoding="float32")])
