@@ -14,6 +14,7 @@ Notation (per trainable variable, epoch ``e``):
 * ``D_e = A_e - |C_e|``           the (elementwise) dissolving gradient.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -21,6 +22,18 @@ import numpy as np
 from tb_gradients import metadata
 
 
+def _quiet_non_finite(function):
+    """Non-finite gradients are data here, not errors: no numpy warnings."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+@_quiet_non_finite
 def accumulate(accumulated, accumulated_abs, gradient):
     """Adds one epoch gradient to the running sums ``C`` and ``A``.
 
@@ -39,6 +52,7 @@ def accumulate(accumulated, accumulated_abs, gradient):
     return accumulated + gradient, accumulated_abs + np.abs(gradient)
 
 
+@_quiet_non_finite
 def dissolving(accumulated, accumulated_abs):
     """Elementwise dissolving gradient ``D = A - |C|`` (never negative).
 
@@ -55,6 +69,7 @@ def _finite(values):
     return np.where(mask, values, 0.0), mask
 
 
+@_quiet_non_finite
 def variable_statistics(
     gradient,
     accumulated,
@@ -122,6 +137,7 @@ def variable_statistics(
     return out
 
 
+@_quiet_non_finite
 def noise_scale_terms(gradient, sum_sq, steps):
     """Numerator and denominator of the simple gradient noise scale.
 
@@ -253,6 +269,7 @@ def pool_max(view, block_rows, block_cols):
     return _reduce_blocks(view, block_rows, block_cols, np.maximum)
 
 
+@_quiet_non_finite
 def heatmap_channels(gradient, accumulated, accumulated_abs, max_cells):
     """Pooled heatmap channels of one variable (``HEATMAP_CHANNELS``).
 
@@ -344,6 +361,7 @@ def _block_mean_axis(values, block, axis):
     return sums / counts.reshape(shape)
 
 
+@_quiet_non_finite
 def timestep_view(gradient, mask=None, max_timesteps=512, max_channels=32,
                   directions=1):
     """Pools the gradient w.r.t. a layer's output for storage and plotting.
@@ -423,6 +441,7 @@ def gate_split(gradient, gate_count):
     return np.split(gradient, gate_count, axis=-1)
 
 
+@_quiet_non_finite
 def gate_statistics(gradient, gate_count):
     """``(gates, 3)`` array of L2 norm, mean |g| and max |g| per gate."""
     rows = []
@@ -434,6 +453,7 @@ def gate_statistics(gradient, gate_count):
     return np.array(rows, dtype=np.float64)
 
 
+@_quiet_non_finite
 def gate_heatmaps(gradient, gate_count, max_cells):
     """Pooled mean |g| of each gate: ``(gates, rows, cols)`` and the block."""
     parts = gate_split(gradient, gate_count)
