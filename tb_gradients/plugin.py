@@ -1,0 +1,511 @@
+"""The "Gradients" TensorBoard plugin: HTTP routes over the data provider.
+
+Modelled on TensorBoard's histograms plugin: each route is a thin
+``*_route`` that reads its parameters and calls a ``*_impl`` method, which
+reads through ``context.data_provider`` only (so it works with the Python
+loader and with the Rust data server of ``--load_fast=true``) and raises
+``tensorboard.errors`` for bad requests. docs/API.md documents every route.
+"""
+
+import functools
+import os
+import re
+import threading
+
+import numpy as np
+from werkzeug import wrappers
+
+from tensorboard import errors
+from tensorboard import plugin_util
+from tensorboard.backend import http_util
+from tensorboard.data import provider
+from tensorboard.plugins import base_plugin
+from tensorboard.util import tb_logging
+
+from tb_gradients import metadata
+from tb_gradients import plugin_data
+
+logger = tb_logging.get_logger()
+
+# Our series are small and few per epoch: read every stored sample. (How
+# many are stored is set by `GradientsLoader.fix_flags`.)
+_DOWNSAMPLE = 10**9
+
+_SCALARS_PLUGIN = "scalars"
+
+FRONTEND_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            "frontend")
+
+# Fixed at import: a request can only name one of these files.
+ASSETS = plugin_data.asset_map(FRONTEND_DIR)
+
+# Route reserved for the recurrent-layer (per-timestep) view.
+RESERVED_ROUTES = ("/timesteps",)
+
+
+class GradientsLoader(base_plugin.TBLoader):
+    """Loads `GradientsPlugin` and makes TensorBoard keep all its samples."""
+
+    def fix_flags(self, flags):
+        """Keeps every sample of the ``gradients`` series, unless told not to.
+
+        TensorBoard keeps only 10 (Python loader) or 100 (Rust loader)
+        samples of a third-party tensor series by default, which would
+        silently drop epochs. A value the user gave with
+        ``--samples_per_plugin=gradients=N`` is left as it is.
+
+        Args:
+          flags: The parsed ``argparse.Namespace``; ``samples_per_plugin``
+            is a dict there (a string is accepted and parsed, for flags set
+            programmatically).
+        """
+        if not hasattr(flags, "samples_per_plugin"):
+            return
+        samples = _samples_dict(flags.samples_per_plugin)
+        samples.setdefault(metadata.PLUGIN_NAME, 0)
+        flags.samples_per_plugin = samples
+
+    def load(self, context):
+        """Returns the plugin (it needs nothing beyond the data provider)."""
+        return GradientsPlugin(context)
+
+
+def _samples_dict(value):
+    """``--samples_per_plugin`` as a dict, whatever form it arrived in."""
+    if isinstance(value, dict):
+        return dict(value)
+    result = {}
+    for token in str(value or "").split(","):
+        if "=" in token:
+            key, count = token.split("=", 1)
+            try:
+                result[key.strip()] = int(count)
+            except ValueError:
+                raise base_plugin.FlagsError(
+                    "--samples_per_plugin needs plugin=count pairs. "
+                    "Received: %r" % (value,))
+    return result
+
+
+def _guarded(route):
+    """Makes a route answer 4xx, never 500, on data it cannot parse.
+
+    Parameter errors are raised as `errors.InvalidArgumentError` by the
+    routes themselves; anything else that escapes (a series whose shape or
+    content does not match the format) is reported as data not found, and
+    logged with its traceback for whoever runs the server.
+    """
+
+    @functools.wraps(route)
+    def wrapper(self, request):
+        try:
+            return route(self, request)
+        except errors.PublicError:
+            raise
+        except Exception as error:  # the data, not the request, is at fault
+            logger.warning("Gradients plugin could not read data for %r",
+                           request.full_path, exc_info=True)
+            raise errors.NotFoundError(
+                "No readable gradient data for this request (%s: %s)"
+                % (type(error).__name__, error))
+
+    return wrapper
+
+
+def _json_response(request, body):
+    """Strict JSON; ``body`` may already be JSON text (cached bodies)."""
+    if not isinstance(body, str):
+        body = plugin_data.dumps(body)
+    return http_util.Respond(request, body, "application/json")
+
+
+def _required(request, name):
+    value = request.args.get(name)
+    if value is None or value == "":
+        raise errors.InvalidArgumentError(
+            "Missing required parameter %r. Received: %s=%r"
+            % (name, name, value))
+    return value
+
+
+def _source(request):
+    source = _required(request, "source")
+    if source not in metadata.SOURCES:
+        raise errors.InvalidArgumentError(
+            "Parameter 'source' must be one of %r. Received: source=%r"
+            % (metadata.SOURCES, source))
+    return source
+
+
+def _epoch(request):
+    text = request.args.get("epoch")
+    if text is None or text == "":
+        return None
+    epoch = plugin_data.parse_integer(text)
+    if epoch is None:
+        raise errors.InvalidArgumentError(
+            "Parameter 'epoch' must be an integer. Received: epoch=%r"
+            % (text,))
+    return epoch
+
+
+def _filter(request):
+    text = request.args.get("filter")
+    try:
+        return plugin_data.compile_filter(text)
+    except (re.error, RecursionError, OverflowError) as error:
+        raise errors.InvalidArgumentError(
+            "Parameter 'filter' is not a valid regular expression (%s). "
+            "Received: filter=%r" % (error, text))
+
+
+def _context(request):
+    return (plugin_util.context(request.environ),
+            plugin_util.experiment_id(request.environ))
+
+
+class GradientsPlugin(base_plugin.TBPlugin):
+    """Serves the gradient statistics, heatmaps and the frontend."""
+
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context, assets_dir=None):
+        """Creates the plugin.
+
+        Args:
+          context: A `base_plugin.TBContext`; only its ``data_provider`` is
+            used.
+          assets_dir: Folder of the static assets; the package's frontend
+            when ``None`` (other values are for tests).
+        """
+        self._data_provider = context.data_provider
+        self._cache = plugin_data.BodyCache()
+        self._known_contents = {}
+        self._contents_lock = threading.Lock()
+        if assets_dir is None:
+            self._assets_dir, self._assets = FRONTEND_DIR, dict(ASSETS)
+        else:
+            self._assets_dir = assets_dir
+            self._assets = plugin_data.asset_map(assets_dir)
+
+    def get_plugin_apps(self):
+        apps = {
+            "/runs": self.runs_route,
+            "/variables": self.variables_route,
+            "/scalars": self.scalars_route,
+            "/variable_stats": self.variable_stats_route,
+            "/steps": self.steps_route,
+            "/heatmap": self.heatmap_route,
+        }
+        for name in self._assets:
+            apps["/" + name] = functools.partial(self._asset_route, name)
+        return apps
+
+    def is_active(self):
+        """Only asked when the data provider lists no ``gradients`` data.
+
+        `data_plugin_names` already makes the tab active whenever a run has
+        our series; without them there is nothing to show.
+        """
+        return False
+
+    def data_plugin_names(self):
+        return (metadata.PLUGIN_NAME,)
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/index.js",
+                                            tab_name="Gradients")
+
+    # -- reading helpers ------------------------------------------------------
+
+    def _list(self, ctx, experiment, runs=None, tags=None):
+        return self._data_provider.list_tensors(
+            ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME,
+            run_tag_filter=provider.RunTagFilter(runs=runs, tags=tags))
+
+    def _read(self, ctx, experiment, runs, tags):
+        return self._data_provider.read_tensors(
+            ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME,
+            downsample=_DOWNSAMPLE,
+            run_tag_filter=provider.RunTagFilter(runs=runs, tags=tags))
+
+    def _contents(self, ctx, experiment, run, tags):
+        """Parsed metadata content of some tags of a run (absent: left out).
+
+        A series' metadata is fixed by its first event, so once read it is
+        kept: a route that needs it then makes one data-provider call
+        instead of two, which matters with the Rust data server, where each
+        call is a gRPC round trip.
+        """
+        keys = [(experiment, run, tag) for tag in tags]
+        with self._contents_lock:
+            if all(key in self._known_contents for key in keys):
+                return {key[2]: self._known_contents[key] for key in keys}
+        listing = self._list(ctx, experiment, runs=[run], tags=tags)
+        parsed = plugin_data.parse_listing(listing.get(run, {}))
+        with self._contents_lock:
+            for tag, content in parsed.items():
+                self._known_contents[(experiment, run, tag)] = content
+        return parsed
+
+    def _run_listing(self, ctx, experiment, run, source):
+        """One run's series of ``source``; 404 if none.
+
+        Returns:
+          ``(parsed, signature)``: ``{tag: parsed content}`` and
+          `plugin_data.series_signature` of those tags.
+        """
+        listing = self._list(ctx, experiment, runs=[run]).get(run, {})
+        parsed = plugin_data.parse_listing(listing)
+        parsed = {tag: c for tag, c in parsed.items() if c["source"] == source}
+        if not parsed:
+            raise errors.NotFoundError(
+                "No gradient data for run %r and source %r" % (run, source))
+        return parsed, plugin_data.series_signature(listing, parsed)
+
+    def _variables(self, ctx, experiment, run, source):
+        """``(variable entries, parsed, signature)`` of a run; 404 if none."""
+        parsed, signature = self._run_listing(ctx, experiment, run, source)
+        entries = plugin_data.variable_entries(parsed, source)
+        if not entries:
+            raise errors.NotFoundError(
+                "No variable statistics for run %r and source %r"
+                % (run, source))
+        return entries, parsed, signature
+
+    # -- implementations ------------------------------------------------------
+
+    def runs_impl(self, ctx, experiment):
+        """Runs with gradient data, their sources and logged epoch counts.
+
+        The epoch count of a source is the number of samples of its first
+        variable's statistics series, which the writer logs at every logged
+        epoch.
+        """
+        listing = self._list(ctx, experiment)
+        firsts = {}
+        runs = []
+        for run in sorted(listing):
+            parsed = plugin_data.parse_listing(listing[run])
+            sources = plugin_data.sources_present(parsed)
+            if not sources:
+                continue
+            runs.append({"run": run, "sources": sources})
+            for source in sources:
+                entries = plugin_data.variable_entries(parsed, source)
+                if entries:
+                    firsts[(run, source)] = entries[0]["tag"]
+        counts = {}
+        if firsts:
+            data = self._read(ctx, experiment,
+                              runs=sorted({run for run, _ in firsts}),
+                              tags=sorted(set(firsts.values())))
+            for (run, source), tag in firsts.items():
+                counts[(run, source)] = len(data.get(run, {}).get(tag, ()))
+        for entry in runs:
+            entry["epochs"] = max(counts.get((entry["run"], source), 0)
+                                  for source in entry["sources"])
+        return {"runs": runs}
+
+    def variables_impl(self, ctx, experiment, run, source):
+        """The variables of one run and source, in model order."""
+        entries, _, _ = self._variables(ctx, experiment, run, source)
+        return {
+            "run": run,
+            "source": source,
+            "variables": [
+                {key: entry[key] for key in
+                 ("name", "layer", "index", "shape", "size", "heatmap")}
+                for entry in entries
+            ],
+        }
+
+    def scalars_impl(self, ctx, experiment, run, source):
+        """The global ``gradients/<source>/<stat>`` scalars of one run."""
+        tags = [metadata.scalar_tag(source, name)
+                for name in metadata.GLOBAL_STAT_NAMES]
+        data = self._data_provider.read_scalars(
+            ctx, experiment_id=experiment, plugin_name=_SCALARS_PLUGIN,
+            downsample=_DOWNSAMPLE,
+            run_tag_filter=provider.RunTagFilter(runs=[run], tags=tags))
+        epochs, series = plugin_data.scalar_series(data.get(run, {}), source)
+        if not series:
+            raise errors.NotFoundError(
+                "No gradient scalars for run %r and source %r" % (run, source))
+        return {"run": run, "source": source, "epochs": epochs,
+                "series": series}
+
+    def variable_stats_impl(self, ctx, experiment, run, source, pattern=None):
+        """Every variable's statistics vectors over the epochs, as JSON text.
+
+        The body is kept in a cache while the run's series are unchanged:
+        it is the largest one (variables x epochs x statistics) and the
+        frontend asks for it for several views.
+
+        Args:
+          pattern: A compiled regex searched in variable names, or ``None``.
+        """
+        entries, parsed, signature = self._variables(ctx, experiment, run,
+                                                     source)
+        if pattern is not None:
+            entries = [e for e in entries if pattern.search(e["name"])]
+        key = ("variable_stats", experiment, run, source,
+               None if pattern is None else pattern.pattern, signature)
+        return self._cache.get_or_build(key, lambda: plugin_data.dumps(
+            self._variable_stats_body(ctx, experiment, run, source, entries,
+                                      parsed)))
+
+    def _variable_stats_body(self, ctx, experiment, run, source, entries,
+                             parsed):
+        data = {}
+        if entries:
+            data = self._read(ctx, experiment, runs=[run],
+                              tags=[e["tag"] for e in entries]).get(run, {})
+        matrices = [
+            plugin_data.stat_matrix(data.get(entry["tag"], []),
+                                    plugin_data.stat_columns(
+                                        parsed[entry["tag"]]))
+            for entry in entries
+        ]
+        epochs = np.unique(np.concatenate(
+            [steps for steps, _ in matrices] + [np.zeros(0, np.int64)]))
+        variables = []
+        for entry, (steps, matrix) in zip(entries, matrices):
+            aligned, present = plugin_data.align(steps, matrix, epochs)
+            gradient, accumulated = plugin_data.highest_series(aligned,
+                                                               present)
+            variables.append({
+                "name": entry["name"],
+                "layer": entry["layer"],
+                "index": entry["index"],
+                "shape": entry["shape"],
+                "values": plugin_data.aligned_values(aligned, present),
+                "highest_gradient": gradient,
+                "highest_accumulated": accumulated,
+            })
+        return {"run": run, "source": source,
+                "stats": list(metadata.VARIABLE_STAT_NAMES),
+                "epochs": epochs.tolist(), "variables": variables}
+
+    def steps_impl(self, ctx, experiment, run, source):
+        """Per-step global L2 norm and max |g| of each epoch (training)."""
+        tag = metadata.steps_tag(source)
+        content = self._contents(ctx, experiment, run, [tag]).get(tag)
+        if content is None or content["kind"] != metadata.KIND_STEPS:
+            raise errors.NotFoundError(
+                "No per-step gradient data for run %r and source %r"
+                % (run, source))
+        data = self._read(ctx, experiment, runs=[run], tags=[tag])
+        epochs = plugin_data.step_epochs(data.get(run, {}).get(tag, []),
+                                         content)
+        return {"run": run, "source": source, "epochs": epochs}
+
+    def heatmap_impl(self, ctx, experiment, run, source, variable, epoch=None):
+        """Decoded heatmap channels of one variable at one epoch.
+
+        Args:
+          epoch: An epoch number, or ``None`` for the latest one.
+        """
+        heatmap_tag = metadata.heatmap_tag(source, variable)
+        stats_tag = metadata.variable_stats_tag(source, variable)
+        tags = [heatmap_tag, stats_tag]
+        parsed = self._contents(ctx, experiment, run, tags)
+        content = parsed.get(heatmap_tag)
+        if content is None or content["kind"] != metadata.KIND_HEATMAP:
+            raise errors.NotFoundError(
+                "No heatmap of variable %r for run %r and source %r"
+                % (variable, run, source))
+        data = self._read(ctx, experiment, runs=[run], tags=tags).get(run, {})
+        by_epoch = {int(d.step): d for d in data.get(heatmap_tag, [])}
+        epochs = sorted(by_epoch)
+        if not epochs:
+            raise errors.NotFoundError(
+                "No heatmap of variable %r for run %r and source %r"
+                % (variable, run, source))
+        if epoch is None:
+            epoch = epochs[-1]
+        if epoch not in by_epoch:
+            raise errors.NotFoundError(
+                "No heatmap of variable %r at epoch %r for run %r and source "
+                "%r" % (variable, epoch, run, source))
+        rows = {}
+        if parsed.get(stats_tag, {}).get("kind") == metadata.KIND_VARIABLE_STATS:
+            rows = plugin_data.stat_rows(
+                data.get(stats_tag, []),
+                plugin_data.stat_columns(parsed[stats_tag]))
+        tensor = by_epoch[epoch].numpy
+        channels = plugin_data.heatmap_channels(tensor, content, rows, epoch)
+        return {
+            "run": run, "source": source, "variable": variable,
+            "epoch": epoch, "epochs": epochs,
+            "shape": content.get("shape"),
+            "view_shape": content.get("view_shape"),
+            "block": content.get("block"),
+            "rows": int(tensor.shape[1]), "cols": int(tensor.shape[2]),
+            "encoding": content.get("encoding"),
+            "channels": channels,
+        }
+
+    # -- routes ----------------------------------------------------------------
+
+    @wrappers.Request.application
+    @_guarded
+    def runs_route(self, request):
+        ctx, experiment = _context(request)
+        return _json_response(request, self.runs_impl(ctx, experiment))
+
+    @wrappers.Request.application
+    @_guarded
+    def variables_route(self, request):
+        ctx, experiment = _context(request)
+        body = self.variables_impl(ctx, experiment, _required(request, "run"),
+                                   _source(request))
+        return _json_response(request, body)
+
+    @wrappers.Request.application
+    @_guarded
+    def scalars_route(self, request):
+        ctx, experiment = _context(request)
+        body = self.scalars_impl(ctx, experiment, _required(request, "run"),
+                                 _source(request))
+        return _json_response(request, body)
+
+    @wrappers.Request.application
+    @_guarded
+    def variable_stats_route(self, request):
+        ctx, experiment = _context(request)
+        body = self.variable_stats_impl(
+            ctx, experiment, _required(request, "run"), _source(request),
+            _filter(request))
+        return _json_response(request, body)
+
+    @wrappers.Request.application
+    @_guarded
+    def steps_route(self, request):
+        ctx, experiment = _context(request)
+        body = self.steps_impl(ctx, experiment, _required(request, "run"),
+                               _source(request))
+        return _json_response(request, body)
+
+    @wrappers.Request.application
+    @_guarded
+    def heatmap_route(self, request):
+        ctx, experiment = _context(request)
+        body = self.heatmap_impl(
+            ctx, experiment, _required(request, "run"), _source(request),
+            _required(request, "variable"), _epoch(request))
+        return _json_response(request, body)
+
+    @wrappers.Request.application
+    def _asset_route(self, name, request):
+        """One static file of the frontend, read when asked for.
+
+        Reading per request lets the frontend be edited without restarting
+        TensorBoard; the name was fixed when the plugin was loaded.
+        """
+        try:
+            with open(os.path.join(self._assets_dir, name), "rb") as f:
+                content = f.read()
+        except OSError:
+            raise errors.NotFoundError("No static asset %r" % (name,))
+        return http_util.Respond(request, content, self._assets[name])

@@ -1,0 +1,582 @@
+"""Pure helpers of the Gradients plugin: parsing, alignment, decoding, JSON.
+
+Nothing here talks to a data provider or to werkzeug. The functions take the
+plain values a data provider returns (metadata content bytes, numpy arrays,
+``(step, value)`` pairs) and build the JSON bodies of docs/API.md, so each
+one can be tested on hand-made input.
+"""
+
+import collections
+import json
+import math
+import os
+import re
+import threading
+
+import numpy as np
+
+from tb_gradients import metadata
+from tb_gradients import stats
+
+# Static assets: only these extensions are served, with these media types.
+ASSET_CONTENT_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+}
+
+# A served asset name: one path component, no leading dot.
+_ASSET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+_INTEGER = re.compile(r"^[+-]?[0-9]{1,18}$")
+
+
+# -- static assets -----------------------------------------------------------
+
+
+def asset_map(directory):
+    """The fixed ``name -> content type`` map of the static assets.
+
+    Built once from a directory listing so that a request can only ever
+    reach a file that existed under a known name when the plugin was
+    loaded: there is no path in a request that is joined to a directory.
+
+    Args:
+      directory: The folder holding the frontend's ``*.js`` / ``*.css``.
+
+    Returns:
+      A dict from file name to media type; empty if the folder is missing.
+    """
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return {}
+    result = {}
+    for name in names:
+        content_type = ASSET_CONTENT_TYPES.get(os.path.splitext(name)[1])
+        if content_type is None or not _ASSET_NAME.match(name):
+            continue
+        if os.path.isfile(os.path.join(directory, name)):
+            result[name] = content_type
+    return result
+
+
+# -- strict JSON --------------------------------------------------------------
+
+
+def json_safe(value):
+    """``value`` with every NaN/±Inf replaced by ``None``, numpy made plain.
+
+    Browsers' ``JSON.parse`` rejects the ``NaN`` / ``Infinity`` tokens that
+    Python's `json` writes by default, so every body goes through this.
+
+    Args:
+      value: Nested dicts, lists, tuples, numbers, strings, numpy values.
+
+    Returns:
+      The same structure with lists for tuples/arrays and ``None`` for
+      non-finite floats.
+    """
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+def dumps(value):
+    """Strict JSON text of ``value`` (never ``NaN`` or ``Infinity``).
+
+    The bodies are built with ``None`` already in place of non-finite
+    numbers, so the direct encoding nearly always succeeds; the recursive
+    `json_safe` pass (a third of the time of a large body) only runs when
+    it fails.
+    """
+    try:
+        return json.dumps(value, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError):
+        return json.dumps(json_safe(value), allow_nan=False, sort_keys=True)
+
+
+def finite_or_none(value):
+    """A float for a finite number, else ``None``."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def finite_list(array):
+    """A flat list of floats with ``None`` where the value is non-finite."""
+    array = np.asarray(array, dtype=np.float64).reshape(-1)
+    finite = np.isfinite(array)
+    values = array.tolist()
+    if not finite.all():
+        for index in np.flatnonzero(~finite).tolist():
+            values[index] = None
+    return values
+
+
+class BodyCache:
+    """A small thread-safe LRU of JSON response bodies, bounded in bytes.
+
+    A key must include a signature of the data the body was built from
+    (each series' last step and wall time), so that a body is reused only
+    while nothing new was logged. Worth it for `/variable_stats`, whose
+    body takes thousands of tensor reads and megabytes of JSON.
+    """
+
+    def __init__(self, max_bytes=64 * 2**20):
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._entries = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_build(self, key, build):
+        """The cached body of ``key``, or ``build()`` (then cached)."""
+        with self._lock:
+            body = self._entries.get(key)
+            if body is not None:
+                self._entries.move_to_end(key)
+                return body
+        body = build()
+        self._put(key, body)
+        return body
+
+    def _put(self, key, body):
+        size = len(body)
+        if size > self._max_bytes:
+            return
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = body
+            self._bytes += size
+            while self._bytes > self._max_bytes:
+                _, old = self._entries.popitem(last=False)
+                self._bytes -= len(old)
+
+    def clear(self):
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+def series_signature(tag_to_series, tags):
+    """What identifies the current data of ``tags``: last step, wall time."""
+    return tuple(
+        (tag, int(tag_to_series[tag].max_step),
+         float(tag_to_series[tag].max_wall_time))
+        for tag in sorted(tags) if tag in tag_to_series)
+
+
+# -- request parameters -------------------------------------------------------
+
+
+def parse_integer(text):
+    """``int(text)`` for a plain decimal integer, else ``None``.
+
+    Stricter than `int`, which accepts ``"1_0"``, spaces and unicode digits.
+    """
+    if not isinstance(text, str) or not _INTEGER.match(text):
+        return None
+    return int(text)
+
+
+def compile_filter(text):
+    """The compiled variable filter, or ``None`` when there is none.
+
+    Raises:
+      re.error: When ``text`` is not a valid Python regular expression.
+    """
+    if not text:
+        return None
+    return re.compile(text)
+
+
+# -- metadata content ---------------------------------------------------------
+
+
+def parse_listing(tag_to_series):
+    """Parsed content of every readable series of one run.
+
+    Args:
+      tag_to_series: ``{tag: TensorTimeSeries}`` as `list_tensors` returns
+        for one run.
+
+    Returns:
+      ``{tag: content dict}``; series whose content
+      `metadata.parse_plugin_metadata` rejects are left out.
+    """
+    parsed = {}
+    for tag, series in tag_to_series.items():
+        content = metadata.parse_plugin_metadata(series.plugin_content)
+        if content is not None:
+            parsed[tag] = content
+    return parsed
+
+
+def sources_present(parsed):
+    """The sources of a run's parsed listing, in ``metadata.SOURCES`` order."""
+    seen = {content["source"] for content in parsed.values()}
+    return [source for source in metadata.SOURCES if source in seen]
+
+
+def _shape(value):
+    if not isinstance(value, (list, tuple)):
+        return None
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+               for d in value):
+        return None
+    return [int(d) for d in value]
+
+
+def _variable_from_tag(tag, source):
+    prefix = metadata.variable_stats_tag(source, "")
+    return tag[len(prefix):] if tag.startswith(prefix) else None
+
+
+def variable_entries(parsed, source):
+    """The variables of one source, described by their statistics series.
+
+    A series with a malformed ``index`` or ``shape`` is skipped, like any
+    other content this code does not understand.
+
+    Args:
+      parsed: Output of `parse_listing`.
+      source: ``"training"`` or ``"probe"``.
+
+    Returns:
+      A list of dicts ``name, layer, index, shape, size, heatmap, tag``,
+      sorted by ``index`` then ``name``.
+    """
+    heatmaps = {
+        content.get("variable") for content in parsed.values()
+        if content["kind"] == metadata.KIND_HEATMAP
+        and content["source"] == source
+    }
+    entries = []
+    for tag, content in parsed.items():
+        if (content["kind"] != metadata.KIND_VARIABLE_STATS
+                or content["source"] != source):
+            continue
+        name = content.get("variable")
+        if not isinstance(name, str):
+            name = _variable_from_tag(tag, source)
+        index = content.get("index")
+        shape = _shape(content.get("shape"))
+        if (name is None or shape is None or isinstance(index, bool)
+                or not isinstance(index, int)):
+            continue
+        layer = content.get("layer")
+        entries.append({
+            "name": name,
+            "layer": layer if isinstance(layer, str) else name.rsplit("/", 1)[0],
+            "index": index,
+            "shape": shape,
+            "size": int(np.prod(shape, dtype=np.int64)),
+            "heatmap": name in heatmaps,
+            "tag": tag,
+        })
+    entries.sort(key=lambda entry: (entry["index"], entry["name"]))
+    return entries
+
+
+def stat_columns(content):
+    """Names of the columns of a statistics vector, from its content.
+
+    The writer records the column names next to the data; reading them back
+    (rather than assuming ``VARIABLE_STAT_NAMES``) keeps older files
+    readable if a later version reorders or adds columns.
+    """
+    columns = content.get("stats")
+    if (isinstance(columns, list) and columns
+            and all(isinstance(c, str) for c in columns)):
+        return columns
+    return list(metadata.VARIABLE_STAT_NAMES)
+
+
+def stat_matrix(datums, columns):
+    """Statistics vectors of one variable as an ``(epochs, stats)`` matrix.
+
+    Vectorised because `/variable_stats` handles thousands of vectors per
+    request (variables x epochs).
+
+    Args:
+      datums: ``TensorDatum``s of one ``variable_stats`` series.
+      columns: Output of `stat_columns` for that series.
+
+    Returns:
+      ``(epochs, matrix)``: sorted int64 epochs and a float64 matrix whose
+      columns follow ``VARIABLE_STAT_NAMES`` (NaN where the file has no such
+      column). An epoch whose tensor is not a vector of the announced
+      length is left out; of repeated epochs the last one wins.
+    """
+    by_epoch = {}
+    for datum in datums:
+        vector = np.asarray(datum.numpy, dtype=np.float64).reshape(-1)
+        if vector.size == len(columns):
+            by_epoch[int(datum.step)] = vector
+    width = len(metadata.VARIABLE_STAT_NAMES)
+    if not by_epoch:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, width))
+    epochs = np.array(sorted(by_epoch), dtype=np.int64)
+    raw = np.stack([by_epoch[epoch] for epoch in epochs.tolist()])
+    matrix = np.full((len(epochs), width), np.nan)
+    for position, name in enumerate(metadata.VARIABLE_STAT_NAMES):
+        if name in columns:
+            matrix[:, position] = raw[:, columns.index(name)]
+    return epochs, matrix
+
+
+def stat_rows(datums, columns):
+    """``{epoch: row of stat_matrix}``, for lookups of single epochs."""
+    epochs, matrix = stat_matrix(datums, columns)
+    return dict(zip(epochs.tolist(), matrix))
+
+
+def stat_index(name):
+    """Column of ``name`` in `stat_matrix` / `stat_rows` rows."""
+    return metadata.VARIABLE_STAT_NAMES.index(name)
+
+
+def max_finite(values):
+    """The largest finite value of ``values``, or ``None``."""
+    array = np.asarray(list(values), dtype=np.float64)
+    array = array[np.isfinite(array)]
+    return float(array.max()) if array.size else None
+
+
+def _nested_or_none(array):
+    """``array.tolist()`` with ``None`` for every non-finite element."""
+    array = np.asarray(array, dtype=np.float64)
+    finite = np.isfinite(array)
+    if finite.all():
+        return array.tolist()
+    values = array.astype(object)
+    values[~finite] = None
+    return values.tolist()
+
+
+def align(epochs, matrix, all_epochs):
+    """``matrix`` rows placed on ``all_epochs`` (NaN rows where missing).
+
+    Returns:
+      ``(aligned matrix, present)`` with ``present`` a boolean mask.
+    """
+    if np.array_equal(epochs, all_epochs):
+        return matrix, np.ones(len(all_epochs), dtype=bool)
+    positions = np.searchsorted(all_epochs, epochs)
+    aligned = np.full((len(all_epochs), matrix.shape[1]), np.nan)
+    aligned[positions] = matrix
+    present = np.zeros(len(all_epochs), dtype=bool)
+    present[positions] = True
+    return aligned, present
+
+
+def aligned_values(aligned, present):
+    """JSON rows of an aligned matrix: ``None`` rows where not present."""
+    rows = _nested_or_none(aligned)
+    for index in np.flatnonzero(~present).tolist():
+        rows[index] = None
+    return rows
+
+
+def highest_series(aligned, present):
+    """The seed "Gradient Evolution" highest-gradient curves of a variable.
+
+    Both curves are divided by the same ``S``, the largest finite
+    accumulated ``max |C|`` over all epochs (1 when it is 0 or missing), so
+    the two can be drawn on one axis and compared across epochs.
+
+    Args:
+      aligned: The variable's `align`ed statistics matrix.
+      present: Its mask of epochs that have data.
+
+    Returns:
+      ``(highest_gradient, highest_accumulated)``, lists aligned with the
+      rows holding ``None`` where the epoch is missing or non-finite.
+    """
+    max_abs = aligned[:, stat_index("max_abs")]
+    accumulated = aligned[:, stat_index("accumulated_max_abs")]
+    scale = max_finite(accumulated[present])
+    if not scale:
+        scale = 1.0
+    return (_nested_or_none(max_abs / scale),
+            _nested_or_none(accumulated / scale))
+
+
+# -- scalars -----------------------------------------------------------------
+
+
+def scalar_series(tag_to_data, source):
+    """The global statistics of one source, aligned on a common epoch axis.
+
+    Args:
+      tag_to_data: ``{tag: [ScalarDatum]}`` of one run.
+      source: ``"training"`` or ``"probe"``.
+
+    Returns:
+      ``(epochs, {stat: [value or None per epoch]})`` for the stats of
+      ``GLOBAL_STAT_NAMES`` that have data.
+    """
+    by_stat = {}
+    for name in metadata.GLOBAL_STAT_NAMES:
+        data = tag_to_data.get(metadata.scalar_tag(source, name))
+        if data:
+            by_stat[name] = {int(d.step): float(d.value) for d in data}
+    epochs = sorted({step for values in by_stat.values() for step in values})
+    series = {
+        name: [finite_or_none(values.get(epoch)) for epoch in epochs]
+        for name, values in by_stat.items()
+    }
+    return epochs, series
+
+
+# -- per-step table ------------------------------------------------------------
+
+
+def step_columns(content):
+    """The per-step table's ``(l2 column, max_abs column)`` indices."""
+    columns = content.get("columns")
+    if not (isinstance(columns, list) and all(isinstance(c, str)
+                                              for c in columns)):
+        columns = list(metadata.STEP_COLUMNS)
+    return tuple(columns.index(name) if name in columns else None
+                 for name in metadata.STEP_COLUMNS)
+
+
+def step_epochs(datums, content):
+    """Per-epoch lists of per-step ``l2`` and ``max_abs`` values.
+
+    Raises:
+      ValueError: When a tensor is not a ``(steps, columns)`` table.
+    """
+    l2_column, max_column = step_columns(content)
+    epochs = []
+    for datum in sorted(datums, key=lambda d: d.step):
+        table = np.asarray(datum.numpy, dtype=np.float64)
+        if table.ndim != 2:
+            raise ValueError("per-step tensor of epoch %r has shape %r"
+                             % (datum.step, table.shape))
+        epochs.append({
+            "epoch": int(datum.step),
+            "l2": _column(table, l2_column),
+            "max_abs": _column(table, max_column),
+        })
+    return epochs
+
+
+def _column(table, index):
+    if index is None or index >= table.shape[1]:
+        return [None] * table.shape[0]
+    return finite_list(table[:, index])
+
+
+# -- heatmaps -----------------------------------------------------------------
+
+
+def heatmap_layout(content):
+    """Channel order and scale statistics of a heatmap series.
+
+    Returns:
+      ``{channel name: (position in the tensor, scale statistic)}`` for the
+      channels of ``metadata.HEATMAP_CHANNELS`` the series has.
+    """
+    channels = content.get("channels")
+    scales = content.get("channel_scales")
+    if not (isinstance(channels, list) and isinstance(scales, list)
+            and len(channels) == len(scales)):
+        channels = list(metadata.HEATMAP_CHANNELS)
+        scales = list(metadata.HEATMAP_CHANNEL_SCALES)
+    layout = {}
+    for position, (channel, scale) in enumerate(zip(channels, scales)):
+        if channel in metadata.HEATMAP_CHANNELS and scale in \
+                metadata.VARIABLE_STAT_NAMES:
+            layout[channel] = (position, scale)
+    return layout
+
+
+def decades(content):
+    """The uint8 code range in decades (the writer's, else the default)."""
+    value = content.get("decades")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value) and value > 0:
+        return float(value)
+    return metadata.HEATMAP_DECADES
+
+
+def decode_channel(plane, encoding, scale, content):
+    """Float values of one stored heatmap channel.
+
+    Args:
+      plane: The channel's ``(rows, cols)`` array as stored.
+      encoding: ``"uint8"`` or ``"float32"``.
+      scale: The same variable and epoch's value of the channel's scale
+        statistic (``NaN`` when unknown; a uint8 code of 0 still decodes to
+        0 and 254/255 to ±Inf/NaN).
+      content: The series' parsed content (for ``decades``).
+
+    Raises:
+      ValueError: For an unknown encoding.
+    """
+    if encoding == "float32":
+        return np.asarray(plane, dtype=np.float64)
+    if encoding == "uint8":
+        return stats.decode_log_uint8(plane, scale, decades(content))
+    raise ValueError("unknown heatmap encoding %r" % (encoding,))
+
+
+def channel_body(values, scale_over_epochs):
+    """The JSON of one decoded channel (see docs/API.md, ``/heatmap``)."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    finite = np.isfinite(flat)
+    return {
+        "values": finite_list(flat),
+        "nan": np.flatnonzero(np.isnan(flat)).tolist(),
+        "inf": np.flatnonzero(np.isinf(flat)).tolist(),
+        "max": float(flat[finite].max()) if finite.any() else None,
+        "scale": scale_over_epochs,
+    }
+
+
+def heatmap_channels(tensor, content, rows, epoch):
+    """Decoded channels of one heatmap epoch.
+
+    Args:
+      tensor: The stored ``(channels, rows, cols)`` array of ``epoch``.
+      content: The heatmap series' parsed content.
+      rows: `stat_rows` of the same variable (may be empty).
+      epoch: The epoch of ``tensor``.
+
+    Returns:
+      ``{channel name: channel body}`` for ``metadata.HEATMAP_CHANNELS``.
+
+    Raises:
+      ValueError: When the tensor does not have the announced layout.
+    """
+    tensor = np.asarray(tensor)
+    layout = heatmap_layout(content)
+    if tensor.ndim != 3:
+        raise ValueError("heatmap tensor has shape %r" % (tensor.shape,))
+    encoding = content.get("encoding", "uint8")
+    row = rows.get(epoch)
+    body = {}
+    for channel in metadata.HEATMAP_CHANNELS:
+        if channel not in layout or layout[channel][0] >= tensor.shape[0]:
+            continue
+        position, scale_name = layout[channel]
+        column = stat_index(scale_name)
+        scale = float(row[column]) if row is not None else float("nan")
+        values = decode_channel(tensor[position], encoding, scale, content)
+        overall = max_finite(r[column] for r in rows.values())
+        body[channel] = channel_body(values, overall)
+    return body
