@@ -1,0 +1,646 @@
+"""The plugin's HTTP routes inside TensorBoard's real WSGI app.
+
+Real runs are trained into a logdir (tests.logdirs), TensorBoard's own flag
+parser and Python loader (`LocalDataIngester`: EventMultiplexer +
+MultiplexerDataProvider) read it, and every answer is compared with what
+TensorBoard's event reader (tests.eventfiles) finds in the same files.
+"""
+
+import json
+import math
+import os
+import urllib.parse
+
+import numpy as np
+import pytest
+from tensorboard import program
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_ingester
+from tensorboard.plugins.core import core_plugin
+from werkzeug import test as werkzeug_test
+
+from tb_gradients import metadata
+from tb_gradients import plugin
+from tb_gradients import stats
+from tests import eventfiles
+from tests import logdirs
+
+HOSTILE = "<img src=x onerror=window.__pwned=1>"
+LONG_EPOCHS = 150
+PREFIX = "/data/plugin/gradients"
+
+
+# -- the logdir (shared with test_tensorboard_server.py) ---------------------
+
+
+def build_logdir(root):
+    """The standard runs, a 150-epoch run and a float32-heatmap run.
+
+    Built once per session: a marker file says the training finished, so a
+    second module asking for the same root reuses it.
+    """
+    root = str(root)
+    marker = os.path.join(root, ".complete")
+    if os.path.exists(marker):
+        return root
+    logdirs.standard_logdir(root)
+    logdirs.train_mlp_run(os.path.join(root, "long"), epochs=LONG_EPOCHS,
+                          source="training", heatmap_cells=64,
+                          histograms=False)
+    logdirs.train_mlp_run(os.path.join(root, "float"), epochs=2,
+                          source="training", heatmap_encoding="float32",
+                          heatmap_cells=16, histograms=False)
+    with open(marker, "w") as f:
+        f.write("ok")
+    return root
+
+
+def shared_logdir(tmp_path_factory):
+    return build_logdir(tmp_path_factory.getbasetemp() / "gradients_logdir")
+
+
+@pytest.fixture(scope="session")
+def logdir(tmp_path_factory):
+    return shared_logdir(tmp_path_factory)
+
+
+def make_app(logdir, *extra_argv, loader=None):
+    """TensorBoard's WSGI app over the Python loader, flags parsed by TB."""
+    loader = loader or plugin.GradientsLoader()
+    tensorboard = program.TensorBoard(
+        plugins=[core_plugin.CorePluginLoader(), loader])
+    tensorboard.configure(argv=[
+        "tensorboard", "--logdir", str(logdir), "--load_fast=false",
+        "--reload_task=blocking", "--reload_interval=0", *extra_argv])
+    ingester = data_ingester.LocalDataIngester(tensorboard.flags)
+    ingester.start()
+    return application.TensorBoardWSGIApp(
+        tensorboard.flags, [core_plugin.CorePluginLoader(), loader],
+        ingester.data_provider), tensorboard.flags
+
+
+@pytest.fixture(scope="module")
+def client(logdir):
+    app, _ = make_app(logdir)
+    return werkzeug_test.Client(app)
+
+
+@pytest.fixture(scope="module")
+def events(logdir):
+    """Independent reading of every run: run name -> eventfiles.load()."""
+    cache = {}
+
+    def load(run):
+        if run not in cache:
+            cache[run] = eventfiles.load(os.path.join(logdir, run))
+        return cache[run]
+
+    return load
+
+
+def _reject_constant(name):
+    raise AssertionError(f"non-strict JSON constant {name!r} in a response")
+
+
+def strict_json(response):
+    return json.loads(response.get_data(as_text=True),
+                      parse_constant=_reject_constant)
+
+
+def get(client, route, **params):
+    query = urllib.parse.urlencode(params)
+    return client.get(f"{PREFIX}{route}" + (f"?{query}" if query else ""))
+
+
+def get_json(client, route, **params):
+    response = get(client, route, **params)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    return strict_json(response)
+
+
+def assert_error(client, status, route, words=(), **params):
+    response = get(client, route, **params)
+    assert response.status_code == status, response.get_data(as_text=True)
+    text = response.get_data(as_text=True)
+    for word in words:
+        assert word in text, text
+    return text
+
+
+def same(json_value, stored):
+    """A JSON value equals a stored float (null for non-finite)."""
+    stored = float(stored)
+    if not math.isfinite(stored):
+        return json_value is None
+    return json_value is not None and math.isclose(json_value, stored,
+                                                   rel_tol=1e-12, abs_tol=0)
+
+
+# -- flags -------------------------------------------------------------------
+
+
+def test_fix_flags_keeps_every_gradients_sample(logdir):
+    _, flags = make_app(logdir)
+    assert flags.samples_per_plugin[metadata.PLUGIN_NAME] == 0
+
+
+def test_fix_flags_respects_the_user_value(logdir):
+    app, flags = make_app(logdir, "--samples_per_plugin=gradients=5,images=3")
+    assert flags.samples_per_plugin == {"gradients": 5, "images": 3}
+    body = get_json(werkzeug_test.Client(app), "/heatmap", run="long/train",
+                    source="training", variable="dense_0/kernel")
+    assert len(body["epochs"]) == 5
+
+
+def test_fix_flags_accepts_a_string_value():
+    class Flags:
+        samples_per_plugin = "scalars=7"
+
+    flags = Flags()
+    plugin.GradientsLoader().fix_flags(flags)
+    assert flags.samples_per_plugin == {"scalars": 7, "gradients": 0}
+
+
+# -- /runs ---------------------------------------------------------------------
+
+
+def test_runs(client):
+    body = get_json(client, "/runs")
+    runs = {entry["run"]: entry for entry in body["runs"]}
+    assert [entry["run"] for entry in body["runs"]] == sorted(runs)
+    assert runs["tanh/train"] == {"run": "tanh/train",
+                                  "sources": ["training", "probe"],
+                                  "epochs": 4}
+    assert runs["exploding/train"]["sources"] == ["training"]
+    assert runs["exploding/train"]["epochs"] == 3
+    assert runs["long/train"]["epochs"] == LONG_EPOCHS
+    assert runs[f"{HOSTILE}/train"]["epochs"] == 2
+
+
+def test_runs_only_lists_runs_with_gradient_data(tmp_path, logdir):
+    import shutil
+
+    import tensorflow as tf
+
+    shutil.copytree(os.path.join(logdir, "float"), tmp_path / "float")
+    with tf.summary.create_file_writer(str(tmp_path / "plain")).as_default():
+        tf.summary.scalar("loss", 1.0, step=0)
+    app, _ = make_app(tmp_path)
+    body = get_json(werkzeug_test.Client(app), "/runs")
+    assert [entry["run"] for entry in body["runs"]] == ["float/train"]
+
+
+# -- /variables ------------------------------------------------------------------
+
+
+def test_variables(client, events):
+    body = get_json(client, "/variables", run="tanh/train", source="probe")
+    assert body["run"] == "tanh/train" and body["source"] == "probe"
+    names = [v["name"] for v in body["variables"]]
+    assert names == ["dense_0/kernel", "dense_0/bias", "dense_1/kernel",
+                     "dense_1/bias", "output/kernel", "output/bias"]
+    assert [v["index"] for v in body["variables"]] == list(range(6))
+    first = body["variables"][0]
+    assert first == {"name": "dense_0/kernel", "layer": "dense_0", "index": 0,
+                     "shape": [6, 8], "size": 48, "heatmap": True}
+    stored = events("tanh/train")["__metadata__"]
+    for variable in body["variables"]:
+        tag = metadata.variable_stats_tag("probe", variable["name"])
+        content = json.loads(stored[tag].plugin_data.content)
+        assert variable["shape"] == content["shape"]
+        assert variable["layer"] == content["layer"]
+
+
+def test_variables_without_heatmaps(logdir, tmp_path):
+    logdirs.train_mlp_run(tmp_path / "plain", epochs=1, source="training",
+                          layers=1, heatmap_cells=0, histograms=False)
+    app, _ = make_app(tmp_path)
+    body = get_json(werkzeug_test.Client(app), "/variables",
+                    run="plain/train", source="training")
+    assert [v["heatmap"] for v in body["variables"]] == [False] * 4
+    assert_error(werkzeug_test.Client(app), 404, "/heatmap", ["heatmap"],
+                 run="plain/train", source="training",
+                 variable="dense_0/kernel")
+
+
+# -- /scalars -------------------------------------------------------------------
+
+
+def test_scalars_match_the_event_files(client, events):
+    for source in ("training", "probe"):
+        body = get_json(client, "/scalars", run="relu/train", source=source)
+        series = events("relu/train")
+        assert body["epochs"] == [0, 1, 2, 3]
+        expected = [name for name in metadata.GLOBAL_STAT_NAMES
+                    if source == "training"
+                    or name not in metadata.TRAINING_ONLY_STATS]
+        assert sorted(body["series"]) == sorted(expected)
+        for name, values in body["series"].items():
+            for epoch, value in zip(body["epochs"], values):
+                assert same(value, eventfiles.scalar(series, source, name,
+                                                     epoch)), (name, epoch)
+
+
+def test_scalars_of_the_nan_run(client, events):
+    body = get_json(client, "/scalars", run="exploding/train",
+                    source="training")
+    series = events("exploding/train")
+    for name, values in body["series"].items():
+        for epoch, value in zip(body["epochs"], values):
+            assert same(value, eventfiles.scalar(series, "training", name,
+                                                 epoch))
+    assert body["series"]["nan_count"][0] > 0
+
+
+def test_scalars_of_every_epoch(client):
+    body = get_json(client, "/scalars", run="long/train", source="training")
+    assert body["epochs"] == list(range(LONG_EPOCHS))
+    assert all(len(v) == LONG_EPOCHS for v in body["series"].values())
+
+
+# -- /variable_stats ------------------------------------------------------------
+
+
+def test_variable_stats_match_the_event_files(client, events):
+    body = get_json(client, "/variable_stats", run="tanh/train",
+                    source="training")
+    series = events("tanh/train")
+    assert body["stats"] == list(metadata.VARIABLE_STAT_NAMES)
+    assert body["epochs"] == [0, 1, 2, 3]
+    for variable in body["variables"]:
+        for epoch, vector in zip(body["epochs"], variable["values"]):
+            stored = eventfiles.variable_stats(series, "training",
+                                               variable["name"], epoch)
+            assert len(vector) == len(body["stats"])
+            for name, value in zip(body["stats"], vector):
+                assert same(value, stored[name]), (variable["name"], name)
+
+
+def test_variable_stats_highest_curves(client, events):
+    body = get_json(client, "/variable_stats", run="tanh/train",
+                    source="probe")
+    series = events("tanh/train")
+    for variable in body["variables"]:
+        rows = [eventfiles.variable_stats(series, "probe", variable["name"],
+                                          epoch) for epoch in body["epochs"]]
+        scale = max(row["accumulated_max_abs"] for row in rows) or 1.0
+        for i, row in enumerate(rows):
+            assert math.isclose(variable["highest_gradient"][i],
+                                row["max_abs"] / scale)
+            assert math.isclose(variable["highest_accumulated"][i],
+                                row["accumulated_max_abs"] / scale)
+        assert max(variable["highest_accumulated"]) == pytest.approx(1.0)
+
+
+def test_variable_stats_of_the_nan_run(client, events):
+    body = get_json(client, "/variable_stats", run="exploding/train",
+                    source="training")
+    series = events("exploding/train")
+    nan_count = body["stats"].index("nan_count")
+    assert any(vector[nan_count] for v in body["variables"]
+               for vector in v["values"])
+    assert any(value is None for v in body["variables"]
+               for vector in v["values"] for value in vector)
+    for variable in body["variables"]:
+        for epoch, vector in zip(body["epochs"], variable["values"]):
+            stored = eventfiles.variable_stats(series, "training",
+                                               variable["name"], epoch)
+            assert all(same(value, stored[name])
+                       for name, value in zip(body["stats"], vector))
+
+
+def test_variable_stats_every_epoch(client):
+    body = get_json(client, "/variable_stats", run="long/train",
+                    source="training")
+    assert body["epochs"] == list(range(LONG_EPOCHS))
+    for variable in body["variables"]:
+        assert len(variable["values"]) == LONG_EPOCHS
+        assert len(variable["highest_gradient"]) == LONG_EPOCHS
+        assert all(vector is not None for vector in variable["values"])
+
+
+def test_variable_stats_filter(client):
+    body = get_json(client, "/variable_stats", run="tanh/train",
+                    source="training", filter="kernel$")
+    assert [v["name"] for v in body["variables"]] == [
+        "dense_0/kernel", "dense_1/kernel", "output/kernel"]
+    body = get_json(client, "/variable_stats", run="tanh/train",
+                    source="training", filter="^no such variable$")
+    assert body["variables"] == [] and body["epochs"] == []
+
+
+def test_variable_stats_invalid_filter(client):
+    text = assert_error(client, 400, "/variable_stats", ["filter", "'(('"],
+                        run="tanh/train", source="training", filter="((")
+    assert "regular expression" in text
+
+
+# -- /steps ----------------------------------------------------------------------
+
+
+def test_steps_match_the_event_files(client, events):
+    body = get_json(client, "/steps", run="tanh/train", source="training")
+    stored = events("tanh/train")[metadata.steps_tag("training")]
+    assert [e["epoch"] for e in body["epochs"]] == sorted(stored)
+    for entry in body["epochs"]:
+        table = stored[entry["epoch"]]
+        assert len(entry["l2"]) == table.shape[0] == 4
+        assert all(same(v, s) for v, s in zip(entry["l2"], table[:, 0]))
+        assert all(same(v, s) for v, s in zip(entry["max_abs"], table[:, 1]))
+
+
+def test_steps_of_the_nan_run(client, events):
+    body = get_json(client, "/steps", run="exploding/train",
+                    source="training")
+    stored = events("exploding/train")[metadata.steps_tag("training")]
+    assert None in body["epochs"][0]["l2"]
+    for entry in body["epochs"]:
+        table = stored[entry["epoch"]]
+        assert all(same(v, s) for v, s in zip(entry["l2"], table[:, 0]))
+
+
+def test_steps_of_every_epoch(client):
+    body = get_json(client, "/steps", run="long/train", source="training")
+    assert [e["epoch"] for e in body["epochs"]] == list(range(LONG_EPOCHS))
+
+
+def test_steps_not_found_for_probe(client):
+    assert_error(client, 404, "/steps", ["'tanh/train'", "'probe'"],
+                 run="tanh/train", source="probe")
+
+
+# -- /heatmap ---------------------------------------------------------------------
+
+
+def _stored_channel(series, source, variable, epoch, channel):
+    """Decodes a stored channel independently of the plugin's code path."""
+    content = json.loads(series["__metadata__"][
+        metadata.heatmap_tag(source, variable)].plugin_data.content)
+    tensor = series[metadata.heatmap_tag(source, variable)][epoch]
+    position = content["channels"].index(channel)
+    scale_name = content["channel_scales"][position]
+    if content["encoding"] == "float32":
+        return tensor[position].astype(np.float64).reshape(-1), scale_name
+    scale = eventfiles.variable_stats(series, source, variable,
+                                      epoch)[scale_name]
+    values = stats.decode_log_uint8(tensor[position], scale,
+                                    content["decades"])
+    return values.reshape(-1), scale_name
+
+
+def _check_heatmap(body, series, source, variable):
+    epochs = sorted(series[metadata.heatmap_tag(source, variable)])
+    assert body["epochs"] == epochs
+    assert sorted(body["channels"]) == sorted(metadata.HEATMAP_CHANNELS)
+    for channel, entry in body["channels"].items():
+        expected, scale_name = _stored_channel(series, source, variable,
+                                               body["epoch"], channel)
+        assert len(entry["values"]) == body["rows"] * body["cols"]
+        assert all(same(v, s) for v, s in zip(entry["values"], expected))
+        assert entry["nan"] == np.flatnonzero(np.isnan(expected)).tolist()
+        assert entry["inf"] == np.flatnonzero(np.isinf(expected)).tolist()
+        finite = expected[np.isfinite(expected)]
+        assert same(entry["max"], finite.max() if finite.size else np.nan)
+        scales = [eventfiles.variable_stats(series, source, variable,
+                                            e)[scale_name] for e in epochs]
+        scales = [s for s in scales if math.isfinite(s)]
+        assert same(entry["scale"], max(scales) if scales else np.nan)
+
+
+def test_heatmap_uint8_latest_epoch(client, events):
+    body = get_json(client, "/heatmap", run="relu/train", source="probe",
+                    variable="dense_1/kernel")
+    assert body["epoch"] == 3 and body["encoding"] == "uint8"
+    assert body["shape"] == [8, 8] and body["view_shape"] == [8, 8]
+    assert body["block"] == [1, 1] and (body["rows"], body["cols"]) == (8, 8)
+    assert body["variable"] == "dense_1/kernel"
+    _check_heatmap(body, events("relu/train"), "probe", "dense_1/kernel")
+
+
+def test_heatmap_given_epoch(client, events):
+    body = get_json(client, "/heatmap", run="tanh/train", source="training",
+                    variable="dense_0/bias", epoch="1")
+    assert body["epoch"] == 1 and (body["rows"], body["cols"]) == (1, 8)
+    _check_heatmap(body, events("tanh/train"), "training", "dense_0/bias")
+
+
+def test_heatmap_float32_is_raw(client, events):
+    body = get_json(client, "/heatmap", run="float/train", source="training",
+                    variable="dense_0/kernel", epoch="0")
+    assert body["encoding"] == "float32"
+    assert body["block"] != [1, 1]  # 6x8 pooled into at most 16 cells
+    assert body["rows"] * body["cols"] <= 16
+    _check_heatmap(body, events("float/train"), "training", "dense_0/kernel")
+
+
+def test_heatmap_of_the_nan_run(client, events):
+    found_nan = False
+    for epoch in ("0", "1", "2"):
+        body = get_json(client, "/heatmap", run="exploding/train",
+                        source="training", variable="dense/kernel",
+                        epoch=epoch)
+        _check_heatmap(body, events("exploding/train"), "training",
+                       "dense/kernel")
+        for entry in body["channels"].values():
+            found_nan |= bool(entry["nan"])
+            for index in entry["nan"] + entry["inf"]:
+                assert entry["values"][index] is None
+    assert found_nan
+
+
+def test_heatmap_every_epoch(client):
+    body = get_json(client, "/heatmap", run="long/train", source="training",
+                    variable="dense_1/kernel", epoch="0")
+    assert body["epochs"] == list(range(LONG_EPOCHS))
+    body = get_json(client, "/heatmap", run="long/train", source="training",
+                    variable="dense_1/kernel")
+    assert body["epoch"] == LONG_EPOCHS - 1
+
+
+def test_heatmap_errors(client):
+    base = {"run": "tanh/train", "source": "training",
+            "variable": "dense_0/kernel"}
+    assert_error(client, 400, "/heatmap", ["epoch", "'x'"], **base, epoch="x")
+    assert_error(client, 400, "/heatmap", ["epoch", "'1.5'"], **base,
+                 epoch="1.5")
+    assert_error(client, 404, "/heatmap", ["epoch", "99"], **base, epoch="99")
+    assert_error(client, 404, "/heatmap", ["-1"], **base, epoch="-1")
+    assert_error(client, 400, "/heatmap", ["variable", "None"],
+                 run="tanh/train", source="training")
+    assert_error(client, 404, "/heatmap", ["'nope/kernel'"],
+                 run="tanh/train", source="training", variable="nope/kernel")
+
+
+# -- errors shared by every route ------------------------------------------------
+
+
+ROUTES_WITH_RUN = ("/variables", "/scalars", "/variable_stats", "/steps",
+                   "/heatmap")
+
+
+@pytest.mark.parametrize("route", ROUTES_WITH_RUN)
+def test_missing_and_invalid_parameters_are_400(client, route):
+    extra = {"variable": "dense_0/kernel"} if route == "/heatmap" else {}
+    assert_error(client, 400, route, ["'run'", "None"], source="training",
+                 **extra)
+    assert_error(client, 400, route, ["'run'", "''"], run="",
+                 source="training", **extra)
+    assert_error(client, 400, route, ["'source'", "None"], run="tanh/train",
+                 **extra)
+    assert_error(client, 400, route, ["source", "'gradient'"],
+                 run="tanh/train", source="gradient", **extra)
+
+
+@pytest.mark.parametrize("route", ROUTES_WITH_RUN)
+def test_unknown_run_and_absent_source_are_404(client, route):
+    extra = {"variable": "dense/kernel"} if route == "/heatmap" else {}
+    assert_error(client, 404, route, ["'no-such-run'"], run="no-such-run",
+                 source="training", **extra)
+    assert_error(client, 404, route, ["'exploding/train'", "'probe'"],
+                 run="exploding/train", source="probe", **extra)
+
+
+def test_hostile_run_name_is_returned_verbatim(client):
+    run = f"{HOSTILE}/train"
+    runs = [entry["run"] for entry in get_json(client, "/runs")["runs"]]
+    assert run in runs
+    for route in ("/variables", "/scalars", "/variable_stats", "/steps"):
+        assert get_json(client, route, run=run, source="training")["run"] == run
+    body = get_json(client, "/heatmap", run=run, source="training",
+                    variable="dense_0/kernel")
+    assert body["run"] == run
+
+
+def test_no_request_answers_500(client):
+    values = ["", "x", "tanh/train", f"{HOSTILE}/train", "../../etc/passwd",
+              "\u00e9\u0000", "%", "((", "[", "1e999", "-0", "9" * 40]
+    for route in ("/runs",) + ROUTES_WITH_RUN:
+        for value in values:
+            for params in ({"run": value, "source": "training"},
+                           {"run": "tanh/train", "source": value},
+                           {"run": "tanh/train", "source": "training",
+                            "variable": value, "epoch": value,
+                            "filter": value},
+                           {"run": "exploding/train", "source": "training",
+                            "variable": "dense/kernel", "epoch": value}):
+                response = get(client, route, **params)
+                assert response.status_code in (200, 400, 404), (route,
+                                                                 params)
+                if response.status_code == 200:
+                    strict_json(response)
+
+
+def _write_odd_runs(root):
+    """A run from a future format version and one with malformed tensors."""
+    import tensorflow as tf
+    from tensorboard.compat.proto import summary_pb2
+
+    future = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=metadata.PLUGIN_NAME,
+            content=json.dumps({"version": metadata.FORMAT_VERSION + 1,
+                                "kind": "variable_stats",
+                                "source": "training"}).encode()),
+        data_class=summary_pb2.DATA_CLASS_TENSOR)
+    with tf.summary.create_file_writer(str(root / "future")).as_default():
+        tf.summary.write(metadata.variable_stats_tag("training", "v"),
+                         tf.zeros([19], tf.float64), step=0, metadata=future)
+    fields = {"variable": "v", "layer": "l", "index": 0, "shape": [3]}
+    with tf.summary.create_file_writer(str(root / "broken")).as_default():
+        for step in range(2):
+            tf.summary.write(
+                metadata.variable_stats_tag("training", "v"),
+                tf.zeros([5], tf.float64), step=step,
+                metadata=metadata.create_summary_metadata(
+                    metadata.KIND_VARIABLE_STATS, "training",
+                    stats=list(metadata.VARIABLE_STAT_NAMES), **fields))
+            tf.summary.write(
+                metadata.heatmap_tag("training", "v"),
+                tf.zeros([3], tf.uint8), step=step,
+                metadata=metadata.create_summary_metadata(
+                    metadata.KIND_HEATMAP, "training", encoding="uint8",
+                    **fields))
+            tf.summary.write(
+                metadata.steps_tag("training"), tf.zeros([4], tf.float32),
+                step=step, metadata=metadata.create_summary_metadata(
+                    metadata.KIND_STEPS, "training"))
+
+
+def test_unknown_versions_and_malformed_data_are_4xx(tmp_path):
+    _write_odd_runs(tmp_path)
+    app, _ = make_app(tmp_path)
+    client = werkzeug_test.Client(app)
+    assert [r["run"] for r in get_json(client, "/runs")["runs"]] == ["broken"]
+    assert_error(client, 404, "/variables", ["'future'"], run="future",
+                 source="training")
+    body = get_json(client, "/variable_stats", run="broken",
+                    source="training")
+    assert body["epochs"] == [] and body["variables"][0]["values"] == []
+    assert_error(client, 404, "/heatmap", ["heatmap"], run="broken",
+                 source="training", variable="v")
+    assert_error(client, 404, "/steps", ["per-step"], run="broken",
+                 source="training")
+
+
+def test_reserved_timesteps_route_is_not_served(client):
+    assert get(client, "/timesteps", run="tanh/train",
+               source="probe").status_code == 404
+
+
+# -- static assets ------------------------------------------------------------------
+
+
+class _AssetsLoader(plugin.GradientsLoader):
+    def __init__(self, directory):
+        self._directory = directory
+
+    def load(self, context):
+        return plugin.GradientsPlugin(context, assets_dir=self._directory)
+
+
+def test_static_assets_fixed_map(tmp_path, logdir):
+    assets = tmp_path / "frontend"
+    assets.mkdir()
+    (assets / "index.js").write_text("export function render() {}\n")
+    (assets / "style.css").write_text("body { color: red; }\n")
+    (assets / "page.html").write_text("<script>alert(1)</script>")
+    (assets / ".hidden.js").write_text("secret")
+    (assets / "sub").mkdir()
+    (assets / "sub" / "nested.js").write_text("nested")
+    app, _ = make_app(os.path.join(logdir, "float"),
+                      loader=_AssetsLoader(str(assets)))
+    client = werkzeug_test.Client(app)
+    for name, mimetype in (("index.js", "text/javascript"),
+                           ("style.css", "text/css")):
+        response = client.get(f"{PREFIX}/{name}")
+        assert response.status_code == 200
+        assert response.mimetype == mimetype
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.get_data() == (assets / name).read_bytes()
+    # Files created after loading are not routes either.
+    (assets / "late.js").write_text("late")
+    for name in ("page.html", ".hidden.js", "sub/nested.js", "sub",
+                 "late.js", "missing.js", "..%2Fplugin.py", "../plugin.py",
+                 "%2E%2E/plugin.py"):
+        assert client.get(f"{PREFIX}/{name}").status_code == 404, name
+
+
+def test_package_frontend_is_served(client):
+    assert "index.js" in plugin.ASSETS, (
+        "the frontend entry module tb_gradients/frontend/index.js is missing")
+    for name, mimetype in plugin.ASSETS.items():
+        response = client.get(f"{PREFIX}/{name}")
+        assert response.status_code == 200, name
+        assert response.mimetype == mimetype
+        assert mimetype in ("text/javascript", "text/css")
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_plugins_listing(client):
+    response = client.get("/data/plugins_listing")
+    listing = strict_json(response)["gradients"]
+    assert listing["enabled"] is True
+    assert listing["tab_name"] == "Gradients"
+    assert listing["loading_mechanism"] == {
+        "type": "IFRAME", "module_path": f"{PREFIX}/index.js"}
