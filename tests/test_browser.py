@@ -139,6 +139,21 @@ def test_play_button_animates_epochs(tab):
     tab.assert_no_console_errors()
 
 
+def test_heatmap_hover_reads_out_the_cell(tab):
+    frame = tab.frame
+    canvas = frame.locator("canvas[data-view=heatmap]").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    tab.page.mouse.move(box["x"] + 2, box["y"] + 2)
+    tooltip = frame.locator(".tooltip")
+    tooltip.wait_for(state="visible", timeout=TIMEOUT_MS)
+    text = tooltip.inner_text()
+    assert "block (0, 0)" in text and "value" in text, text
+    tab.page.mouse.move(0, 0)
+    tooltip.wait_for(state="hidden", timeout=TIMEOUT_MS)
+    tab.assert_no_console_errors()
+
+
 def test_two_runs_side_by_side(tab):
     frame = tab.frame
     harness.select_runs(frame, ["relu/train", "tanh/train"], TIMEOUT_MS)

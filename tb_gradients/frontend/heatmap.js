@@ -15,8 +15,8 @@ const PANELS = [
   {key: 'dissolving', title: 'Dissolving gradient', channel: 'dissolving_mean'},
   {key: 'accumulated', title: 'Accumulated gradient', channel: 'accumulated_mean_abs'},
 ];
-const MAX_PANEL_HEIGHT = 180;
-const MAX_CELL = 24;
+const MAX_PANEL_HEIGHT = 240;
+const MAX_CELL = 36;
 const MIN_EXTENT = 10;       // thinnest drawn side, so 1×n vectors stay visible
 const LOG_DECADES = 6;       // the log colour scale spans scale·1e-6 … scale
 const PLAY_INTERVAL_MS = 700;

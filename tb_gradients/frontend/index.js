@@ -24,7 +24,8 @@ const state = {
   filter: '',
   sharedY: true,
   filterTest: () => true,
-  health: new Map(),
+  health: new Map(),  // "source:run" -> promise of {source, nanEpochs, infEpochs}
+  loadedHealth: new Map(),  // run -> health of the source on screen, once known
   selectedRuns() {
     return this.runs.filter((info) => this.selected.includes(info.run));
   },
@@ -46,21 +47,18 @@ function compileFilter(text) {
 }
 
 // Epochs at which a run's gradients held NaN / Inf, from the global scalars
-// of each of its sources.
+// of the source on screen (the run's first source when it lacks that one).
+// Cached per run and source: the badges follow the source picker.
 async function loadHealth(info) {
-  const health = {nanEpochs: [], infEpochs: []};
-  for (const source of info.sources) {
-    const data = await fetchScalars(info.run, source);
-    const collect = (stat, into) => (data.series[stat] || []).forEach((count, i) => {
-      if (count > 0 && !into.includes(data.epochs[i])) into.push(data.epochs[i]);
-    });
-    collect('nan_count', health.nanEpochs);
-    collect('inf_count', health.infEpochs);
+  const source = info.sources.includes(state.source) ? state.source : info.sources[0];
+  const key = `${source}:${info.run}`;
+  if (!state.health.has(key)) {
+    state.health.set(key, fetchScalars(info.run, source).then((data) => {
+      const epochsWhere = (stat) => data.epochs.filter((_, i) => (data.series[stat] || [])[i] > 0);
+      return {source, nanEpochs: epochsWhere('nan_count'), infEpochs: epochsWhere('inf_count')};
+    }));
   }
-  health.nanEpochs.sort((a, b) => a - b);
-  health.infEpochs.sort((a, b) => a - b);
-  state.health.set(info.run, health);
-  return health;
+  return state.health.get(key);
 }
 
 function loadStylesheet() {
@@ -163,7 +161,8 @@ export async function render() {
     if (hasData && !state.selected.length) emptyArea.append(notice('Select a run to see its gradients.'));
     if (hasData && state.selected.length) {
       // Badges in the panels' headers need the selected runs' health first.
-      await Promise.all(state.selectedRuns().map((info) => loadHealth(info).catch(() => null)));
+      await Promise.all(state.selectedRuns().map((info) => loadHealth(info).then(
+        (health) => state.loadedHealth.set(info.run, health), () => null)));
       const results = await Promise.allSettled(views.map((view) => view.render()));
       results.forEach((result, index) => {
         if (result.status === 'rejected') {
@@ -201,19 +200,16 @@ export async function render() {
         selectRuns(chosen);
       });
       const badgeSlot = el('span', {className: 'badge-slot'});
-      const health = state.health.get(info.run);
-      if (health) badgeSlot.append(healthBadge(health) || '');
       const epochs = el('span', {className: 'muted', text: ` ${info.epochs} epoch${info.epochs === 1 ? '' : 's'}`});
       runPicker.append(el('label', {className: 'run-option', title: info.run, dataset: {run: info.run}},
         [input, el('span', {className: 'run-name', text: info.run}), epochs, badgeSlot]));
       // Badges of runs not shown yet load in the background.
-      if (!health) {
-        loadHealth(info).then((loaded) => {
-          badgeSlot.replaceChildren(...[healthBadge(loaded)].filter(Boolean));
-        }, (error) => {
-          badgeSlot.replaceChildren(el('span', {className: 'badge badge-error', text: 'error', title: error.message}));
-        });
-      }
+      loadHealth(info).then((health) => {
+        state.loadedHealth.set(info.run, health);
+        badgeSlot.replaceChildren(...[healthBadge(health)].filter(Boolean));
+      }, (error) => {
+        badgeSlot.replaceChildren(el('span', {className: 'badge badge-error', text: 'error', title: error.message}));
+      });
     }
   }
 
@@ -247,6 +243,7 @@ export async function render() {
   async function refresh() {
     clearCache();
     state.health.clear();
+    state.loadedHealth.clear();
     refreshButton.disabled = true;
     try {
       await loadRuns();
@@ -268,6 +265,7 @@ export async function render() {
   refreshButton.addEventListener('click', refresh);
   sourcePicker.addEventListener('change', () => {
     state.source = sourcePicker.value;
+    buildRunPicker();  // badges follow the source
     renderViews();
   });
   let filterTimer = null;

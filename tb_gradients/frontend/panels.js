@@ -40,7 +40,7 @@ export function healthBadge(health) {
   return el('span', {
     className: 'badge badge-warning',
     text: `⚠ ${parts.join(' / ')}`,
-    title: details.join('; '),
+    title: `${details.join('; ')} (${health.source} source)`,
     dataset: {badge: 'non-finite'},
   });
 }
@@ -61,7 +61,7 @@ export function runPanels(body, state, {needsSource = true} = {}) {
   return runs.map((info) => {
     const header = el('div', {className: 'panel-header'}, [
       el('span', {className: 'run-name', text: info.run}),
-      healthBadge(state.health.get(info.run)),
+      healthBadge(state.loadedHealth.get(info.run)),
     ]);
     const content = el('div', {className: 'panel-body'});
     const panel = el('div', {className: 'panel', dataset: {run: info.run}}, [header, content]);
