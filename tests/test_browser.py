@@ -6,6 +6,8 @@ exercised (``--load_fast=false``: Python; ``true``: the Rust data server).
 """
 
 import os
+import pathlib
+import re
 
 import pytest
 
@@ -225,6 +227,15 @@ def test_controls_do_not_fail(tab):
     assert frame.locator("#view-heatmap .variable-name").count() == 0
 
     redrawn(lambda: frame.locator("#variable-filter").fill(""))
+    frame.locator("#heatmap-mode").select_option("one")
+    frame.locator("#heatmap-variable").select_option("output/kernel")
+    frame.wait_for_function(
+        """() => [...document.querySelectorAll('#view-heatmap .variable-name')]
+                   .every((node) => node.textContent === 'output/kernel')""", timeout=TIMEOUT_MS)
+    frame.wait_for_function(
+        "() => document.querySelectorAll('#view-heatmap canvas[data-view=heatmap]').length"
+        f" === 3 * {len(STANDARD_RUNS)}", timeout=TIMEOUT_MS)
+
     source = frame.locator("#source-picker")
     assert source.is_visible()
     redrawn(lambda: source.select_option("probe"))
@@ -266,3 +277,14 @@ def test_empty_logdir_says_what_to_do(browser, chromium_path, tmp_path):
             assert problems == []
         finally:
             page.close()
+
+
+def test_frontend_never_writes_markup():
+    """Logdir strings reach the page only as text: no HTML parsing APIs."""
+    frontend = pathlib.Path(__file__).parent.parent / "tb_gradients" / "frontend"
+    sources = sorted(frontend.glob("*.js"))
+    assert sources
+    forbidden = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(")
+    for path in sources:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not forbidden.search(line), f"{path.name}:{number}: {line.strip()}"

@@ -49,7 +49,7 @@ async function errorMessage(response) {
   return body || `${response.status} ${response.statusText}`;
 }
 
-export function getJson(route, params) {
+function getJson(route, params) {
   const url = urlFor(route, params);
   if (!cache.has(url)) {
     const request = fetch(url, {headers: {Accept: 'application/json'}})

@@ -13,7 +13,7 @@ const FONT = '11px Roboto, "Helvetica Neue", Arial, sans-serif';
 const TITLE_FONT = '500 12px Roboto, "Helvetica Neue", Arial, sans-serif';
 const LEGEND_ROW = 16;
 
-export function isNumber(value) {
+function isNumber(value) {
   return typeof value === 'number' && Number.isFinite(value);
 }
 
@@ -49,7 +49,7 @@ export function sizeCanvas(canvas, width, height) {
 }
 
 // Clears the canvas and returns a context that draws in CSS pixels.
-export function context(canvas) {
+function context(canvas) {
   const ratio = canvas.width / canvas.cssWidth;
   const ctx = canvas.getContext('2d');
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
@@ -89,7 +89,7 @@ function niceStep(span, count) {
   return nice * power;
 }
 
-export function linearTicks(min, max, count = 5, integer = false) {
+function linearTicks(min, max, count = 5, integer = false) {
   if (!(max > min)) return [min];
   let step = niceStep(max - min, count);
   if (integer) step = Math.max(1, Math.round(step));
@@ -101,7 +101,7 @@ export function linearTicks(min, max, count = 5, integer = false) {
   return ticks;
 }
 
-export function logTicks(min, max, count = 6) {
+function logTicks(min, max, count = 6) {
   const low = Math.floor(Math.log10(min) + 1e-9);
   const high = Math.ceil(Math.log10(max) - 1e-9);
   const stride = Math.max(1, Math.ceil((high - low) / count));

@@ -1,7 +1,7 @@
 // Colours: one per variable (matplotlib's C0..C9 like the seed's figures),
 // one per run, and the heatmap colour map with its NaN / Inf markers.
 
-export const PALETTE = [
+const PALETTE = [
   '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd',
   '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf',
 ];
