@@ -280,7 +280,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
 
         The epoch count of a source is the number of samples of its first
         variable's statistics series, which the writer logs at every logged
-        epoch.
+        epoch. Counting needs a read; its result is kept while those series'
+        last step and wall time (from the listing) are unchanged.
         """
         listing = self._list(ctx, experiment)
         firsts = {}
@@ -295,17 +296,26 @@ class GradientsPlugin(base_plugin.TBPlugin):
                 entries = plugin_data.variable_entries(parsed, source)
                 if entries:
                     firsts[(run, source)] = entries[0]["tag"]
-        counts = {}
-        if firsts:
-            data = self._read(ctx, experiment,
-                              runs=sorted({run for run, _ in firsts}),
-                              tags=sorted(set(firsts.values())))
-            for (run, source), tag in firsts.items():
-                counts[(run, source)] = len(data.get(run, {}).get(tag, ()))
+        signature = tuple(
+            (run, plugin_data.series_signature(listing[run], [tag]))
+            for (run, _), tag in sorted(firsts.items()))
+        counts = self._cache.get_or_build(
+            ("runs", experiment, signature),
+            lambda: self._epoch_counts(ctx, experiment, firsts))
         for entry in runs:
             entry["epochs"] = max(counts.get((entry["run"], source), 0)
                                   for source in entry["sources"])
         return {"runs": runs}
+
+    def _epoch_counts(self, ctx, experiment, firsts):
+        """``{(run, source): samples of the tag firsts[(run, source)]}``."""
+        if not firsts:
+            return {}
+        data = self._read(ctx, experiment,
+                          runs=sorted({run for run, _ in firsts}),
+                          tags=sorted(set(firsts.values())))
+        return {key: len(data.get(key[0], {}).get(tag, ()))
+                for key, tag in firsts.items()}
 
     def variables_impl(self, ctx, experiment, run, source):
         """The variables of one run and source, in model order."""
@@ -429,7 +439,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
                 "No heatmap of variable %r at epoch %r for run %r and source "
                 "%r" % (variable, epoch, run, source))
         rows = {}
-        if parsed.get(stats_tag, {}).get("kind") == metadata.KIND_VARIABLE_STATS:
+        stats_content = parsed.get(stats_tag) or {}
+        if stats_content.get("kind") == metadata.KIND_VARIABLE_STATS:
             rows = plugin_data.stat_rows(
                 data.get(stats_tag, []),
                 plugin_data.stat_columns(parsed[stats_tag]))
@@ -446,7 +457,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
             "channels": channels,
         }
 
-    # -- routes ----------------------------------------------------------------
+    # -- routes --------------------------------------------------------------
 
     @wrappers.Request.application
     @_guarded

@@ -126,43 +126,55 @@ def finite_list(array):
 
 
 class BodyCache:
-    """A small thread-safe LRU of JSON response bodies, bounded in bytes.
+    """A small thread-safe LRU of computed answers, bounded in size.
 
-    A key must include a signature of the data the body was built from
-    (each series' last step and wall time), so that a body is reused only
+    A key must include a signature of the data the value was built from
+    (each series' last step and wall time), so that a value is reused only
     while nothing new was logged. Worth it for `/variable_stats`, whose
-    body takes thousands of tensor reads and megabytes of JSON.
+    body takes thousands of tensor reads and megabytes of JSON, and for the
+    epoch counts of `/runs`, which need a read.
+
+    Args:
+      max_bytes: Bound on the summed sizes (text: its length; anything
+        else counts as 1 KiB).
+      max_entries: Bound on the number of entries (keys hold signatures).
     """
 
-    def __init__(self, max_bytes=64 * 2**20):
+    def __init__(self, max_bytes=64 * 2**20, max_entries=256):
         self._max_bytes = max_bytes
+        self._max_entries = max_entries
         self._bytes = 0
         self._entries = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def get_or_build(self, key, build):
-        """The cached body of ``key``, or ``build()`` (then cached)."""
-        with self._lock:
-            body = self._entries.get(key)
-            if body is not None:
-                self._entries.move_to_end(key)
-                return body
-        body = build()
-        self._put(key, body)
-        return body
+    @staticmethod
+    def _size(value):
+        return len(value) if isinstance(value, (str, bytes)) else 1024
 
-    def _put(self, key, body):
-        size = len(body)
+    def get_or_build(self, key, build):
+        """The cached value of ``key``, or ``build()`` (then cached)."""
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+                return value
+        value = build()
+        self._put(key, value)
+        return value
+
+    def _put(self, key, value):
+        size = self._size(value)
         if size > self._max_bytes:
             return
         with self._lock:
             if key in self._entries:
                 return
-            self._entries[key] = body
+            self._entries[key] = value
             self._bytes += size
-            while self._bytes > self._max_bytes:
+            while (self._bytes > self._max_bytes
+                   or len(self._entries) > self._max_entries):
                 _, old = self._entries.popitem(last=False)
-                self._bytes -= len(old)
+                self._bytes -= self._size(old)
 
     def clear(self):
         with self._lock:
@@ -277,9 +289,11 @@ def variable_entries(parsed, source):
                 or not isinstance(index, int)):
             continue
         layer = content.get("layer")
+        if not isinstance(layer, str):
+            layer = name.rsplit("/", 1)[0]
         entries.append({
             "name": name,
-            "layer": layer if isinstance(layer, str) else name.rsplit("/", 1)[0],
+            "layer": layer,
             "index": index,
             "shape": shape,
             "size": int(np.prod(shape, dtype=np.int64)),
@@ -441,7 +455,7 @@ def scalar_series(tag_to_data, source):
     return epochs, series
 
 
-# -- per-step table ------------------------------------------------------------
+# -- per-step table ------------------------------------------------------
 
 
 def step_columns(content):
