@@ -9,6 +9,7 @@ TensorBoard's event reader (tests.eventfiles) finds in the same files.
 import json
 import math
 import os
+import time
 import urllib.parse
 
 import numpy as np
@@ -64,24 +65,42 @@ def logdir(tmp_path_factory):
     return shared_logdir(tmp_path_factory)
 
 
-def make_app(logdir, *extra_argv, loader=None):
-    """TensorBoard's WSGI app over the Python loader, flags parsed by TB."""
-    loader = loader or plugin.GradientsLoader()
-    tensorboard = program.TensorBoard(
-        plugins=[core_plugin.CorePluginLoader(), loader])
+def parse_flags(logdir, *extra_argv, loader=None):
+    """Flags as `tensorboard` parses them, `fix_flags` of every loader run."""
+    tensorboard = program.TensorBoard(plugins=[
+        core_plugin.CorePluginLoader(), loader or plugin.GradientsLoader()])
     tensorboard.configure(argv=[
         "tensorboard", "--logdir", str(logdir), "--load_fast=false",
         "--reload_task=blocking", "--reload_interval=0", *extra_argv])
-    ingester = data_ingester.LocalDataIngester(tensorboard.flags)
+    return tensorboard.flags
+
+
+def make_app(logdir, *extra_argv, loader=None):
+    """TensorBoard's WSGI app over the Python loader, flags parsed by TB.
+
+    Returns:
+      ``(app, flags, reload)``; ``reload()`` reads the logdir again, as
+      TensorBoard's reload thread does between requests.
+    """
+    loader = loader or plugin.GradientsLoader()
+    flags = parse_flags(logdir, *extra_argv, loader=loader)
+    ingester = data_ingester.LocalDataIngester(flags)
     ingester.start()
-    return application.TensorBoardWSGIApp(
-        tensorboard.flags, [core_plugin.CorePluginLoader(), loader],
-        ingester.data_provider), tensorboard.flags
+    app = application.TensorBoardWSGIApp(
+        flags, [core_plugin.CorePluginLoader(), loader],
+        ingester.data_provider)
+    multiplexer = ingester.deprecated_multiplexer
+
+    def reload():
+        multiplexer.AddRunsFromDirectory(str(logdir))
+        multiplexer.Reload()
+
+    return app, flags, reload
 
 
 @pytest.fixture(scope="module")
 def client(logdir):
-    app, _ = make_app(logdir)
+    app, _, _ = make_app(logdir)
     return werkzeug_test.Client(app)
 
 
@@ -141,12 +160,13 @@ def same(json_value, stored):
 
 
 def test_fix_flags_keeps_every_gradients_sample(logdir):
-    _, flags = make_app(logdir)
+    _, flags, _ = make_app(logdir)
     assert flags.samples_per_plugin[metadata.PLUGIN_NAME] == 0
 
 
 def test_fix_flags_respects_the_user_value(logdir):
-    app, flags = make_app(logdir, "--samples_per_plugin=gradients=5,images=3")
+    app, flags, _ = make_app(logdir,
+                             "--samples_per_plugin=gradients=5,images=3")
     assert flags.samples_per_plugin == {"gradients": 5, "images": 3}
     body = get_json(werkzeug_test.Client(app), "/heatmap", run="long/train",
                     source="training", variable="dense_0/kernel")
@@ -162,7 +182,7 @@ def test_fix_flags_accepts_a_string_value():
     assert flags.samples_per_plugin == {"scalars": 7, "gradients": 0}
 
 
-# -- /runs ---------------------------------------------------------------------
+# -- /runs -------------------------------------------------------------------
 
 
 def test_runs(client):
@@ -186,12 +206,12 @@ def test_runs_only_lists_runs_with_gradient_data(tmp_path, logdir):
     shutil.copytree(os.path.join(logdir, "float"), tmp_path / "float")
     with tf.summary.create_file_writer(str(tmp_path / "plain")).as_default():
         tf.summary.scalar("loss", 1.0, step=0)
-    app, _ = make_app(tmp_path)
+    app, _, _ = make_app(tmp_path)
     body = get_json(werkzeug_test.Client(app), "/runs")
     assert [entry["run"] for entry in body["runs"]] == ["float/train"]
 
 
-# -- /variables ------------------------------------------------------------------
+# -- /variables --------------------------------------------------------------
 
 
 def test_variables(client, events):
@@ -215,7 +235,7 @@ def test_variables(client, events):
 def test_variables_without_heatmaps(logdir, tmp_path):
     logdirs.train_mlp_run(tmp_path / "plain", epochs=1, source="training",
                           layers=1, heatmap_cells=0, histograms=False)
-    app, _ = make_app(tmp_path)
+    app, _, _ = make_app(tmp_path)
     body = get_json(werkzeug_test.Client(app), "/variables",
                     run="plain/train", source="training")
     assert [v["heatmap"] for v in body["variables"]] == [False] * 4
@@ -224,7 +244,7 @@ def test_variables_without_heatmaps(logdir, tmp_path):
                  variable="dense_0/kernel")
 
 
-# -- /scalars -------------------------------------------------------------------
+# -- /scalars ----------------------------------------------------------------
 
 
 def test_scalars_match_the_event_files(client, events):
@@ -259,7 +279,7 @@ def test_scalars_of_every_epoch(client):
     assert all(len(v) == LONG_EPOCHS for v in body["series"].values())
 
 
-# -- /variable_stats ------------------------------------------------------------
+# -- /variable_stats ---------------------------------------------------------
 
 
 def test_variable_stats_match_the_event_files(client, events):
@@ -336,7 +356,7 @@ def test_variable_stats_invalid_filter(client):
     assert "regular expression" in text
 
 
-# -- /steps ----------------------------------------------------------------------
+# -- /steps ------------------------------------------------------------------
 
 
 def test_steps_match_the_event_files(client, events):
@@ -370,7 +390,7 @@ def test_steps_not_found_for_probe(client):
                  run="tanh/train", source="probe")
 
 
-# -- /heatmap ---------------------------------------------------------------------
+# -- /heatmap ----------------------------------------------------------------
 
 
 def _stored_channel(series, source, variable, epoch, channel):
@@ -472,7 +492,7 @@ def test_heatmap_errors(client):
                  run="tanh/train", source="training", variable="nope/kernel")
 
 
-# -- errors shared by every route ------------------------------------------------
+# -- errors shared by every route --------------------------------------------
 
 
 ROUTES_WITH_RUN = ("/variables", "/scalars", "/variable_stats", "/steps",
@@ -506,7 +526,8 @@ def test_hostile_run_name_is_returned_verbatim(client):
     runs = [entry["run"] for entry in get_json(client, "/runs")["runs"]]
     assert run in runs
     for route in ("/variables", "/scalars", "/variable_stats", "/steps"):
-        assert get_json(client, route, run=run, source="training")["run"] == run
+        body = get_json(client, route, run=run, source="training")
+        assert body["run"] == run
     body = get_json(client, "/heatmap", run=run, source="training",
                     variable="dense_0/kernel")
     assert body["run"] == run
@@ -569,7 +590,7 @@ def _write_odd_runs(root):
 
 def test_unknown_versions_and_malformed_data_are_4xx(tmp_path):
     _write_odd_runs(tmp_path)
-    app, _ = make_app(tmp_path)
+    app, _, _ = make_app(tmp_path)
     client = werkzeug_test.Client(app)
     assert [r["run"] for r in get_json(client, "/runs")["runs"]] == ["broken"]
     assert_error(client, 404, "/variables", ["'future'"], run="future",
@@ -583,12 +604,45 @@ def test_unknown_versions_and_malformed_data_are_4xx(tmp_path):
                  source="training")
 
 
+def _write_stats_epochs(run_dir, epochs):
+    """Statistics of one variable at ``epochs``, in a new event file."""
+    import tensorflow as tf
+
+    summary_metadata = metadata.create_summary_metadata(
+        metadata.KIND_VARIABLE_STATS, "training", variable="v", layer="l",
+        index=0, shape=[2], stats=list(metadata.VARIABLE_STAT_NAMES))
+    writer = tf.summary.create_file_writer(str(run_dir))
+    with writer.as_default():
+        for epoch in epochs:
+            vector = tf.fill([len(metadata.VARIABLE_STAT_NAMES)],
+                             tf.constant(float(epoch + 1), tf.float64))
+            tf.summary.write(metadata.variable_stats_tag("training", "v"),
+                             vector, step=epoch, metadata=summary_metadata)
+    writer.close()
+
+
+def test_new_epochs_are_served_after_a_reload(tmp_path):
+    _write_stats_epochs(tmp_path / "growing", [0, 1])
+    app, _, reload = make_app(tmp_path)
+    client = werkzeug_test.Client(app)
+    params = {"run": "growing", "source": "training"}
+    assert get_json(client, "/runs")["runs"][0]["epochs"] == 2
+    assert get_json(client, "/variable_stats", **params)["epochs"] == [0, 1]
+    time.sleep(0.01)  # a later wall time, as for any new event
+    _write_stats_epochs(tmp_path / "growing", [2, 3])
+    reload()
+    assert get_json(client, "/runs")["runs"][0]["epochs"] == 4
+    body = get_json(client, "/variable_stats", **params)
+    assert body["epochs"] == [0, 1, 2, 3]
+    assert [row[0] for row in body["variables"][0]["values"]] == [1, 2, 3, 4]
+
+
 def test_reserved_timesteps_route_is_not_served(client):
     assert get(client, "/timesteps", run="tanh/train",
                source="probe").status_code == 404
 
 
-# -- static assets ------------------------------------------------------------------
+# -- static assets -----------------------------------------------------------
 
 
 class _AssetsLoader(plugin.GradientsLoader):
@@ -608,7 +662,7 @@ def test_static_assets_fixed_map(tmp_path, logdir):
     (assets / ".hidden.js").write_text("secret")
     (assets / "sub").mkdir()
     (assets / "sub" / "nested.js").write_text("nested")
-    app, _ = make_app(os.path.join(logdir, "float"),
+    app, _, _ = make_app(os.path.join(logdir, "float"),
                       loader=_AssetsLoader(str(assets)))
     client = werkzeug_test.Client(app)
     for name, mimetype in (("index.js", "text/javascript"),
