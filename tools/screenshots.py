@@ -40,7 +40,11 @@ def default_runs(names):
     return preferred or names[:3]
 
 
-def shoot_views(frame, out, views, suffix=""):
+def shoot_views(page, frame, out, views, suffix=""):
+    # TensorBoard sizes the plugin's iframe to its window: a window as tall
+    # as the tab's content lets every section be shot whole.
+    height = frame.evaluate("document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": WIDTH, "height": min(height + 120, 16000)})
     written = []
     for view in views:
         section = frame.locator(f"#view-{view}")
@@ -85,17 +89,17 @@ def main():
             harness.select_runs(frame, runs, TIMEOUT_MS)
             written = [os.path.join(args.out, "overview.png")]
             page.screenshot(path=written[0])
-            written += shoot_views(frame, args.out, VIEWS[:-1])
+            written += shoot_views(page, frame, args.out, VIEWS[:-1])
 
             harness.select_runs(frame, heatmap_runs, TIMEOUT_MS)
-            written += shoot_views(frame, args.out, ["heatmap"])
+            written += shoot_views(page, frame, args.out, ["heatmap"])
             slider = frame.locator("#epoch-slider")
             before = frame.evaluate(harness.HEATMAP_DIGEST_JS)
             slider.focus()
             slider.press("Home")
             frame.wait_for_function(f"(before) => ({harness.HEATMAP_DIGEST_JS})() !== before",
                                     arg=before, timeout=TIMEOUT_MS)
-            written += shoot_views(frame, args.out, ["heatmap"], "-first-epoch")
+            written += shoot_views(page, frame, args.out, ["heatmap"], "-first-epoch")
             browser.close()
     if errors:
         sys.exit(f"Page errors while taking screenshots: {errors}")
