@@ -1,0 +1,156 @@
+"""Runs every benchmark and writes bench/RESULTS.md.
+
+Usage (from the repository root): ``make bench`` or
+``.venv/bin/python bench/run_all.py [--quick] [--report-only]``.
+
+Each benchmark script measures its figure against a baseline taken in the
+same run (ratios, or medians and percentiles) and writes a JSON file under
+bench/out/ with a description of the machine; this script runs them in turn
+and renders those files as one Markdown report.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "out")
+RESULTS = os.path.join(HERE, "RESULTS.md")
+
+BENCHMARKS = [
+    ("overhead", ["bench/overhead.py"], ["--rounds", "3", "--epochs", "3"]),
+    ("storage", ["bench/storage.py"], []),
+    ("plugin_latency", ["bench/plugin_latency.py"], []),
+    ("render_time", ["bench/render_time.py"], []),
+]
+
+
+def run(quick):
+    for name, script, quick_args in BENCHMARKS:
+        command = [sys.executable] + script + (quick_args if quick else [])
+        print(f"== {name}: {' '.join(command)}", flush=True)
+        subprocess.run(command, cwd=ROOT, check=True)
+
+
+def load(name):
+    path = os.path.join(OUT, f"{name}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def machine_line(machine):
+    if not machine:
+        return "unknown machine"
+    return (f"{machine.get('cpu_model', machine.get('processor'))}, "
+            f"{machine.get('cpu_count')} CPUs, {machine.get('platform')}, "
+            f"Python {machine.get('python')}, TensorFlow "
+            f"{machine.get('tensorflow')}, Keras {machine.get('keras')}, "
+            f"TensorBoard {machine.get('tensorboard')}, GPUs: "
+            f"{machine.get('gpus') or 'none'}")
+
+
+def overhead_section(data):
+    lines = ["## Callback overhead on `fit`", "",
+             "Median over paired, alternating rounds of (steady-state epoch "
+             "time with the configuration) / (same with plain "
+             "`keras.callbacks.TensorBoard`), measured in the same round. "
+             "Goal for `default`: at most 1.03.", "",
+             f"Command: `python bench/overhead.py --rounds "
+             f"{data['rounds']} --epochs {data['epochs_per_fit']}`", "",
+             "| model | default (training source) | probe | probe + "
+             "heatmaps + histograms + training | naive full-data tape | plain "
+             "epoch (s) |", "|---|---|---|---|---|---|"]
+    for model, result in data["models"].items():
+        ratio = result["median_ratio"]
+        lines.append(
+            f"| {model} | {ratio.get('default', float('nan')):.3f} | "
+            f"{ratio.get('probe', float('nan')):.3f} | "
+            f"{ratio.get('probe_full', float('nan')):.3f} | "
+            f"{ratio.get('naive', float('nan')):.3f} | "
+            f"{result['median_epoch_seconds']['plain']:.2f} |")
+    lines += ["", f"Machine: {machine_line(data.get('machine'))}", ""]
+    return lines
+
+
+def storage_section(data):
+    mb = data["bytes_per_epoch_gradients"] / 1e6
+    return ["## Bytes per epoch", "",
+            f"`python bench/storage.py`: {data['model']} "
+            f"({data['parameters']:,} parameters, "
+            f"{data['trainable_variables']} trainable variables), default "
+            f"settings (heatmap encoding `{data['heatmap_encoding']}`): "
+            f"**{mb:.2f} MB per epoch** of gradient summaries "
+            f"(goal: at most 8 MB).", "",
+            f"Machine: {machine_line(data.get('machine'))}", ""]
+
+
+def latency_section(data):
+    lines = ["## Plugin route latency", "",
+             f"`{data.get('command', 'python bench/plugin_latency.py')}` on "
+             "3 runs x 100 epochs x 60 variables, through TensorBoard's WSGI "
+             f"app ({data.get('loader')}). Cold: the plugin's cache cleared "
+             "before every request. Goal: p95 at most 100 ms.", "",
+             "| route | cold median (ms) | cold p95 (ms) | warm median (ms) "
+             "| warm p95 (ms) | answer bytes |", "|---|---|---|---|---|---|"]
+    for route, timings in sorted(data["routes"].items()):
+        cold, warm = timings.get("cold", {}), timings.get("warm", {})
+        lines.append(
+            f"| {route} | {cold.get('median_ms', float('nan')):.1f} | "
+            f"{cold.get('p95_ms', float('nan')):.1f} | "
+            f"{warm.get('median_ms', float('nan')):.1f} | "
+            f"{warm.get('p95_ms', float('nan')):.1f} | "
+            f"{warm.get('median_bytes', cold.get('median_bytes', 0)):,} |")
+    lines += ["", f"Machine: {machine_line(data.get('machine'))}", ""]
+    return lines
+
+
+def render_section(data):
+    first = data["first_render_ms"]
+    return ["## Tab render time", "",
+            f"`python bench/render_time.py`: {data['what']}; "
+            f"{data['runs']} runs, up to {data['max_epochs']} epochs, "
+            f"{data['samples']} samples in headless Chromium. First complete "
+            f"render: median **{first['median']:.0f} ms** (min "
+            f"{first['min']:.0f}, max {first['max']:.0f}); goal at most "
+            "1,500 ms.", "",
+            f"Machine: {machine_line(data.get('machine'))}", ""]
+
+
+def report():
+    lines = ["# Benchmark results", "",
+             "Written by `bench/run_all.py` from the JSON files each "
+             "benchmark writes under bench/out/. Every figure is a ratio "
+             "against a baseline measured in the same run, or a median / "
+             "percentile of repeated measurements; shared machines are "
+             "noisy, so compare only figures from the same machine.", ""]
+    sections = [("overhead", overhead_section), ("storage", storage_section),
+                ("plugin_latency", latency_section),
+                ("render_time", render_section)]
+    for name, render in sections:
+        data = load(name)
+        if data is None:
+            lines += [f"## {name}", "", "not measured", ""]
+        else:
+            lines += render(data)
+    with open(RESULTS, "w") as f:
+        f.write("\n".join(lines))
+    print(f"wrote {RESULTS}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    if not args.report_only:
+        run(args.quick)
+    report()
+
+
+if __name__ == "__main__":
+    main()
