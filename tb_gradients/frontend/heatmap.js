@@ -70,13 +70,13 @@ export function createHeatmapView(state) {
     ]),
     el('div', {className: 'control-row colorbar-row'}, [
       colorBar,
-      el('span', {className: 'legend-item'}, [swatch(NAN_COLOR), el('span', {text: 'NaN'})]),
-      el('span', {className: 'legend-item'}, [swatch(INF_COLOR), el('span', {text: 'Inf'})]),
+      el('span', {className: 'legend-item'}, [swatch(NAN_COLOR, '×'), el('span', {text: 'NaN'})]),
+      el('span', {className: 'legend-item'}, [swatch(INF_COLOR, '+'), el('span', {text: 'Inf'})]),
       el('span', {className: 'legend-item'}, [swatch(MISSING_COLOR), el('span', {text: 'no value'})]),
     ]));
 
-  function swatch(rgb) {
-    const node = el('span', {className: 'swatch'});
+  function swatch(rgb, mark = '') {
+    const node = el('span', {className: 'swatch swatch-marked', text: mark});
     node.style.background = rgbCss(rgb);
     return node;
   }
@@ -226,7 +226,36 @@ export function createHeatmapView(state) {
     cellsCanvas.getContext('2d').putImageData(image, 0, 0);
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(cellsCanvas, 0, 0, canvas.cssWidth, canvas.cssHeight);
+    markNonFinite(ctx, nan, inf, rows, cols, canvas.cssWidth / cols, canvas.cssHeight / rows);
     canvas.hover = {data, channel, channelName, scale, nan, inf};
+  }
+
+  // Besides their colour, NaN cells get a × and Inf cells a +, so they stay
+  // distinguishable without colour vision (when cells are big enough).
+  function markNonFinite(ctx, nan, inf, rows, cols, cellWidth, cellHeight) {
+    if (Math.min(cellWidth, cellHeight) < 6 || (!nan.size && !inf.size)) return;
+    ctx.strokeStyle = '#ffffff';
+    ctx.lineWidth = 1.25;
+    ctx.beginPath();
+    const inset = Math.min(cellWidth, cellHeight) * 0.25;
+    for (const [cells, cross] of [[nan, true], [inf, false]]) {
+      for (const index of cells) {
+        const x = (index % cols) * cellWidth;
+        const y = Math.floor(index / cols) * cellHeight;
+        if (cross) {
+          ctx.moveTo(x + inset, y + inset);
+          ctx.lineTo(x + cellWidth - inset, y + cellHeight - inset);
+          ctx.moveTo(x + cellWidth - inset, y + inset);
+          ctx.lineTo(x + inset, y + cellHeight - inset);
+        } else {
+          ctx.moveTo(x + cellWidth / 2, y + inset);
+          ctx.lineTo(x + cellWidth / 2, y + cellHeight - inset);
+          ctx.moveTo(x + inset, y + cellHeight / 2);
+          ctx.lineTo(x + cellWidth - inset, y + cellHeight / 2);
+        }
+      }
+    }
+    ctx.stroke();
   }
 
   function describeCell(canvas, px, py) {
