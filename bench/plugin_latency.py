@@ -47,6 +47,7 @@ HIDDEN_LAYERS = 29  # + the output layer: 30 Dense layers, 60 variables
 HEATMAP_CELLS = 64
 GOAL_P95_MS = 100.0
 PREFIX = "/data/plugin/gradients"
+FIVE_STATS = "mean,std,max_abs,l2,mean_abs"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -194,6 +195,10 @@ def request_cases(fetch):
         "variable_stats (filter)": lambda i: _url(
             "/variable_stats", run=pick(i)[0], source=pick(i)[1],
             filter="kernel$"),
+        # Five columns, as a view that draws a few statistics asks for.
+        "variable_stats (5 stats)": lambda i: _url(
+            "/variable_stats", run=pick(i)[0], source=pick(i)[1],
+            stats=FIVE_STATS),
         "steps": lambda i: _url("/steps", run=runs[i % len(runs)],
                                 source="training"),
         "heatmap (latest)": lambda i: _url(

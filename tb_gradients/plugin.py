@@ -39,10 +39,6 @@ FRONTEND_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 # Fixed at import: a request can only name one of these files.
 ASSETS = plugin_data.asset_map(FRONTEND_DIR)
 
-# Route reserved for the recurrent-layer (per-timestep) view.
-RESERVED_ROUTES = ("/timesteps",)
-
-
 class GradientsLoader(base_plugin.TBLoader):
     """Loads `GradientsPlugin` and makes TensorBoard keep all its samples."""
 
@@ -149,6 +145,17 @@ def _epoch(request):
     return epoch
 
 
+def _stats(request):
+    text = request.args.get("stats")
+    try:
+        return plugin_data.parse_stat_names(text)
+    except ValueError as error:
+        raise errors.InvalidArgumentError(
+            "Parameter 'stats' must be a comma-separated list of names of %r "
+            "(%s). Received: stats=%r"
+            % (metadata.VARIABLE_STAT_NAMES, error, text))
+
+
 def _filter(request):
     text = request.args.get("filter")
     try:
@@ -196,6 +203,10 @@ class GradientsPlugin(base_plugin.TBPlugin):
             "/variable_stats": self.variable_stats_route,
             "/steps": self.steps_route,
             "/heatmap": self.heatmap_route,
+            "/timestep_layers": self.timestep_layers_route,
+            "/timesteps": self.timesteps_route,
+            "/gates": self.gates_route,
+            "/gate_heatmap": self.gate_heatmap_route,
         }
         for name in self._assets:
             apps["/" + name] = functools.partial(self._asset_route, name)
@@ -345,28 +356,36 @@ class GradientsPlugin(base_plugin.TBPlugin):
         return {"run": run, "source": source, "epochs": epochs,
                 "series": series}
 
-    def variable_stats_impl(self, ctx, experiment, run, source, pattern=None):
+    def variable_stats_impl(self, ctx, experiment, run, source, pattern=None,
+                            names=None):
         """Every variable's statistics vectors over the epochs, as JSON text.
 
         The body is kept in a cache while the run's series are unchanged:
         it is the largest one (variables x epochs x statistics) and the
-        frontend asks for it for several views.
+        frontend asks for it for several views. A view that draws a few
+        statistics asks for those only (``names``): the columns are most
+        of the body's size and of its encoding time (the reading is the
+        same either way).
 
         Args:
           pattern: A compiled regex searched in variable names, or ``None``.
+          names: The statistics to return, in this order (from
+            `plugin_data.parse_stat_names`), or ``None`` for all of them.
         """
         entries, parsed, signature = self._variables(ctx, experiment, run,
                                                      source)
         if pattern is not None:
             entries = [e for e in entries if pattern.search(e["name"])]
+        names = tuple(names or metadata.VARIABLE_STAT_NAMES)
         key = ("variable_stats", experiment, run, source,
-               None if pattern is None else pattern.pattern, signature)
+               None if pattern is None else pattern.pattern, names,
+               signature)
         return self._cache.get_or_build(key, lambda: plugin_data.dumps(
             self._variable_stats_body(ctx, experiment, run, source, entries,
-                                      parsed)))
+                                      parsed, names)))
 
     def _variable_stats_body(self, ctx, experiment, run, source, entries,
-                             parsed):
+                             parsed, names):
         data = {}
         if entries:
             data = self._read(ctx, experiment, runs=[run],
@@ -379,6 +398,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         ]
         epochs = np.unique(np.concatenate(
             [steps for steps, _ in matrices] + [np.zeros(0, np.int64)]))
+        columns = [plugin_data.stat_index(name) for name in names]
         variables = []
         for entry, (steps, matrix) in zip(entries, matrices):
             aligned, present = plugin_data.align(steps, matrix, epochs)
@@ -389,12 +409,12 @@ class GradientsPlugin(base_plugin.TBPlugin):
                 "layer": entry["layer"],
                 "index": entry["index"],
                 "shape": entry["shape"],
-                "values": plugin_data.aligned_values(aligned, present),
+                "values": plugin_data.aligned_values(aligned, present,
+                                                     columns),
                 "highest_gradient": gradient,
                 "highest_accumulated": accumulated,
             })
-        return {"run": run, "source": source,
-                "stats": list(metadata.VARIABLE_STAT_NAMES),
+        return {"run": run, "source": source, "stats": list(names),
                 "epochs": epochs.tolist(), "variables": variables}
 
     def steps_impl(self, ctx, experiment, run, source):
@@ -457,6 +477,182 @@ class GradientsPlugin(base_plugin.TBPlugin):
             "channels": channels,
         }
 
+    def timestep_layers_impl(self, ctx, experiment, run):
+        """The recurrent layers of one run, in model order.
+
+        A layer is listed when it has timestep gradients (probe source) or
+        per-gate statistics (any source). Its ``epochs`` are those of its
+        timestep series, counted on the small ``timestep_norms`` series
+        when the layer has one (the values tensor is larger by the
+        channels); like `/runs`' counts they are kept while the series'
+        last step and wall time are unchanged.
+        """
+        listing = self._list(ctx, experiment, runs=[run]).get(run, {})
+        parsed = plugin_data.parse_listing(listing)
+        if not parsed:
+            raise errors.NotFoundError("No gradient data for run %r" % (run,))
+        layers = plugin_data.recurrent_layers(parsed)
+        counted = {layer: info["timestep_norms"] or info["timesteps"]
+                   for layer, info in layers.items()
+                   if info["timesteps"] is not None}
+        signature = plugin_data.series_signature(listing, counted.values())
+        epochs = self._cache.get_or_build(
+            ("timestep_layers", experiment, run, signature),
+            lambda: self._series_epochs(ctx, experiment, run, counted))
+        entries = []
+        for layer in plugin_data.layer_order(parsed, layers):
+            info = layers[layer]
+            entry = {"layer": layer}
+            entry.update(plugin_data.timestep_description(info["content"]))
+            entry.update({
+                "recurrent_kind": info["recurrent_kind"],
+                "epochs": epochs.get(layer, []),
+                "has_time": info["timestep_norms"] is not None,
+                "gates": {source: source in info["gates"]
+                          for source in metadata.SOURCES},
+            })
+            entries.append(entry)
+        return {"run": run, "layers": entries}
+
+    def _series_epochs(self, ctx, experiment, run, tags):
+        """``{key: sorted epochs of the series tags[key]}`` of one run."""
+        if not tags:
+            return {}
+        data = self._read(ctx, experiment, runs=[run],
+                          tags=sorted(set(tags.values()))).get(run, {})
+        return {key: plugin_data.epochs_of(data.get(tag, []))
+                for key, tag in tags.items()}
+
+    def timesteps_impl(self, ctx, experiment, run, layer, epoch=None):
+        """The gradient w.r.t. one layer's output at one epoch, as JSON text.
+
+        Along with the epoch's values it summarises the per-timestep norms
+        of every epoch (`plugin_data.epoch_l2`), so the frontend can
+        overlay epochs without a request per epoch. The body grows with
+        samples x timesteps x channels (megabytes at the callback's
+        limits) and the frontend polls it, so it is cached while both
+        series are unchanged.
+
+        Args:
+          epoch: An epoch number, or ``None`` for the latest one.
+        """
+        source = plugin_data.TIMESTEP_SOURCE
+        tag = metadata.timesteps_tag(source, layer)
+        norms_tag = metadata.timestep_norms_tag(source, layer)
+        listing = self._list(ctx, experiment, runs=[run],
+                             tags=[tag, norms_tag]).get(run, {})
+        parsed = plugin_data.parse_listing(listing)
+        content = parsed.get(tag)
+        if content is None or content["kind"] != metadata.KIND_TIMESTEPS:
+            raise errors.NotFoundError(
+                "No timestep gradients of layer %r for run %r" % (layer, run))
+        norms_content = parsed.get(norms_tag)
+        has_norms = (norms_content is not None and norms_content["kind"]
+                     == metadata.KIND_TIMESTEP_NORMS)
+        tags = [tag, norms_tag] if has_norms else [tag]
+        key = ("timesteps", experiment, run, layer, epoch,
+               plugin_data.series_signature(listing, tags))
+        return self._cache.get_or_build(key, lambda: plugin_data.dumps(
+            self._timesteps_body(ctx, experiment, run, layer, epoch, content,
+                                 tags)))
+
+    def _timesteps_body(self, ctx, experiment, run, layer, epoch, content,
+                        tags):
+        data = self._read(ctx, experiment, runs=[run], tags=tags).get(run, {})
+        by_epoch = {int(d.step): d for d in data.get(tags[0], [])}
+        epochs = sorted(by_epoch)
+        if not epochs:
+            raise errors.NotFoundError(
+                "No timestep gradients of layer %r for run %r" % (layer, run))
+        if epoch is None:
+            epoch = epochs[-1]
+        if epoch not in by_epoch:
+            raise errors.NotFoundError(
+                "No timestep gradients of layer %r at epoch %r for run %r"
+                % (layer, epoch, run))
+        tensor = np.asarray(by_epoch[epoch].numpy)
+        body = {"run": run, "layer": layer, "epoch": epoch, "epochs": epochs}
+        body.update(plugin_data.timestep_description(content))
+        body.update({"values": plugin_data.timestep_values(tensor),
+                     "l2": None, "valid": None, "epoch_l2": None})
+        norms = {}
+        if len(tags) > 1:
+            norms = {int(d.step): d.numpy for d in data.get(tags[1], [])}
+        if norms and tensor.ndim == 3:
+            if epoch in norms:
+                l2, valid = plugin_data.timestep_norms(norms[epoch],
+                                                       tensor.shape)
+                body["l2"] = plugin_data.float32_json(l2)
+                body["valid"] = plugin_data.float32_json(valid)
+            body["epoch_l2"] = plugin_data.epoch_l2(norms)
+        return body
+
+    def gates_impl(self, ctx, experiment, run, source, layer):
+        """Per-gate weight-gradient statistics of one LSTM/GRU layer."""
+        tag = metadata.gates_tag(source, layer)
+        content = self._contents(ctx, experiment, run, [tag]).get(tag)
+        if content is None or content["kind"] != metadata.KIND_GATES:
+            raise errors.NotFoundError(
+                "No per-gate gradients of layer %r for run %r and source %r"
+                % (layer, run, source))
+        data = self._read(ctx, experiment, runs=[run], tags=[tag])
+        epochs, values = plugin_data.gate_table(
+            data.get(run, {}).get(tag, []), content)
+        gates, names = plugin_data.gate_columns(content)
+        if not epochs:
+            raise errors.NotFoundError(
+                "No per-gate gradients of layer %r for run %r and source %r"
+                % (layer, run, source))
+        return {
+            "run": run, "source": source, "layer": layer,
+            "recurrent_kind": content.get("recurrent_kind"),
+            "gates": gates, "stats": names,
+            "rows": plugin_data.gate_rows(content),
+            "epochs": epochs, "values": values,
+        }
+
+    def gate_heatmap_impl(self, ctx, experiment, run, source, variable,
+                          epoch=None):
+        """Pooled mean |g| of each gate of one fused recurrent weight.
+
+        Args:
+          epoch: An epoch number, or ``None`` for the latest one.
+        """
+        tag = metadata.gate_heatmap_tag(source, variable)
+        content = self._contents(ctx, experiment, run, [tag]).get(tag)
+        if content is None or content["kind"] != metadata.KIND_GATE_HEATMAP:
+            raise errors.NotFoundError(
+                "No gate heatmap of variable %r for run %r and source %r"
+                % (variable, run, source))
+        data = self._read(ctx, experiment, runs=[run], tags=[tag])
+        by_epoch = {int(d.step): d for d in data.get(run, {}).get(tag, [])}
+        epochs = sorted(by_epoch)
+        if not epochs:
+            raise errors.NotFoundError(
+                "No gate heatmap of variable %r for run %r and source %r"
+                % (variable, run, source))
+        if epoch is None:
+            epoch = epochs[-1]
+        if epoch not in by_epoch:
+            raise errors.NotFoundError(
+                "No gate heatmap of variable %r at epoch %r for run %r and "
+                "source %r" % (variable, epoch, run, source))
+        gates, _ = plugin_data.gate_columns(content)
+        planes = {e: plugin_data.gate_planes(d.numpy, len(gates))
+                  for e, d in by_epoch.items()}
+        tensor = planes[epoch]
+        return {
+            "run": run, "source": source, "variable": variable,
+            "layer": content.get("layer"),
+            "recurrent_kind": content.get("recurrent_kind"),
+            "gates": gates, "block": content.get("block"),
+            "rows": int(tensor.shape[1]), "cols": int(tensor.shape[2]),
+            "epoch": epoch, "epochs": epochs,
+            "values": plugin_data.float32_json(
+                tensor.reshape(tensor.shape[0], -1)),
+            "scale": plugin_data.gate_heatmap_scale(planes.values()),
+        }
+
     # -- routes --------------------------------------------------------------
 
     @wrappers.Request.application
@@ -487,7 +683,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         ctx, experiment = _context(request)
         body = self.variable_stats_impl(
             ctx, experiment, _required(request, "run"), _source(request),
-            _filter(request))
+            _filter(request), _stats(request))
         return _json_response(request, body)
 
     @wrappers.Request.application
@@ -503,6 +699,40 @@ class GradientsPlugin(base_plugin.TBPlugin):
     def heatmap_route(self, request):
         ctx, experiment = _context(request)
         body = self.heatmap_impl(
+            ctx, experiment, _required(request, "run"), _source(request),
+            _required(request, "variable"), _epoch(request))
+        return _json_response(request, body)
+
+    @wrappers.Request.application
+    @_guarded
+    def timestep_layers_route(self, request):
+        ctx, experiment = _context(request)
+        body = self.timestep_layers_impl(ctx, experiment,
+                                         _required(request, "run"))
+        return _json_response(request, body)
+
+    @wrappers.Request.application
+    @_guarded
+    def timesteps_route(self, request):
+        ctx, experiment = _context(request)
+        body = self.timesteps_impl(
+            ctx, experiment, _required(request, "run"),
+            _required(request, "layer"), _epoch(request))
+        return _json_response(request, body)
+
+    @wrappers.Request.application
+    @_guarded
+    def gates_route(self, request):
+        ctx, experiment = _context(request)
+        body = self.gates_impl(ctx, experiment, _required(request, "run"),
+                               _source(request), _required(request, "layer"))
+        return _json_response(request, body)
+
+    @wrappers.Request.application
+    @_guarded
+    def gate_heatmap_route(self, request):
+        ctx, experiment = _context(request)
+        body = self.gate_heatmap_impl(
             ctx, experiment, _required(request, "run"), _source(request),
             _required(request, "variable"), _epoch(request))
         return _json_response(request, body)

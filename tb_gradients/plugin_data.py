@@ -98,8 +98,19 @@ def dumps(value):
     The bodies are built with ``None`` already in place of non-finite
     numbers, so the direct encoding nearly always succeeds; the recursive
     `json_safe` pass (a third of the time of a large body) only runs when
-    it fails.
+    it fails. Values of a dict ``value`` that are `JSONText` are embedded
+    as they are.
     """
+    if isinstance(value, dict) and any(
+            isinstance(item, JSONText) for item in value.values()):
+        plain = {key: item for key, item in value.items()
+                 if not isinstance(item, JSONText)}
+        texts = ",".join(
+            "%s:%s" % (json.dumps(str(key)), item)
+            for key, item in sorted(value.items(), key=lambda kv: str(kv[0]))
+            if isinstance(item, JSONText))
+        head = dumps(plain)[:-1]
+        return head + ("," if plain else "") + texts + "}"
     options = {"allow_nan": False, "sort_keys": True,
                "separators": (",", ":")}
     try:
@@ -203,6 +214,27 @@ def parse_integer(text):
     if not isinstance(text, str) or not _INTEGER.match(text):
         return None
     return int(text)
+
+
+def parse_stat_names(text):
+    """The statistics asked for by ``stats=name1,name2``, or ``None``.
+
+    Names keep the order given; a repeated name is kept once.
+
+    Raises:
+      ValueError: When a name is not one of ``VARIABLE_STAT_NAMES`` (the
+        message lists the unknown ones).
+    """
+    if not text:
+        return None
+    names = []
+    for name in text.split(","):
+        if name not in names:
+            names.append(name)
+    unknown = [n for n in names if n not in metadata.VARIABLE_STAT_NAMES]
+    if unknown:
+        raise ValueError("unknown statistics %r" % (unknown,))
+    return tuple(names)
 
 
 def compile_filter(text):
@@ -398,9 +430,38 @@ def align(epochs, matrix, all_epochs):
     return aligned, present
 
 
-def aligned_values(aligned, present):
-    """JSON rows of an aligned matrix: ``None`` rows where not present."""
-    rows = _nested_or_none(aligned)
+def _nested_compact(array):
+    """`_nested_or_none`, with integral values as Python ints.
+
+    Counts, sizes and indices are stored as float64 next to the other
+    statistics; ``48`` is the same JSON number as ``48.0`` and two
+    characters shorter. Negative zero stays a float (its sign is data).
+    """
+    array = np.asarray(array, dtype=np.float64)
+    finite = np.isfinite(array)
+    integral = finite & (np.abs(array) < 2.0**53)
+    integral[integral] = array[integral] == np.floor(array[integral])
+    integral &= (array != 0) | ~np.signbit(array)
+    if not integral.any():
+        return _nested_or_none(array)
+    values = array.astype(object)
+    values[integral] = array[integral].astype(np.int64)
+    values[~finite] = None
+    return values.tolist()
+
+
+def aligned_values(aligned, present, columns=None):
+    """JSON rows of an aligned matrix: ``None`` rows where not present.
+
+    Args:
+      aligned: Output of `align`.
+      present: Its mask of epochs that have data.
+      columns: Positions of the columns to keep (`stat_index`), in the
+        order wanted; all when ``None``.
+    """
+    if columns is not None:
+        aligned = aligned[:, list(columns)]
+    rows = _nested_compact(aligned)
     for index in np.flatnonzero(~present).tolist():
         rows[index] = None
     return rows
@@ -596,3 +657,319 @@ def heatmap_channels(tensor, content, rows, epoch):
         overall = max_finite(r[column] for r in rows.values())
         body[channel] = channel_body(values, overall)
     return body
+
+
+# -- float32 data -------------------------------------------------------------
+
+
+class JSONText(str):
+    """JSON text that `dumps` embeds as it is, as a value of a dict.
+
+    Large float32 arrays are written to text directly (`float32_json`):
+    building Python floats and letting `json` print them costs twice the
+    time for a longer result.
+    """
+
+
+def float32_json(array):
+    """JSON text of a float32 array: nested lists of the shortest numbers.
+
+    ``float(np.float32(x))`` prints with up to 17 significant digits, of
+    which only the first 6 to 9 mean anything. Here each number is the
+    shortest decimal that reads back as the same float32 (numpy's
+    ``repr``), so ``Math.fround`` (or ``numpy.float32``) recovers the
+    stored value exactly and the text is about 40 % shorter; ``null``
+    where the value is non-finite.
+
+    Args:
+      array: Any array; it is converted to float32 first (values computed
+        in float64 from float32 data carry no more meaning than that).
+
+    Returns:
+      A `JSONText`.
+    """
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 0:
+        return JSONText(dumps(float32_or_none(array)))
+    if array.size == 0:
+        return JSONText(dumps(np.zeros(array.shape).tolist()))
+    text = array.astype(str)
+    finite = np.isfinite(array)
+    if not finite.all():
+        text[~finite] = "null"
+    parts = ["[" + ",".join(row) + "]"
+             for row in text.reshape(-1, array.shape[-1]).tolist()]
+    for size in reversed(array.shape[:-1]):
+        parts = ["[" + ",".join(parts[i:i + size]) + "]"
+                 for i in range(0, len(parts), size)]
+    return JSONText(parts[0])
+
+
+def float32_or_none(value):
+    """One number as `float32_json` writes it; ``None`` if non-finite."""
+    if value is None:
+        return None
+    value = np.float32(value)
+    return float(str(value)) if np.isfinite(value) else None
+
+
+# -- recurrent layers ---------------------------------------------------------
+
+# Fields of a ``timesteps`` series' content describing the layer (from
+# `timesteps.describe` and `stats.timestep_view`), returned as they are.
+TIMESTEP_FIELDS = (
+    "class",
+    "inner_class",
+    "return_sequences",
+    "bidirectional",
+    "merge_mode",
+    "direction_count",
+    "direction_names",
+    "direction_ranges",
+    "samples",
+    "timesteps",
+    "channels",
+    "time_block",
+    "channel_block",
+)
+
+# Timestep gradients need probe samples: the writer only has this source.
+TIMESTEP_SOURCE = "probe"
+
+
+def recurrent_layers(parsed):
+    """The recurrent-layer series of one run, grouped by layer.
+
+    Args:
+      parsed: Output of `parse_listing` for one run.
+
+    Returns:
+      ``{layer: {"timesteps": tag or None, "timestep_norms": tag or None,
+      "content": content of the timesteps series or None, "gates":
+      {source: tag}, "recurrent_kind": str or None}}`` for every layer
+      with a ``timesteps`` (probe source) or a ``gates`` series. Series
+      whose ``layer`` field is not a string are left out.
+    """
+    layers = {}
+    for tag, content in sorted(parsed.items()):
+        kind = content["kind"]
+        layer = content.get("layer")
+        if not isinstance(layer, str) or kind not in (
+                metadata.KIND_TIMESTEPS, metadata.KIND_TIMESTEP_NORMS,
+                metadata.KIND_GATES):
+            continue
+        if kind != metadata.KIND_GATES and \
+                content["source"] != TIMESTEP_SOURCE:
+            continue
+        entry = layers.setdefault(layer, {
+            "timesteps": None, "timestep_norms": None, "content": None,
+            "gates": {}, "recurrent_kind": None})
+        if kind == metadata.KIND_TIMESTEPS:
+            entry["timesteps"], entry["content"] = tag, content
+        elif kind == metadata.KIND_TIMESTEP_NORMS:
+            entry["timestep_norms"] = tag
+        else:
+            entry["gates"][content["source"]] = tag
+            if isinstance(content.get("recurrent_kind"), str):
+                entry["recurrent_kind"] = content["recurrent_kind"]
+    return {layer: entry for layer, entry in layers.items()
+            if entry["timesteps"] is not None or entry["gates"]}
+
+
+def layer_order(parsed, layers):
+    """``layers`` in the order they appear in the model.
+
+    The series carry no layer index, but every variable's statistics have
+    its position in the model's trainable variables, and a variable's name
+    starts with its top-level layer's name (``encoder/lstm_cell/kernel``).
+    A layer comes at the smallest index of its variables; layers without
+    variables (e.g. a `Masking` named in ``timestep_layers``) come last,
+    alphabetically.
+    """
+    first = {}
+    for source in metadata.SOURCES:
+        for entry in variable_entries(parsed, source):
+            top = entry["name"].split("/", 1)[0]
+            first[top] = min(first.get(top, entry["index"]), entry["index"])
+    return sorted(layers, key=lambda layer: (
+        layer not in first, first.get(layer, 0), layer))
+
+
+def timestep_description(content):
+    """The layer description fields of a ``timesteps`` content.
+
+    A field the content lacks (or a layer with only ``gates`` series,
+    ``content=None``) is ``None``.
+    """
+    content = content or {}
+    return {field: content.get(field) for field in TIMESTEP_FIELDS}
+
+
+def epochs_of(datums):
+    """Sorted distinct steps of a series' data."""
+    return sorted({int(datum.step) for datum in datums})
+
+
+def timestep_values(tensor):
+    """The stored ``(samples, T', C')`` or ``(samples, C')`` gradient.
+
+    Raises:
+      ValueError: For any other rank.
+    """
+    tensor = np.asarray(tensor)
+    if tensor.ndim not in (2, 3):
+        raise ValueError("timesteps tensor has shape %r" % (tensor.shape,))
+    return float32_json(tensor)
+
+
+def timestep_norms(tensor, values_shape=None):
+    """``(l2, valid)`` planes of a stored ``(2, samples, T')`` norms tensor.
+
+    Args:
+      tensor: The ``timestep_norms`` tensor of one epoch.
+      values_shape: Shape of the same epoch's timesteps tensor, if known:
+        the norms must have its samples and timesteps.
+
+    Raises:
+      ValueError: When the shapes do not match the format.
+    """
+    tensor = np.asarray(tensor, dtype=np.float64)
+    if tensor.ndim != 3 or tensor.shape[0] != len(
+            metadata.TIMESTEP_NORM_CHANNELS):
+        raise ValueError("timestep_norms tensor has shape %r"
+                         % (tensor.shape,))
+    if values_shape is not None and tuple(tensor.shape[1:]) != tuple(
+            values_shape[:2]):
+        raise ValueError("timestep_norms tensor has shape %r for values of "
+                         "shape %r" % (tensor.shape, tuple(values_shape)))
+    channels = list(metadata.TIMESTEP_NORM_CHANNELS)
+    return tensor[channels.index("l2")], tensor[channels.index("valid")]
+
+
+def epoch_l2(norms_by_epoch):
+    """Per-timestep summaries over the samples of every epoch's norms.
+
+    Only entries with ``valid > 0`` (not entirely masked) count. The
+    figures are computed in float64, unweighted by the valid fraction; a
+    non-finite norm makes its timestep's figures non-finite (``None``), and
+    so does having no valid sample. ``std`` is the population standard
+    deviation (``ddof=0``).
+
+    Args:
+      norms_by_epoch: ``{epoch: stored (2, samples, T') tensor}``.
+
+    Returns:
+      `JSONText` of ``{"epochs": [...], "mean", "std", "min", "max":
+      [[per timestep] per epoch]}``.
+    """
+    epochs = sorted(norms_by_epoch)
+    lists = {"mean": [], "std": [], "min": [], "max": []}
+    for epoch in epochs:
+        l2, valid = timestep_norms(norms_by_epoch[epoch])
+        counted = valid > 0
+        count = counted.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(counted, l2, 0.0).sum(axis=0) / count
+            spread = np.where(counted, np.square(l2 - mean), 0.0)
+            std = np.sqrt(spread.sum(axis=0) / count)
+            low = np.where(counted, l2, np.inf).min(axis=0)
+            high = np.where(counted, l2, -np.inf).max(axis=0)
+        nan = np.where(counted, np.isnan(l2), False).any(axis=0)
+        for name, figures in (("mean", mean), ("std", std), ("min", low),
+                              ("max", high)):
+            figures = np.where((count > 0) & ~nan, figures, np.nan)
+            lists[name].append(float32_json(figures))
+    body = {name: JSONText("[" + ",".join(parts) + "]")
+            for name, parts in lists.items()}
+    body["epochs"] = epochs
+    return JSONText(dumps(body))
+
+
+# -- gates --------------------------------------------------------------------
+
+
+def gate_columns(content):
+    """``(gate names, statistic names)`` of a ``gates`` or ``gate_heatmap``
+    content; the statistics default to ``GATE_STAT_NAMES``.
+
+    Raises:
+      ValueError: When ``gates`` is not a non-empty list of names.
+    """
+    gates, names = content.get("gates"), content.get("stats")
+    if not (isinstance(gates, list) and gates
+            and all(isinstance(g, str) for g in gates)):
+        raise ValueError("gates content has malformed gates %r" % (gates,))
+    if not (isinstance(names, list) and names
+            and all(isinstance(n, str) for n in names)):
+        names = list(metadata.GATE_STAT_NAMES)
+    return list(gates), list(names)
+
+
+def gate_rows(content):
+    """The ``rows`` of a ``gates`` content: ``[{direction, role, variable}]``.
+
+    Raises:
+      ValueError: When the field is not a list of such objects.
+    """
+    rows = content.get("rows")
+    if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and all(
+                isinstance(row.get(key), str)
+                for key in ("direction", "role", "variable"))
+            for row in rows):
+        raise ValueError("gates content has malformed rows %r" % (rows,))
+    return [{key: row[key] for key in ("direction", "role", "variable")}
+            for row in rows]
+
+
+def gate_table(datums, content):
+    """Every epoch's per-gate statistics of one layer.
+
+    Args:
+      datums: ``TensorDatum``s of one ``gates`` series.
+      content: Its parsed content.
+
+    Returns:
+      ``(epochs, values)``: sorted epochs and, per epoch, the float64
+      ``[row][gate][stat]`` table with ``None`` where non-finite. Of
+      repeated epochs the last one wins.
+
+    Raises:
+      ValueError: When a tensor is not ``(rows, gates, stats)`` as the
+        content announces.
+    """
+    gates, names = gate_columns(content)
+    shape = (len(gate_rows(content)), len(gates), len(names))
+    by_epoch = {}
+    for datum in datums:
+        table = np.asarray(datum.numpy, dtype=np.float64)
+        if table.shape != shape:
+            raise ValueError("gates tensor of epoch %r has shape %r, not %r"
+                             % (datum.step, table.shape, shape))
+        by_epoch[int(datum.step)] = table
+    epochs = sorted(by_epoch)
+    return epochs, [_nested_or_none(by_epoch[epoch]) for epoch in epochs]
+
+
+def gate_planes(tensor, gate_count):
+    """A stored ``(gates, rows, cols)`` gate heatmap, checked.
+
+    Raises:
+      ValueError: When it is not a 3-D tensor with ``gate_count`` planes.
+    """
+    tensor = np.asarray(tensor, dtype=np.float32)
+    if tensor.ndim != 3 or tensor.shape[0] != gate_count:
+        raise ValueError("gate heatmap tensor has shape %r for %r gates"
+                         % (tensor.shape, gate_count))
+    return tensor
+
+
+def gate_heatmap_scale(tensors):
+    """The largest finite cell over every epoch and gate, or ``None``."""
+    largest = None
+    for tensor in tensors:
+        tensor = np.asarray(tensor, dtype=np.float32)
+        finite = tensor[np.isfinite(tensor)]
+        if finite.size and (largest is None or finite.max() > largest):
+            largest = finite.max()
+    return float32_or_none(largest)

@@ -637,9 +637,10 @@ def test_new_epochs_are_served_after_a_reload(tmp_path):
     assert [row[0] for row in body["variables"][0]["values"]] == [1, 2, 3, 4]
 
 
-def test_reserved_timesteps_route_is_not_served(client):
-    assert get(client, "/timesteps", run="tanh/train",
-               source="probe").status_code == 404
+def test_timesteps_of_a_run_without_recurrent_layers_is_404(client):
+    # The recurrent-layer routes are tested in test_plugin_recurrent.py.
+    assert_error(client, 404, "/timesteps", ["'dense_0'", "'tanh/train'"],
+                 run="tanh/train", layer="dense_0")
 
 
 # -- static assets -----------------------------------------------------------
