@@ -25,7 +25,7 @@ const state = {
   sharedY: true,
   filterTest: () => true,
   health: new Map(),  // "source:run" -> promise of {source, nanEpochs, infEpochs}
-  loadedHealth: new Map(),  // run -> health of the source on screen, once known
+  healthOf: (info) => loadHealth(info),
   selectedRuns() {
     return this.runs.filter((info) => this.selected.includes(info.run));
   },
@@ -85,7 +85,10 @@ function announceRendered() {
 export async function render() {
   if (started) return;
   started = true;
+  // The run listing is requested while the stylesheet loads.
+  const runsRequest = fetchRuns().catch(() => null);
   await loadStylesheet();
+  await runsRequest;
   document.body.classList.add('gradients-tab');
 
   // ---- toolbar
@@ -160,9 +163,8 @@ export async function render() {
     for (const view of views) view.section.hidden = !hasData || !state.selected.length;
     if (hasData && !state.selected.length) emptyArea.append(notice('Select a run to see its gradients.'));
     if (hasData && state.selected.length) {
-      // Badges in the panels' headers need the selected runs' health first.
-      await Promise.all(state.selectedRuns().map((info) => loadHealth(info).then(
-        (health) => state.loadedHealth.set(info.run, health), () => null)));
+      // The panels' badges fill in when their health arrives; the views do
+      // not wait for it.
       const results = await Promise.allSettled(views.map((view) => view.render()));
       results.forEach((result, index) => {
         if (result.status === 'rejected') {
@@ -205,7 +207,6 @@ export async function render() {
         [input, el('span', {className: 'run-name', text: info.run}), epochs, badgeSlot]));
       // Badges of runs not shown yet load in the background.
       loadHealth(info).then((health) => {
-        state.loadedHealth.set(info.run, health);
         badgeSlot.replaceChildren(...[healthBadge(health)].filter(Boolean));
       }, (error) => {
         badgeSlot.replaceChildren(el('span', {className: 'badge badge-error', text: 'error', title: error.message}));
@@ -243,7 +244,6 @@ export async function render() {
   async function refresh() {
     clearCache();
     state.health.clear();
-    state.loadedHealth.clear();
     refreshButton.disabled = true;
     try {
       await loadRuns();

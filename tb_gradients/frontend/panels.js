@@ -59,10 +59,15 @@ export function runPanels(body, state, {needsSource = true} = {}) {
   const runs = state.selectedRuns();
   const width = panelWidth(body, runs.length);
   return runs.map((info) => {
+    const badgeSlot = el('span');
     const header = el('div', {className: 'panel-header'}, [
       el('span', {className: 'run-name', text: info.run}),
-      healthBadge(state.loadedHealth.get(info.run)),
+      badgeSlot,
     ]);
+    // A failed request shows in the views' own error boxes.
+    state.healthOf(info).then((health) => {
+      badgeSlot.replaceChildren(...[healthBadge(health)].filter(Boolean));
+    }, () => null);
     const content = el('div', {className: 'panel-body'});
     const panel = el('div', {className: 'panel', dataset: {run: info.run}}, [header, content]);
     panel.style.width = `${width}px`;
