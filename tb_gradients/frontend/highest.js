@@ -5,27 +5,19 @@
 
 import {fetchVariableStats} from './api.js';
 import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from './charts.js';
+import {statColumn} from './data.js';
 import {checkbox} from './dom.js';
 import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from './panels.js';
 
 const HEIGHT = 320;
 
-// The seed divides both curves of a variable by the largest |element| its
-// accumulated gradient reaches over all epochs, so that variables of very
-// different magnitudes share one axis.
-function variableScale(variable) {
-  const [, accumulatedMax] = extent(variable.highest_accumulated || []) || [0, 0];
-  if (accumulatedMax > 0) return accumulatedMax;
-  const [, gradientMax] = extent(variable.highest_gradient || []) || [0, 0];
-  return gradientMax > 0 ? gradientMax : 1;
-}
-
 export function createHighestView(state) {
   const options = {normalize: true, log: false};
   const {section, controls, body} = viewSection('highest', 'Highest gradient elements',
     'Largest |element| of each variable\'s epoch gradient (highest_gradient, solid) ' +
-    'and of its accumulated gradient (highest_accumulated, dashed). Normalized: ' +
-    'both divided by the variable\'s largest highest_accumulated over all epochs, as in the seed figure.');
+    'and of its accumulated gradient (highest_accumulated, dashed), both divided by the ' +
+    'variable\'s largest accumulated_max_abs over all epochs as in the seed figure. ' +
+    'Untick "Normalize" for the raw max_abs and accumulated_max_abs.');
   controls.append(
     checkbox('Normalize per variable', options.normalize,
       (value) => { options.normalize = value; render(); }, {control: 'highest-normalize'}),
@@ -33,13 +25,16 @@ export function createHighestView(state) {
       {control: 'highest-log'}));
   let generation = 0;
 
-  function curves(variable) {
-    const factor = options.normalize ? variableScale(variable) : 1;
-    const divide = (values) => (values || []).map((value) => (value === null ? null : value / factor));
+  // The server sends the seed's normalized curves (both divided by the
+  // variable's largest accumulated_max_abs over all epochs); the raw ones
+  // are the max_abs and accumulated_max_abs statistics.
+  function curves(data, variable) {
+    if (options.normalize) {
+      return {gradient: variable.highest_gradient || [], accumulated: variable.highest_accumulated || []};
+    }
     return {
-      gradient: divide(variable.highest_gradient),
-      accumulated: divide(variable.highest_accumulated),
-      factor,
+      gradient: statColumn(data, variable, 'max_abs'),
+      accumulated: statColumn(data, variable, 'accumulated_max_abs'),
     };
   }
 
@@ -53,13 +48,15 @@ export function createHighestView(state) {
     }
     const {variables: shown, colorOf} = variableColors(loaded);
     const yDomainOf = yDomainsOf(state, loaded, (panel) => mergeExtents(panel.variables.map((variable) => {
-      const {gradient, accumulated} = curves(variable);
+      const {gradient, accumulated} = curves(panel.data, variable);
       return extent([...gradient, ...accumulated], options.log);
     })), options.log, !options.log);
-    const yLabel = options.normalize ? 'highest |element| (normalized)' : 'highest |element|';
+    const yLabel = options.normalize ? 'highest |element| (normalized)' : 'max_abs (raw)';
 
+    const [gradientStat, accumulatedStat] = options.normalize
+      ? ['highest_gradient', 'highest_accumulated'] : ['max_abs', 'accumulated_max_abs'];
     body.prepend(variableLegend(shown, colorOf, [
-      {label: 'highest_gradient'}, {label: 'highest_accumulated', dashed: true}]));
+      {label: gradientStat}, {label: accumulatedStat, dashed: true}]));
     for (const panel of loaded) {
       const canvas = createCanvas('highest', panel.width, HEIGHT, `Highest gradient elements of ${panel.run}`);
       canvas.dataset.run = panel.run;
@@ -71,30 +68,25 @@ export function createHighestView(state) {
       const epochs = panel.data.epochs;
       const series = [];
       for (const variable of panel.variables) {
-        const {gradient, accumulated, factor} = curves(variable);
-        const describe = (stat, raw) => (x, y) => {
-          const i = epochs.indexOf(x);
-          const lines = [variable.name, `${panel.run}, epoch ${x}`, `${stat}: ${formatNumber(raw[i])}`];
-          if (options.normalize) lines.push(`normalized: ${formatNumber(y)} (÷ ${formatNumber(factor)})`);
-          return lines;
-        };
+        const {gradient, accumulated} = curves(panel.data, variable);
+        const describe = (stat) => (x, y) => [variable.name, `${panel.run}, epoch ${x}`, `${stat}: ${formatNumber(y)}`];
         series.push({
           label: variable.name, color: colorOf(variable), marker: epochs.length <= 40 ? 'tick' : null,
           points: epochs.map((epoch, i) => [epoch, gradient[i]]),
-          describe: describe('highest_gradient', variable.highest_gradient),
+          describe: describe(gradientStat),
         });
         series.push({
           label: variable.name, color: colorOf(variable), dash: [6, 4],
           points: epochs.map((epoch, i) => [epoch, accumulated[i]]),
-          describe: describe('highest_accumulated', variable.highest_accumulated),
+          describe: describe(accumulatedStat),
         });
       }
       drawLineChart(canvas, {
         xLabel: 'epoch', yLabel, xInteger: true, xDomain: epochDomain(epochs), yDomain: yDomainOf(panel),
         yLog: options.log, series,
         legend: [
-          {label: 'highest_gradient', color: '#5f6368'},
-          {label: 'highest_accumulated', color: '#5f6368', dash: [6, 4]},
+          {label: gradientStat, color: '#5f6368'},
+          {label: accumulatedStat, color: '#5f6368', dash: [6, 4]},
         ],
       });
     }
