@@ -271,8 +271,15 @@ def parse_listing(tag_to_series):
 
 
 def sources_present(parsed):
-    """The sources of a run's parsed listing, in ``metadata.SOURCES`` order."""
-    seen = {content["source"] for content in parsed.values()}
+    """The sources with variable statistics, in ``metadata.SOURCES`` order.
+
+    Only statistics make a source selectable: a run trained with the
+    training source and probe data has ``probe`` timestep series but no
+    ``probe`` statistics, and must not offer ``probe`` to views that need
+    them.
+    """
+    seen = {content["source"] for content in parsed.values()
+            if content.get("kind") == metadata.KIND_VARIABLE_STATS}
     return [source for source in metadata.SOURCES if source in seen]
 
 

@@ -90,7 +90,8 @@ def _sequence_data(samples=64, seed=0):
 
 
 def train_recurrent_run(run_dir, encoder="LSTM", epochs=3, source="both",
-                        seed=0, probe_samples=8, **callback_kwargs):
+                        seed=0, probe_samples=8, with_probe=None,
+                        **callback_kwargs):
     """A recurrent model on a generated sequence task; returns ``run_dir``.
 
     Masking, then ``encoder`` (``"LSTM"`` or ``"GRU"``, returning
@@ -99,7 +100,8 @@ def train_recurrent_run(run_dir, encoder="LSTM", epochs=3, source="both",
     layer names whatever the encoder so runs can be compared layer by
     layer. The probe data are the first ``probe_samples`` samples (sample 0
     is masked after timestep 5); ``source="training"`` trains without
-    probe data. Keras's name counters are reset first, so the variables
+    probe data unless ``with_probe=True`` (timestep series without probe
+    statistics). Keras's name counters are reset first, so the variables
     have the same names in every run (``bidirectional/forward_gru/...``).
     """
     import keras
@@ -120,7 +122,7 @@ def train_recurrent_run(run_dir, encoder="LSTM", epochs=3, source="both",
         keras.layers.Dense(1, name="head"),
     ])
     model.compile(keras.optimizers.SGD(0.05), "mse")
-    probe = source != "training"
+    probe = source != "training" if with_probe is None else with_probe
     callback = GradientTensorBoard(
         log_dir=str(run_dir), source=source,
         probe_data=(x[:probe_samples], y[:probe_samples]) if probe else None,

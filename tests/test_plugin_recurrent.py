@@ -553,3 +553,20 @@ def test_float32_json_is_the_shortest_exact_text():
     assert plugin_data.float32_json(np.float32(np.nan)) == "null"
     body = plugin_data.dumps({"b": 1, "a": plugin_data.JSONText("[1.5]")})
     assert json.loads(body) == {"a": [1.5], "b": 1}
+
+
+def test_timestep_data_alone_does_not_make_probe_a_source(tmp_path):
+    """Training source + probe data: probe timesteps, but no probe stats."""
+    from werkzeug import test as werkzeug_test
+
+    from tests.test_plugin_wsgi import get_json
+    from tests.test_plugin_wsgi import make_app
+
+    logdirs.train_recurrent_run(tmp_path / "run", epochs=1, source="training",
+                                with_probe=True)
+    client = werkzeug_test.Client(make_app(tmp_path)[0])
+    runs = get_json(client, "/runs")["runs"]
+    assert [(r["run"], r["sources"]) for r in runs] == [("run/train",
+                                                         ["training"])]
+    layers = get_json(client, "/timestep_layers", run="run/train")["layers"]
+    assert any(layer["has_time"] for layer in layers)
