@@ -61,7 +61,8 @@ def run(tmp_path_factory):
         probes.append(reference.probe_gradient(twin, loss_fn, *probe))
     names = [v.path.split("/", 1)[1] for v in model.trainable_variables]
     return {"series": eventfiles.load(logdir / "train"), "steps": steps,
-            "probes": probes, "names": names, "model": model, "twin": twin}
+            "probes": probes, "names": names, "model": model, "twin": twin,
+            "logdir": logdir}
 
 
 def expected_stats(gradients, step_grads=None):
@@ -235,3 +236,20 @@ def test_weights_match_the_reference_loop(run):
     """Sanity check of the reference itself: the trajectories agree."""
     for a, b in zip(run["model"].get_weights(), run["twin"].get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_global_scalars_read_by_tbparse(run, tmp_path_factory):
+    """The figures users plot with pandas come back through tbparse too."""
+    from tbparse import SummaryReader
+
+    logdir = run["logdir"]
+    # TF2 stores scalars as tensors (Keras's epoch_loss too): tbparse's
+    # `tensors` frame is where users find them.
+    frame = SummaryReader(str(logdir / "train")).tensors
+    norms = frame[frame["tag"] == "gradients/training/norm"].sort_values(
+        "step")
+    assert norms["step"].tolist() == list(range(EPOCHS))
+    want = [eventfiles.scalar(run["series"], "training", "norm", e)
+            for e in range(EPOCHS)]
+    np.testing.assert_allclose(norms["value"].to_numpy(), want, rtol=1e-6)
+    assert "gradients/probe/norm" in set(frame["tag"])
