@@ -251,5 +251,6 @@ def test_global_scalars_read_by_tbparse(run, tmp_path_factory):
     assert norms["step"].tolist() == list(range(EPOCHS))
     want = [eventfiles.scalar(run["series"], "training", "norm", e)
             for e in range(EPOCHS)]
-    np.testing.assert_allclose(norms["value"].to_numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(norms["value"].to_numpy(dtype=float), want,
+                               rtol=1e-6)
     assert "gradients/probe/norm" in set(frame["tag"])
