@@ -91,6 +91,8 @@ class TrainingGradientCapture:
         self._skipped = None
         self._capacity = 0
         self._attached = False
+        self._snapshot = None
+        self._fresh = False
         self._original_update_step = None
         self._original_skip = None
 
@@ -124,6 +126,7 @@ class TrainingGradientCapture:
             self._create_accumulators(variables, capacity)
         self._wrap_optimizer()
         self._attached = True
+        self._fresh = False  # the first epoch starts with a reset
         self._model.make_train_function(force=True)
 
     def detach(self):
@@ -168,6 +171,7 @@ class TrainingGradientCapture:
             self._skipped = self._zeros((), "skipped")
         self._sums, self._sums_abs, self._sums_sq = sums, sums_abs, sums_sq
         self._counts = counts
+        self._snapshot = None
 
     @staticmethod
     def _zeros(shape, name):
@@ -226,19 +230,48 @@ class TrainingGradientCapture:
         self._step_sq.scatter_add(tf.IndexedSlices(square, row))
         self._step_max.scatter_max(tf.IndexedSlices(largest, row))
 
+    def _all_accumulators(self):
+        return (self._sums + self._sums_abs + self._sums_sq + self._counts
+                + [self._step_sq, self._step_max, self._skipped])
+
+    def _snapshot_and_reset_fn(self):
+        """One compiled call that reads every accumulator, then zeroes it.
+
+        Per epoch this replaces a few eager reads and assigns per variable
+        (each a Python round trip) with a single function call, and marks
+        the optimizer step the next epoch starts at.
+        """
+        accumulators = self._all_accumulators()
+        inner = self._inner
+
+        @tf.function
+        def snapshot_and_reset():
+            values = [tf.identity(a) for a in accumulators]
+            iterations = tf.cast(tf.convert_to_tensor(inner.iterations),
+                                 tf.int64)
+            start = tf.identity(self._epoch_start)
+            with tf.control_dependencies(values + [start]):
+                for accumulator in accumulators:
+                    accumulator.assign(tf.zeros_like(accumulator))
+                self._epoch_start.assign(iterations)
+            return values, iterations - start
+
+        return snapshot_and_reset
+
     def begin_epoch(self):
-        """Zeroes the sums and marks the optimizer step the epoch starts at."""
-        for group in (self._sums, self._sums_abs, self._sums_sq, self._counts):
-            for accumulator in group:
-                accumulator.assign(tf.zeros_like(accumulator))
-        for buffer in (self._step_sq, self._step_max):
-            buffer.assign(tf.zeros_like(buffer))
-        self._skipped.assign(0.0)
-        self._epoch_start.assign(
-            tf.cast(tf.convert_to_tensor(self._inner.iterations), tf.int64))
+        """Starts the epoch's sums from zero at the current optimizer step.
+
+        `read` already leaves them so; this also covers steps taken between
+        `attach` (or the last read) and the epoch's start.
+        """
+        if self._snapshot is None:
+            self._snapshot = self._snapshot_and_reset_fn()
+        if not self._fresh:
+            self._snapshot()
+        self._fresh = False
 
     def read(self):
-        """The epoch's sums as numpy.
+        """The epoch's sums as numpy, and a fresh start for the next epoch.
 
         Returns:
           dict with ``sum``, ``sum_abs``, ``sum_sq`` (lists of float32 arrays
@@ -246,18 +279,23 @@ class TrainingGradientCapture:
           (``(n, 2)`` float64 of per-step L2 norm and max |g| for the n
           applied steps kept), ``skipped_steps`` (float).
         """
-        applied = int(tf.convert_to_tensor(self._inner.iterations).numpy()
-                      - self._epoch_start.numpy())
-        kept = max(0, min(applied, self._capacity))
-        step_sq = self._step_sq.numpy()[:kept].astype(np.float64)
-        step_max = self._step_max.numpy()[:kept].astype(np.float64)
+        if self._snapshot is None:
+            self._snapshot = self._snapshot_and_reset_fn()
+        values, applied = self._snapshot()
+        self._fresh = True
+        values = [v.numpy() for v in values]
+        count = len(self._variables)
+        kept = max(0, min(int(applied.numpy()), self._capacity))
+        step_sq, step_max, skipped = values[4 * count:]
         return {
-            "sum": [v.numpy() for v in self._sums],
-            "sum_abs": [v.numpy() for v in self._sums_abs],
-            "sum_sq": [v.numpy() for v in self._sums_sq],
-            "steps": [float(v.numpy()) for v in self._counts],
-            "step_table": np.stack([np.sqrt(step_sq), step_max], axis=1),
-            "skipped_steps": float(self._skipped.numpy()),
+            "sum": values[:count],
+            "sum_abs": values[count:2 * count],
+            "sum_sq": values[2 * count:3 * count],
+            "steps": [float(v) for v in values[3 * count:4 * count]],
+            "step_table": np.stack([
+                np.sqrt(step_sq[:kept].astype(np.float64)),
+                step_max[:kept].astype(np.float64)], axis=1),
+            "skipped_steps": float(skipped),
         }
 
 

@@ -5,12 +5,37 @@ layout is the contract of docs/FORMAT.md and uses only names from
 ``metadata``.
 """
 
+import functools
+import json
+
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 
 from tb_gradients import metadata
 from tb_gradients import stats
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_metadata(kind, source, description, fields_json):
+    return metadata.create_summary_metadata(kind, source, description,
+                                            **json.loads(fields_json))
+
+
+def plugin_metadata(kind, source, description="", **fields):
+    """`metadata.create_summary_metadata`, built once per distinct series.
+
+    The same series gets the same metadata every epoch; building and
+    serialising it once saves Python work at every epoch's end.
+    """
+    return _cached_metadata(kind, source, description,
+                            json.dumps(fields, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4096)
+def _histogram_metadata(display_name, description):
+    return histogram_metadata.create_summary_metadata(
+        display_name=display_name, description=description)
 
 
 def write_global_scalars(source, global_stats, step):
@@ -29,7 +54,7 @@ def write_variable_stats(source, variable, stat_values, step):
       variable: dict with ``name``, ``layer``, ``index``, ``shape``.
       stat_values: dict from `stats.variable_statistics`.
     """
-    summary_metadata = metadata.create_summary_metadata(
+    summary_metadata = plugin_metadata(
         metadata.KIND_VARIABLE_STATS, source,
         description=f"Gradient statistics of {variable['name']}",
         variable=variable["name"], layer=variable["layer"],
@@ -56,7 +81,7 @@ def write_heatmap(source, variable, gradient, accumulated, accumulated_abs,
     """Pooled heatmaps of |G|, |C| and D, shape ``(4, rows, cols)``."""
     channels, block = stats.heatmap_channels(gradient, accumulated,
                                              accumulated_abs, max_cells)
-    summary_metadata = metadata.create_summary_metadata(
+    summary_metadata = plugin_metadata(
         metadata.KIND_HEATMAP, source,
         description=f"Pooled gradient heatmaps of {variable['name']}",
         variable=variable["name"], layer=variable["layer"],
@@ -72,7 +97,7 @@ def write_heatmap(source, variable, gradient, accumulated, accumulated_abs,
 
 def write_histogram(source, variable, gradient, bucket_count, step):
     """The histograms plugin's ``(k, 3)`` tensor: the `write_grads` view."""
-    summary_metadata = histogram_metadata.create_summary_metadata(
+    summary_metadata = _histogram_metadata(
         display_name=f"{variable['name']} ({source} gradient)",
         description=f"Epoch gradient of {variable['name']} ({source})")
     buckets = stats.histogram_buckets(gradient, bucket_count)
@@ -83,7 +108,7 @@ def write_histogram(source, variable, gradient, bucket_count, step):
 
 def write_steps(source, step_table, step):
     """Per-step ``(l2, max_abs)`` rows of one epoch, float32 ``(n, 2)``."""
-    summary_metadata = metadata.create_summary_metadata(
+    summary_metadata = plugin_metadata(
         metadata.KIND_STEPS, source,
         description="Per-step global gradient L2 norm and max |g|",
         columns=list(metadata.STEP_COLUMNS))
@@ -105,7 +130,7 @@ def write_timesteps(source, info, view, samples, step):
                   time_block=int(view["time_block"]),
                   channel_block=int(view["channel_block"]),
                   direction_ranges=view["direction_ranges"])
-    summary_metadata = metadata.create_summary_metadata(
+    summary_metadata = plugin_metadata(
         metadata.KIND_TIMESTEPS, source,
         description=f"d(loss)/d(output) of layer {info['layer']}", **fields)
     tf.summary.write(metadata.timesteps_tag(source, info["layer"]),
@@ -113,7 +138,7 @@ def write_timesteps(source, info, view, samples, step):
                      metadata=summary_metadata)
     if view["l2"] is None:
         return
-    norms_metadata = metadata.create_summary_metadata(
+    norms_metadata = plugin_metadata(
         metadata.KIND_TIMESTEP_NORMS, source,
         description=f"Per-timestep gradient norm of layer {info['layer']}",
         channels_axis0=list(metadata.TIMESTEP_NORM_CHANNELS), **fields)
@@ -129,7 +154,7 @@ def write_gates(source, layer_name, kind, table, rows, step):
       table: float64 ``(len(rows), gates, 3)``.
       rows: ``[{"direction", "role", "variable"}]`` naming each row.
     """
-    summary_metadata = metadata.create_summary_metadata(
+    summary_metadata = plugin_metadata(
         metadata.KIND_GATES, source,
         description=f"Per-gate weight-gradient norms of layer {layer_name}",
         layer=layer_name, recurrent_kind=kind,
@@ -146,7 +171,7 @@ def write_gate_heatmap(source, variable, layer_name, kind, gradient,
     gates = stats.GATES[kind]
     pooled, block = stats.gate_heatmaps(gradient, len(gates),
                                         max(1, max_cells // len(gates)))
-    summary_metadata = metadata.create_summary_metadata(
+    summary_metadata = plugin_metadata(
         metadata.KIND_GATE_HEATMAP, source,
         description=f"Per-gate gradient heatmaps of {variable}",
         variable=variable, layer=layer_name, recurrent_kind=kind,
