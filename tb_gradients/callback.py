@@ -162,6 +162,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._capture_model = None
         self._probe = None
         self._history = {}
+        self._batch_writer = summary.BatchWriter()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -286,11 +287,12 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         records = [r for r in records if r is not None]
         if not records or not self._should_log(epoch):
             return
-        with self._train_writer.as_default(), tf.summary.record_if(True):
-            for record in records:
-                self._write_record(record, epoch)
-            if self._timesteps is not None:
-                self._write_timesteps(epoch)
+        batch = summary.EpochBatch()
+        for record in records:
+            self._write_record(batch, record)
+        if self._timesteps is not None:
+            self._write_timesteps(batch)
+        self._batch_writer.write(self._train_writer, batch, epoch)
         self._train_writer.flush()
 
     def _accumulate(self, source, variables, gradients):
@@ -333,7 +335,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                 "steps": [count] * len(variables), "sum_abs": None,
                 "sum_sq": None, "step_table": None, "skipped_steps": 0.0}
 
-    def _write_record(self, record, epoch):
+    def _write_record(self, batch, record):
         source = record["source"]
         names = _unique_names(record["variables"], self.model.name)
         per_variable, noise_terms = [], []
@@ -353,34 +355,34 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             info = {"name": name, "layer": name.rsplit("/", 1)[0],
                     "index": i, "shape": tuple(int(d) for d in
                                                variable.shape)}
-            summary.write_variable_stats(source, info, values, epoch)
+            summary.write_variable_stats(batch, source, info, values)
             if self.heatmap_cells:
                 summary.write_heatmap(
-                    source, info, gradient, record["accumulated"][i],
+                    batch, source, info, gradient, record["accumulated"][i],
                     record["accumulated_abs"][i], values, self.heatmap_cells,
-                    self.heatmap_encoding, epoch)
+                    self.heatmap_encoding)
             if self.histograms:
-                summary.write_histogram(source, info, gradient,
-                                        self.histogram_buckets, epoch)
-        self._write_gates(source, record, names, epoch)
+                summary.write_histogram(batch, source, info, gradient,
+                                        self.histogram_buckets)
+        self._write_gates(batch, source, record, names)
         global_values = stats.global_statistics(
             per_variable, noise_terms=noise_terms,
             skipped_steps=record["skipped_steps"],
             step_table=record["step_table"])
-        summary.write_global_scalars(source, global_values, epoch)
+        summary.write_global_scalars(batch, source, global_values)
         if record["step_table"] is not None:
-            summary.write_steps(source, record["step_table"], epoch)
+            summary.write_steps(batch, source, record["step_table"])
 
-    def _write_timesteps(self, epoch):
+    def _write_timesteps(self, batch):
         results = self._timesteps.compute()
         for info, (gradient, mask) in zip(self._timestep_info, results):
             view = timesteps.pooled_layer_gradient(
                 info, gradient, mask, self.timestep_cells,
                 self.timestep_channels)
-            summary.write_timesteps("probe", info, view, gradient.shape[0],
-                                    epoch)
+            summary.write_timesteps(batch, "probe", info, view,
+                                    gradient.shape[0])
 
-    def _write_gates(self, source, record, names, epoch):
+    def _write_gates(self, batch, source, record, names):
         """Per-gate breakdown of LSTM/GRU weight gradients."""
         by_id = {id(v): (g, name) for v, g, name in zip(
             record["variables"], record["gradients"], names)}
@@ -396,9 +398,9 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                              "variable": name})
                 table.append(stats.gate_statistics(gradient, gate_count))
                 if self.heatmap_cells:
-                    summary.write_gate_heatmap(source, name, layer.name, kind,
-                                               gradient, self.heatmap_cells,
-                                               epoch)
+                    summary.write_gate_heatmap(batch, source, name,
+                                               layer.name, kind, gradient,
+                                               self.heatmap_cells)
             if rows:
-                summary.write_gates(source, layer.name, kind, np.stack(table),
-                                    rows, epoch)
+                summary.write_gates(batch, source, layer.name, kind,
+                                    np.stack(table), rows)

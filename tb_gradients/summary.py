@@ -1,8 +1,10 @@
 """Writes one epoch of gradient data as TensorBoard summaries.
 
-Must be called with a default summary writer (``writer.as_default()``); the
-layout is the contract of docs/FORMAT.md and uses only names from
-``metadata``.
+The ``write_*`` functions add the summaries of one series to an
+`EpochBatch`; `BatchWriter` writes a whole epoch's batch with one call of a
+compiled function (a few hundred eager ``tf.summary.write`` calls cost more
+Python time per epoch than the statistics themselves). The layout is the
+contract of docs/FORMAT.md and uses only names from ``metadata``.
 """
 
 import functools
@@ -38,16 +40,16 @@ def _histogram_metadata(display_name, description):
         display_name=display_name, description=description)
 
 
-def write_global_scalars(source, global_stats, step):
+def write_global_scalars(batch, source, global_stats):
     """``gradients/<source>/<name>`` scalars for the Scalars tab."""
     for name in metadata.GLOBAL_STAT_NAMES:
         if source != "training" and name in metadata.TRAINING_ONLY_STATS:
             continue
         value = global_stats.get(name, float("nan"))
-        tf.summary.scalar(metadata.scalar_tag(source, name), value, step=step)
+        batch.scalar(metadata.scalar_tag(source, name), value)
 
 
-def write_variable_stats(source, variable, stat_values, step):
+def write_variable_stats(batch, source, variable, stat_values):
     """One variable's statistics vector (float64, ``VARIABLE_STAT_NAMES``).
 
     Args:
@@ -62,8 +64,8 @@ def write_variable_stats(source, variable, stat_values, step):
         stats=list(metadata.VARIABLE_STAT_NAMES))
     vector = np.array([stat_values[name] for name in
                        metadata.VARIABLE_STAT_NAMES], dtype=np.float64)
-    tf.summary.write(metadata.variable_stats_tag(source, variable["name"]),
-                     tf.constant(vector), step=step, metadata=summary_metadata)
+    batch.tensor(metadata.variable_stats_tag(source, variable["name"]),
+                 vector, summary_metadata)
 
 
 def encode_heatmap(channels, stat_values, encoding):
@@ -76,8 +78,8 @@ def encode_heatmap(channels, stat_values, encoding):
     ])
 
 
-def write_heatmap(source, variable, gradient, accumulated, accumulated_abs,
-                  stat_values, max_cells, encoding, step):
+def write_heatmap(batch, source, variable, gradient, accumulated,
+                  accumulated_abs, stat_values, max_cells, encoding):
     """Pooled heatmaps of |G|, |C| and D, shape ``(4, rows, cols)``."""
     channels, block = stats.heatmap_channels(gradient, accumulated,
                                              accumulated_abs, max_cells)
@@ -90,34 +92,32 @@ def write_heatmap(source, variable, gradient, accumulated, accumulated_abs,
         block=list(block), channels=list(metadata.HEATMAP_CHANNELS),
         channel_scales=list(metadata.HEATMAP_CHANNEL_SCALES),
         encoding=encoding, decades=metadata.HEATMAP_DECADES)
-    tf.summary.write(metadata.heatmap_tag(source, variable["name"]),
-                     tf.constant(encode_heatmap(channels, stat_values, encoding)),
-                     step=step, metadata=summary_metadata)
+    batch.tensor(metadata.heatmap_tag(source, variable["name"]),
+                 encode_heatmap(channels, stat_values, encoding),
+                 summary_metadata)
 
 
-def write_histogram(source, variable, gradient, bucket_count, step):
+def write_histogram(batch, source, variable, gradient, bucket_count):
     """The histograms plugin's ``(k, 3)`` tensor: the `write_grads` view."""
     summary_metadata = _histogram_metadata(
         display_name=f"{variable['name']} ({source} gradient)",
         description=f"Epoch gradient of {variable['name']} ({source})")
     buckets = stats.histogram_buckets(gradient, bucket_count)
-    tf.summary.write(metadata.histogram_tag(source, variable["name"]),
-                     tf.constant(buckets, tf.float64), step=step,
-                     metadata=summary_metadata)
+    batch.tensor(metadata.histogram_tag(source, variable["name"]),
+                 np.asarray(buckets, np.float64), summary_metadata)
 
 
-def write_steps(source, step_table, step):
+def write_steps(batch, source, step_table):
     """Per-step ``(l2, max_abs)`` rows of one epoch, float32 ``(n, 2)``."""
     summary_metadata = plugin_metadata(
         metadata.KIND_STEPS, source,
         description="Per-step global gradient L2 norm and max |g|",
         columns=list(metadata.STEP_COLUMNS))
     table = np.asarray(step_table, dtype=np.float32).reshape(-1, 2)
-    tf.summary.write(metadata.steps_tag(source), tf.constant(table), step=step,
-                     metadata=summary_metadata)
+    batch.tensor(metadata.steps_tag(source), table, summary_metadata)
 
 
-def write_timesteps(source, info, view, samples, step):
+def write_timesteps(batch, source, info, view, samples):
     """Gradient w.r.t. a layer's output: values, and per-timestep norms.
 
     Args:
@@ -133,21 +133,19 @@ def write_timesteps(source, info, view, samples, step):
     summary_metadata = plugin_metadata(
         metadata.KIND_TIMESTEPS, source,
         description=f"d(loss)/d(output) of layer {info['layer']}", **fields)
-    tf.summary.write(metadata.timesteps_tag(source, info["layer"]),
-                     tf.constant(view["values"]), step=step,
-                     metadata=summary_metadata)
+    batch.tensor(metadata.timesteps_tag(source, info["layer"]),
+                 view["values"], summary_metadata)
     if view["l2"] is None:
         return
     norms_metadata = plugin_metadata(
         metadata.KIND_TIMESTEP_NORMS, source,
         description=f"Per-timestep gradient norm of layer {info['layer']}",
         channels_axis0=list(metadata.TIMESTEP_NORM_CHANNELS), **fields)
-    tf.summary.write(metadata.timestep_norms_tag(source, info["layer"]),
-                     tf.constant(np.stack([view["l2"], view["valid"]])),
-                     step=step, metadata=norms_metadata)
+    batch.tensor(metadata.timestep_norms_tag(source, info["layer"]),
+                 np.stack([view["l2"], view["valid"]]), norms_metadata)
 
 
-def write_gates(source, layer_name, kind, table, rows, step):
+def write_gates(batch, source, layer_name, kind, table, rows):
     """Per-gate statistics of an LSTM/GRU layer's weight gradients.
 
     Args:
@@ -160,13 +158,12 @@ def write_gates(source, layer_name, kind, table, rows, step):
         layer=layer_name, recurrent_kind=kind,
         gates=list(stats.GATES[kind]), rows=rows,
         stats=list(metadata.GATE_STAT_NAMES))
-    tf.summary.write(metadata.gates_tag(source, layer_name),
-                     tf.constant(np.asarray(table, np.float64)), step=step,
-                     metadata=summary_metadata)
+    batch.tensor(metadata.gates_tag(source, layer_name),
+                 np.asarray(table, np.float64), summary_metadata)
 
 
-def write_gate_heatmap(source, variable, layer_name, kind, gradient,
-                       max_cells, step):
+def write_gate_heatmap(batch, source, variable, layer_name, kind, gradient,
+                       max_cells):
     """Pooled mean |g| of each gate of one fused recurrent weight (float32)."""
     gates = stats.GATES[kind]
     pooled, block = stats.gate_heatmaps(gradient, len(gates),
@@ -176,6 +173,56 @@ def write_gate_heatmap(source, variable, layer_name, kind, gradient,
         description=f"Per-gate gradient heatmaps of {variable}",
         variable=variable, layer=layer_name, recurrent_kind=kind,
         gates=list(gates), block=list(block))
-    tf.summary.write(metadata.gate_heatmap_tag(source, variable),
-                     tf.constant(pooled.astype(np.float32)), step=step,
-                     metadata=summary_metadata)
+    batch.tensor(metadata.gate_heatmap_tag(source, variable),
+                 pooled.astype(np.float32), summary_metadata)
+
+
+class EpochBatch:
+    """The summaries of one epoch, collected before they are written."""
+
+    def __init__(self):
+        self.entries = []
+
+    def tensor(self, tag, value, summary_metadata):
+        self.entries.append((tag, np.asarray(value), summary_metadata))
+
+    def scalar(self, tag, value):
+        self.entries.append((tag, np.asarray(value, dtype=np.float32), None))
+
+
+class BatchWriter:
+    """Writes an `EpochBatch` with one call of a compiled function.
+
+    One function is traced per distinct layout (tags, metadata, dtypes and
+    ranks) and per writer, so every epoch after the first costs one call.
+    """
+
+    def __init__(self):
+        self._functions = {}
+
+    def write(self, writer, batch, step):
+        if not batch.entries:
+            return
+        layout = tuple((tag, None if meta is None else
+                        meta.SerializeToString(), value.dtype.str, value.ndim)
+                       for tag, value, meta in batch.entries)
+        key = (id(writer), layout)
+        function = self._functions.get(key)
+        if function is None:
+            function = self._functions[key] = _compile(writer, layout)
+        function(tf.constant(step, tf.int64),
+                 [value for _, value, _ in batch.entries])
+
+
+def _compile(writer, layout):
+    @tf.function(reduce_retracing=True)
+    def write_all(step, values):
+        with writer.as_default(step=step), tf.summary.record_if(True):
+            for (tag, serialized, _, _), value in zip(layout, values):
+                if serialized is None:
+                    tf.summary.scalar(tag, value)
+                else:
+                    tf.summary.write(tag, value, metadata=serialized)
+        return True
+
+    return write_all
