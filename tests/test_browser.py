@@ -110,6 +110,14 @@ def test_every_view_draws_data(tab):
     tab.assert_no_console_errors()
 
 
+def test_recurrent_section_says_how_to_record(tab):
+    """MLP runs: the recurrent section is one line saying what to do."""
+    message = tab.frame.locator("#view-recurrent .notice")
+    assert "pass probe_data to GradientTensorBoard" in message.inner_text()
+    assert tab.frame.locator("#view-recurrent canvas, #view-recurrent [data-control]").count() == 0
+    tab.assert_no_console_errors()
+
+
 def test_epoch_slider_changes_heatmap(tab):
     frame = tab.frame
     slider = frame.locator("#epoch-slider")

@@ -11,13 +11,19 @@ headless Chromium, selects runs and writes one PNG per view to docs/images/:
   steps.png                per-step l2 and log10 max_abs
   heatmap.png              heatmaps at the last epoch
   heatmap-first-epoch.png  the same at the first epoch
+  recurrent-norm.png       recurrent layers: gradient norm per timestep
+  recurrent-heatmap.png    recurrent layers: channels x timesteps (mean |g|,
+                           log colours)
+  recurrent-gates.png      recurrent layers: per-gate weight gradients
 
 Usage:
   python tools/screenshots.py [--logdir runs] [--runs A,B,C]
-                              [--heatmap-runs A] [--out docs/images]
+                              [--heatmap-runs A] [--recurrent-runs A,B,C]
+                              [--only views|recurrent] [--out docs/images]
 
 The default logdir is the demo's (``make demo-train``); the default runs
-are the vanishing-gradient experiment's when present, else the first three.
+are the vanishing-gradient experiment's when present, else the first three;
+the default recurrent runs are the demo's LSTM, GRU and SimpleRNN runs.
 """
 
 import argparse
@@ -34,22 +40,52 @@ WIDTH = 1400
 TIMEOUT_MS = 120000
 
 
+RECURRENT_BLOCKS = ("norm", "heatmap", "gates")
+RECURRENT_RUNS = ("recurrent_lstm/train", "recurrent_gru/train",
+                  "recurrent_simple_rnn/train")
+
+
 def default_runs(names):
     preferred = [name for name in ("vanishing_sigmoid/train", "vanishing_tanh/train",
                                    "vanishing_relu/train") if name in names]
     return preferred or names[:3]
 
 
-def shoot_views(page, frame, out, views, suffix=""):
+def fit_viewport(page, frame):
     # TensorBoard sizes the plugin's iframe to its window: a window as tall
     # as the tab's content lets every section be shot whole.
     height = frame.evaluate("document.documentElement.scrollHeight")
-    page.set_viewport_size({"width": WIDTH, "height": min(height + 120, 16000)})
+    page.set_viewport_size({"width": WIDTH, "height": min(height + 300, 16000)})
+
+
+def shoot_views(page, frame, out, views, suffix=""):
+    fit_viewport(page, frame)
     written = []
     for view in views:
         section = frame.locator(f"#view-{view}")
         section.scroll_into_view_if_needed()
         path = os.path.join(out, f"{view}{suffix}.png")
+        section.screenshot(path=path)
+        written.append(path)
+    return written
+
+
+def shoot_recurrent(page, frame, out, runs):
+    """The recurrent section's blocks for `runs`: the first layer (the
+    demo's `sequence`, returning sequences), mean |g| over the samples on a
+    log colour scale, with the gate heatmaps at the last epoch."""
+    harness.select_runs(frame, runs, TIMEOUT_MS)
+    frame.locator("[data-control=recurrent-log-color]").check()
+    frame.locator("[data-control=gate-heatmaps]").check()
+    frame.wait_for_function(
+        "() => document.querySelectorAll('#recurrent-gates canvas[data-view=gate-heatmap]').length > 0",
+        timeout=TIMEOUT_MS)
+    fit_viewport(page, frame)
+    written = []
+    for block in RECURRENT_BLOCKS:
+        section = frame.locator(f"#recurrent-{block}")
+        section.scroll_into_view_if_needed()
+        path = os.path.join(out, f"recurrent-{block}.png")
         section.screenshot(path=path)
         written.append(path)
     return written
@@ -62,6 +98,12 @@ def main():
     parser.add_argument("--heatmap-runs",
                         help="comma-separated runs of the heatmap shots "
                         "(default: the first of --runs)")
+    parser.add_argument("--recurrent-runs",
+                        help="comma-separated runs of the recurrent shots "
+                        "(default: the demo's recurrent_lstm, recurrent_gru and "
+                        "recurrent_simple_rnn runs)")
+    parser.add_argument("--only", choices=["views", "recurrent"],
+                        help="take only the views' shots, or only the recurrent ones")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "images"))
     args = parser.parse_args()
     if not os.path.isdir(args.logdir):
@@ -77,7 +119,13 @@ def main():
         names = [info["run"] for info in harness.wait_for_settled_runs(base)]
         runs = args.runs.split(",") if args.runs else default_runs(names)
         heatmap_runs = args.heatmap_runs.split(",") if args.heatmap_runs else runs[:1]
-        unknown = sorted(set(runs + heatmap_runs) - set(names))
+        recurrent_runs = (args.recurrent_runs.split(",") if args.recurrent_runs
+                          else [run for run in RECURRENT_RUNS if run in names])
+        if args.only == "recurrent":
+            runs, heatmap_runs = [], []
+        elif args.only == "views":
+            recurrent_runs = []
+        unknown = sorted(set(runs + heatmap_runs + recurrent_runs) - set(names))
         if unknown:
             sys.exit(f"Unknown runs {unknown}; the logdir has {names}")
         with sync_playwright() as playwright:
@@ -86,20 +134,27 @@ def main():
             errors = []
             page.on("pageerror", lambda error: errors.append(str(error)))
             frame = harness.open_gradients_tab(page, base, TIMEOUT_MS)
-            harness.select_runs(frame, runs, TIMEOUT_MS)
-            written = [os.path.join(args.out, "overview.png")]
-            page.screenshot(path=written[0])
-            written += shoot_views(page, frame, args.out, VIEWS[:-1])
+            written = []
+            if runs:
+                harness.select_runs(frame, runs, TIMEOUT_MS)
+                written.append(os.path.join(args.out, "overview.png"))
+                page.screenshot(path=written[0])
+                written += shoot_views(page, frame, args.out, VIEWS[:-1])
 
-            harness.select_runs(frame, heatmap_runs, TIMEOUT_MS)
-            written += shoot_views(page, frame, args.out, ["heatmap"])
-            slider = frame.locator("#epoch-slider")
-            before = frame.evaluate(harness.HEATMAP_DIGEST_JS)
-            slider.focus()
-            slider.press("Home")
-            frame.wait_for_function(f"(before) => ({harness.HEATMAP_DIGEST_JS})() !== before",
-                                    arg=before, timeout=TIMEOUT_MS)
-            written += shoot_views(page, frame, args.out, ["heatmap"], "-first-epoch")
+                harness.select_runs(frame, heatmap_runs, TIMEOUT_MS)
+                written += shoot_views(page, frame, args.out, ["heatmap"])
+                slider = frame.locator("#epoch-slider")
+                before = frame.evaluate(harness.HEATMAP_DIGEST_JS)
+                slider.focus()
+                slider.press("Home")
+                frame.wait_for_function(f"(before) => ({harness.HEATMAP_DIGEST_JS})() !== before",
+                                        arg=before, timeout=TIMEOUT_MS)
+                written += shoot_views(page, frame, args.out, ["heatmap"], "-first-epoch")
+            if recurrent_runs:
+                written += shoot_recurrent(page, frame, args.out, recurrent_runs)
+            elif args.only == "recurrent":
+                sys.exit("No recurrent runs in the logdir: train them with "
+                         "`python -m demo.train --only recurrent` or pass --recurrent-runs")
             browser.close()
     if errors:
         sys.exit(f"Page errors while taking screenshots: {errors}")

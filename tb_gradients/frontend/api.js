@@ -82,3 +82,10 @@ export const fetchVariableStats = (run, source) =>
 export const fetchSteps = (run, source) => getJson('steps', {run, source});
 export const fetchHeatmap = (run, source, variable, epoch) =>
   getJson('heatmap', {run, source, variable, epoch});
+// Recurrent layers (docs/API.md): per-timestep gradients exist for the probe
+// source only, so those routes take no source.
+export const fetchTimestepLayers = (run) => getJson('timestep_layers', {run});
+export const fetchTimesteps = (run, layer, epoch) => getJson('timesteps', {run, layer, epoch});
+export const fetchGates = (run, source, layer) => getJson('gates', {run, source, layer});
+export const fetchGateHeatmap = (run, source, variable, epoch) =>
+  getJson('gate_heatmap', {run, source, variable, epoch});

@@ -3,6 +3,7 @@
 // lives here; a view turns API data into a chart spec and calls a draw
 // function.
 
+import {HATCH_COLOR, MASKED_COLOR} from './colors.js';
 import {hideTooltip, showTooltip} from './dom.js';
 
 export const BACKGROUND = '#ffffff';
@@ -49,7 +50,7 @@ export function sizeCanvas(canvas, width, height) {
 }
 
 // Clears the canvas and returns a context that draws in CSS pixels.
-function context(canvas) {
+export function context(canvas) {
   const ratio = canvas.width / canvas.cssWidth;
   const ctx = canvas.getContext('2d');
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
@@ -146,6 +147,11 @@ export function scale(domain, range, log = false) {
   };
   map.domain = domain;
   map.log = log;
+  // Pixel → value (hover readouts of heatmaps).
+  map.inverse = (pixel) => {
+    const v = d0 + ((pixel - r0) / ((r1 - r0) || 1)) * span;
+    return log ? Math.pow(10, v) : v;
+  };
   return map;
 }
 
@@ -155,6 +161,29 @@ function tickLabel(value, log) {
     return power >= -2 && power <= 3 ? String(Number(value.toPrecision(1))) : `1e${power}`;
   }
   return formatNumber(value);
+}
+
+// Grey diagonal hatching over a rectangle: the mark of masked timesteps
+// (valid = 0), which must not read as a zero gradient.
+export function hatch(ctx, left, top, width, height) {
+  if (width <= 0 || height <= 0) return;
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(left, top, width, height);
+  ctx.clip();
+  ctx.fillStyle = MASKED_COLOR;
+  ctx.fillRect(left, top, width, height);
+  ctx.strokeStyle = HATCH_COLOR;
+  ctx.lineWidth = 1;
+  ctx.setLineDash([]);
+  ctx.beginPath();
+  const step = 6;
+  for (let offset = -height; offset < width; offset += step) {
+    ctx.moveTo(left + offset, top + height);
+    ctx.lineTo(left + offset + height, top);
+  }
+  ctx.stroke();
+  ctx.restore();
 }
 
 // ---------------------------------------------------------------- legend
@@ -186,6 +215,11 @@ function drawLegendSwatch(ctx, entry, x, y) {
     ctx.fill();
   } else if (entry.kind === 'box') {
     ctx.fillRect(x + 3, y - 5, 16, 10);
+  } else if (entry.kind === 'band') {
+    ctx.globalAlpha = 0.25;
+    ctx.fillRect(x, y - 5, 20, 10);
+  } else if (entry.kind === 'hatch') {
+    hatch(ctx, x, y - 5, 20, 10);
   } else if (entry.kind === 'vline') {
     ctx.setLineDash(entry.dash || []);
     ctx.beginPath();
@@ -219,9 +253,11 @@ function drawLegend(ctx, rows, left, top) {
 // ---------------------------------------------------------------- frame
 
 // Title, legend, grid, axes and tick labels. Returns the plot area and the
-// x / y scales for the caller to draw data with.
-function drawFrame(ctx, spec, width, height) {
-  const margin = {left: 62, right: 14, top: 8, bottom: spec.bottomMargin || 38};
+// x / y scales for the caller to draw data with. `yReverse` puts the start
+// of the y domain at the top (rows of a heatmap); `yInteger` keeps integer
+// y ticks; `rightMargin` leaves room, e.g. for a colour bar.
+export function drawFrame(ctx, spec, width, height) {
+  const margin = {left: 62, right: spec.rightMargin || 14, top: 8, bottom: spec.bottomMargin || 38};
   let top = margin.top;
   if (spec.title) {
     ctx.font = TITLE_FONT;
@@ -246,10 +282,10 @@ function drawFrame(ctx, spec, width, height) {
   area.height = area.bottom - area.top;
 
   const x = scale(spec.xDomain, [area.left, area.right], false);
-  const y = scale(spec.yDomain, [area.bottom, area.top], spec.yLog);
+  const y = scale(spec.yDomain, spec.yReverse ? [area.top, area.bottom] : [area.bottom, area.top], spec.yLog);
   const yTicks = spec.yLog
     ? logTicks(spec.yDomain[0], spec.yDomain[1])
-    : linearTicks(spec.yDomain[0], spec.yDomain[1], Math.max(2, Math.floor(area.height / 40)));
+    : linearTicks(spec.yDomain[0], spec.yDomain[1], Math.max(2, Math.floor(area.height / 40)), spec.yInteger);
 
   ctx.lineWidth = 1;
   ctx.strokeStyle = GRID_COLOR;
@@ -318,7 +354,7 @@ function usable(value, log) {
 
 // Each canvas keeps the hit targets of its last drawing; one listener pair
 // per canvas turns the nearest target into a tooltip.
-function installHover(canvas, targets) {
+export function installHover(canvas, targets) {
   canvas.hoverTargets = targets;
   if (canvas.hoverInstalled) return;
   canvas.hoverInstalled = true;
@@ -357,7 +393,10 @@ function pointTarget(px, py, lines) {
  *   series: [{label, color, dash, width, points: [[x, y]], marker: 'tick' |
  *     'dot' | null, scatter: bool, describe: (x, y) => [lines]}],
  *   segments: [{x, y0, y1, color, dash, describe}],   // vertical segments
- *   vlines: [{x, color, dash}]}                       // full-height markers
+ *   vlines: [{x, color, dash}],                       // full-height markers
+ *   hlines: [{y, color, dash}],                       // full-width markers
+ *   bands: [{color, points: [[x, low, high]]}],       // shaded spreads
+ *   hatches: [{x0, x1}]}                              // masked x ranges
  */
 export function drawLineChart(canvas, spec) {
   const width = canvas.cssWidth;
@@ -371,6 +410,52 @@ export function drawLineChart(canvas, spec) {
   ctx.beginPath();
   ctx.rect(area.left, area.top - 4, area.width + 4, area.height + 8);
   ctx.clip();
+
+  for (const span of spec.hatches || []) {
+    const x0 = Math.max(area.left + 1, x(span.x0));
+    const x1 = Math.min(area.right, x(span.x1));
+    hatch(ctx, x0, area.top, x1 - x0, area.height);
+  }
+
+  // A band is a polygon between its low and high edges, broken where
+  // either is missing (a gap, like a line's).
+  for (const band of spec.bands || []) {
+    ctx.fillStyle = band.color;
+    ctx.globalAlpha = band.alpha || 0.18;
+    let stretch = [];
+    const flush = () => {
+      if (stretch.length > 1) {
+        ctx.beginPath();
+        stretch.forEach(([px, lowY], i) => (i ? ctx.lineTo(px, lowY) : ctx.moveTo(px, lowY)));
+        for (let i = stretch.length - 1; i >= 0; i--) ctx.lineTo(stretch[i][0], stretch[i][2]);
+        ctx.closePath();
+        ctx.fill();
+      }
+      stretch = [];
+    };
+    for (const [vx, low, high] of band.points) {
+      if (usable(vx, false) && usable(low, spec.yLog) && usable(high, spec.yLog)) {
+        stretch.push([x(vx), clampY(y(low)), clampY(y(high))]);
+      } else {
+        flush();
+      }
+    }
+    flush();
+    ctx.globalAlpha = 1;
+  }
+
+  for (const line of spec.hlines || []) {
+    if (!usable(line.y, spec.yLog)) continue;
+    const py = Math.round(y(line.y)) + 0.5;
+    ctx.strokeStyle = line.color || '#9e9e9e';
+    ctx.lineWidth = 1;
+    ctx.setLineDash(line.dash || []);
+    ctx.beginPath();
+    ctx.moveTo(area.left, py);
+    ctx.lineTo(area.right, py);
+    ctx.stroke();
+  }
+  ctx.setLineDash([]);
 
   for (const line of spec.vlines || []) {
     const px = Math.round(x(line.x)) + 0.5;

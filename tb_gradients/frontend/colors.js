@@ -60,3 +60,39 @@ export function viridis(t) {
 export function rgbCss(rgb) {
   return `rgb(${rgb[0]}, ${rgb[1]}, ${rgb[2]})`;
 }
+
+// Diverging map for signed gradients (the seed's 'bwr' heatmaps, with
+// ColorBrewer's RdBu stops): t in [-1, 1], blue < 0 < red, near-white at 0.
+const DIVERGING_STOPS = [
+  [-1, [33, 102, 172]],
+  [-0.5, [103, 169, 207]],
+  [-0.2, [209, 229, 240]],
+  [0, [247, 247, 247]],
+  [0.2, [253, 219, 199]],
+  [0.5, [239, 138, 98]],
+  [1, [178, 24, 43]],
+];
+
+export function diverging(t) {
+  const v = Math.min(1, Math.max(-1, Number.isFinite(t) ? t : 0));
+  for (let i = 1; i < DIVERGING_STOPS.length; i++) {
+    const [t1, c1] = DIVERGING_STOPS[i];
+    if (v > t1) continue;
+    const [t0, c0] = DIVERGING_STOPS[i - 1];
+    const f = (v - t0) / (t1 - t0);
+    return c0.map((channel, k) => Math.round(channel + f * (c1[k] - channel)));
+  }
+  return DIVERGING_STOPS[DIVERGING_STOPS.length - 1][1];
+}
+
+// Colour of the i-th of `count` epochs, early → late (dark purple → green
+// → yellow; the palest end of viridis is left out, it vanishes on white).
+export function epochRampColor(index, count) {
+  const t = count > 1 ? index / (count - 1) : 1;
+  return rgbCss(viridis(0.85 * t));
+}
+
+// Timesteps recorded as masked (valid = 0): grey hatching, never a colour
+// of the map, so that they are not read as a zero gradient.
+export const MASKED_COLOR = '#e0e0e0';
+export const HATCH_COLOR = '#9e9e9e';

@@ -10,6 +10,7 @@ import {createHighestView} from './highest.js';
 import {createLayerStatsView} from './layer_stats.js';
 import {createNormsView} from './norms.js';
 import {healthBadge} from './panels.js';
+import {createRecurrentView} from './recurrent.js';
 import {createStepsView} from './steps.js';
 
 const AUTO_REFRESH_MS = 30000;
@@ -140,6 +141,7 @@ export async function render() {
     createFlowView(state),
     createStepsView(state),
     createHeatmapView(state),
+    createRecurrentView(state),
   ];
   const emptyArea = el('div');
   main.append(emptyArea, ...views.map((view) => view.section));
