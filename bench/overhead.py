@@ -188,6 +188,82 @@ def measure(task, rounds, epochs, names):
     }
 
 
+def measure_components(task, repeats=6, steps=30, epochs=6):
+    """The two parts of the default overhead, each measured in isolation.
+
+    * per step: Keras's compiled train step with and without the optimizer
+      hook, timed over the same batches, alternating, ``repeats`` times;
+    * per epoch: the callback's epoch-end work (snapshot of the sums,
+      statistics, one summary write), median over epochs after the first.
+
+    Both are steadier than whole-fit ratios on a shared machine, and their
+    sum estimates the default overhead: hook ratio + epoch-end / epoch time.
+    """
+    from keras.src.backend.tensorflow.trainer import TFEpochIterator
+
+    from tb_gradients import capture
+
+    build, x, y, batch = task()
+    keras.utils.clear_session()
+    model = build()
+    model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)
+    iterator = TFEpochIterator(x=x, y=y, batch_size=batch, shuffle=False,
+                               distribute_strategy=model.distribute_strategy)
+
+    def per_step(function, count):
+        began, done = time.perf_counter(), 0
+        for _, _, data in iterator:
+            logs = function(data)
+            done += 1
+            if done >= count:
+                break
+        float(logs["loss"]) if isinstance(logs, dict) else None
+        iterator.reset()
+        return (time.perf_counter() - began) / done
+
+    model.make_train_function(force=True)
+    plain = model.train_function
+    hook = capture.TrainingGradientCapture(model)
+    hook.attach(steps_per_epoch=len(x) // batch + 1)
+    hooked = model.train_function
+    per_step(plain, 5), per_step(hooked, 5)
+    ratios, plain_steps = [], []
+    for _ in range(repeats):
+        a = per_step(plain, steps)
+        b = per_step(hooked, steps)
+        ratios.append(b / a)
+        plain_steps.append(a)
+    hook.detach()
+
+    keras.utils.clear_session()
+    model = build()
+    with tempfile.TemporaryDirectory() as logdir:
+        callback = GradientTensorBoard(logdir)
+        spent = []
+        original = callback._log_gradients
+
+        def timed(epoch):
+            began = time.perf_counter()
+            original(epoch)
+            spent.append(time.perf_counter() - began)
+
+        callback._log_gradients = timed
+        clock = EpochClock()
+        model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0,
+                  callbacks=[clock, callback])
+    epoch_end = statistics.median(spent[1:])
+    epoch_time = clock.steady_epoch_time(0)
+    hook_ratio = statistics.median(ratios)
+    return {
+        "hook_step_ratio": hook_ratio,
+        "hook_step_ratios": ratios,
+        "plain_step_seconds": statistics.median(plain_steps),
+        "epoch_end_seconds": epoch_end,
+        "epoch_seconds": epoch_time,
+        "estimated_default_ratio": hook_ratio + epoch_end / epoch_time,
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -195,6 +271,8 @@ def main():
     parser.add_argument("--models", default="cnn,lstm")
     parser.add_argument("--configs",
                         default="plain,default,probe,probe_full,naive")
+    parser.add_argument("--no-components", action="store_true",
+                        help="skip the per-step / per-epoch breakdown")
     parser.add_argument("--out", default=os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "out", "overhead.json"))
     args = parser.parse_args()
@@ -209,6 +287,13 @@ def main():
         results["models"][model_name] = measure(
             tasks[model_name], args.rounds, args.epochs, names)
         result = results["models"][model_name]
+        if not args.no_components:
+            result["components"] = measure_components(tasks[model_name])
+            parts = result["components"]
+            print(f"  hook per step: {parts['hook_step_ratio']:.3f}x, "
+                  f"epoch end: {parts['epoch_end_seconds'] * 1000:.1f} ms of "
+                  f"{parts['epoch_seconds']:.2f} s, estimated default: "
+                  f"{parts['estimated_default_ratio']:.3f}x", flush=True)
         for n, v in result["median_ratio"].items():
             print(f"  {n:>11}: {v:.3f}x plain fit (wall), "
                   f"{result['median_cpu_ratio'][n]:.3f}x (CPU)", flush=True)
