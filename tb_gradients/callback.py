@@ -338,7 +338,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
     def _write_record(self, batch, record):
         source = record["source"]
         names = _unique_names(record["variables"], self.model.name)
-        per_variable, noise_terms = [], []
+        per_variable = []
         for i, (variable, name) in enumerate(zip(record["variables"], names)):
             gradient = record["gradients"][i]
             steps = record["steps"][i]
@@ -349,9 +349,6 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                 record["accumulated_abs"][i], steps=steps, sum_abs=sum_abs,
                 sum_sq=sum_sq)
             per_variable.append(values)
-            if sum_sq is not None and steps >= 2:
-                noise_terms.append(stats.noise_scale_terms(gradient, sum_sq,
-                                                           steps))
             info = {"name": name, "layer": name.rsplit("/", 1)[0],
                     "index": i, "shape": tuple(int(d) for d in
                                                variable.shape)}
@@ -366,8 +363,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                                         self.histogram_buckets)
         self._write_gates(batch, source, record, names)
         global_values = stats.global_statistics(
-            per_variable, noise_terms=noise_terms,
-            skipped_steps=record["skipped_steps"],
+            per_variable, skipped_steps=record["skipped_steps"],
             step_table=record["step_table"])
         summary.write_global_scalars(batch, source, global_values)
         if record["step_table"] is not None:

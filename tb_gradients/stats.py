@@ -93,7 +93,9 @@ def variable_statistics(
       sum_sq: ``sum_steps g**2`` within the epoch (training), or ``None``.
 
     Returns:
-      A dict from every name of ``metadata.VARIABLE_STAT_NAMES`` to a float.
+      A dict from every name of ``metadata.VARIABLE_STAT_NAMES`` to a float;
+      with ``sum_sq``, also ``noise_trace`` and ``noise_signal`` (see
+      `noise_scale_terms`).
     """
     g, g_finite = _finite(gradient)
     c, _ = _finite(accumulated)
@@ -134,6 +136,9 @@ def variable_statistics(
     if sum_sq is not None:
         trace, signal = noise_scale_terms(gradient, sum_sq, steps)
         out["noise_scale"] = _ratio(trace, signal)
+        # Kept for the whole-model figure (`global_statistics`), which sums
+        # them; they are not written per variable.
+        out["noise_trace"], out["noise_signal"] = trace, signal
     return out
 
 
@@ -165,13 +170,13 @@ def _ratio(numerator, denominator):
     return numerator / denominator
 
 
-def global_statistics(per_variable, noise_terms=(), skipped_steps=0,
-                      step_table=None):
+def global_statistics(per_variable, skipped_steps=0, step_table=None):
     """Whole-model figures from the per-variable ones (``GLOBAL_STAT_NAMES``).
 
     Args:
-      per_variable: list of dicts from `variable_statistics`.
-      noise_terms: list of ``(trace, signal)`` pairs (training source).
+      per_variable: list of dicts from `variable_statistics`; the noise
+        scale sums the ``noise_trace`` / ``noise_signal`` of the variables
+        that have them (training source, at least two steps).
       skipped_steps: steps the loss-scale optimizer skipped (non-finite).
       step_table: ``(steps, 2)`` array of per-step ``(l2, max_abs)``, or
         ``None``.
@@ -194,11 +199,11 @@ def global_statistics(per_variable, noise_terms=(), skipped_steps=0,
     out["inf_count"] = float(sum(s["inf_count"] for s in per_variable))
     steps = [s["steps"] for s in per_variable if math.isfinite(s["steps"])]
     out["steps"] = float(max(steps)) if steps else float("nan")
-    if noise_terms:
-        traces = [t for t, _ in noise_terms]
-        signals = [s for _, s in noise_terms]
-        if all(math.isfinite(v) for v in traces + signals):
-            out["noise_scale"] = _ratio(sum(traces), sum(signals))
+    terms = [(s["noise_trace"], s["noise_signal"]) for s in per_variable
+             if "noise_trace" in s and s["steps"] >= 2]
+    if terms and all(math.isfinite(v) for pair in terms for v in pair):
+        out["noise_scale"] = _ratio(sum(t for t, _ in terms),
+                                    sum(g for _, g in terms))
     out["skipped_steps"] = float(skipped_steps)
     if step_table is not None and len(step_table):
         table = np.asarray(step_table, dtype=np.float64)

@@ -5,7 +5,6 @@ iframe TensorBoard creates for dynamic plugins. Both data loaders are
 exercised (``--load_fast=false``: Python; ``true``: the Rust data server).
 """
 
-import os
 import pathlib
 import re
 
@@ -27,15 +26,6 @@ TIMEOUT_MS = 60000
 
 
 @pytest.fixture(scope="module")
-def chromium_path():
-    if not os.path.exists(harness.CHROMIUM):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(harness.chromium_missing_message())
-        pytest.skip(harness.chromium_missing_message())
-    return harness.CHROMIUM
-
-
-@pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
     return logdirs.standard_logdir(tmp_path_factory.mktemp("browser_logdir"))
 
@@ -46,16 +36,6 @@ def tensorboard_url(request, logdir, chromium_path):
     with harness.tensorboard(logdir, load_fast=request.param,
                              expected_runs=STANDARD_RUNS) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = harness.launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 class Tab:

@@ -38,15 +38,6 @@ CELLS_DIGEST_JS = """
 
 
 @pytest.fixture(scope="module")
-def chromium_path():
-    if not os.path.exists(harness.CHROMIUM):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(harness.chromium_missing_message())
-        pytest.skip(harness.chromium_missing_message())
-    return harness.CHROMIUM
-
-
-@pytest.fixture(scope="module")
 def logdir(tmp_path_factory, chromium_path):
     root = logdirs.recurrent_logdir(tmp_path_factory.mktemp("recurrent_browser"))
     logdirs.train_recurrent_run(
@@ -80,16 +71,6 @@ def tensorboard_url(request, logdir):
                              expected_runs=RUNS) as base:
         _wait_for_timesteps(base)
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = harness.launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 class Tab:

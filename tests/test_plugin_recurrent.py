@@ -56,25 +56,6 @@ def logdir(tmp_path_factory):
     return build_logdir(tmp_path_factory.getbasetemp() / "recurrent_logdir")
 
 
-@pytest.fixture(scope="module")
-def client(logdir):
-    app, _, _ = make_app(logdir)
-    return werkzeug_test.Client(app)
-
-
-@pytest.fixture(scope="module")
-def events(logdir):
-    """Independent reading of every run: run name -> eventfiles.load()."""
-    cache = {}
-
-    def load(run):
-        if run not in cache:
-            cache[run] = eventfiles.load(os.path.join(logdir, run))
-        return cache[run]
-
-    return load
-
-
 def content_of(series, tag):
     return json.loads(series["__metadata__"][tag].plugin_data.content)
 
@@ -557,11 +538,6 @@ def test_float32_json_is_the_shortest_exact_text():
 
 def test_timestep_data_alone_does_not_make_probe_a_source(tmp_path):
     """Training source + probe data: probe timesteps, but no probe stats."""
-    from werkzeug import test as werkzeug_test
-
-    from tests.test_plugin_wsgi import get_json
-    from tests.test_plugin_wsgi import make_app
-
     logdirs.train_recurrent_run(tmp_path / "run", epochs=1, source="training",
                                 with_probe=True)
     client = werkzeug_test.Client(make_app(tmp_path)[0])

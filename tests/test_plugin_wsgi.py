@@ -98,25 +98,6 @@ def make_app(logdir, *extra_argv, loader=None):
     return app, flags, reload
 
 
-@pytest.fixture(scope="module")
-def client(logdir):
-    app, _, _ = make_app(logdir)
-    return werkzeug_test.Client(app)
-
-
-@pytest.fixture(scope="module")
-def events(logdir):
-    """Independent reading of every run: run name -> eventfiles.load()."""
-    cache = {}
-
-    def load(run):
-        if run not in cache:
-            cache[run] = eventfiles.load(os.path.join(logdir, run))
-        return cache[run]
-
-    return load
-
-
 def _reject_constant(name):
     raise AssertionError(f"non-strict JSON constant {name!r} in a response")
 

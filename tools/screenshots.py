@@ -58,16 +58,20 @@ def fit_viewport(page, frame):
     page.set_viewport_size({"width": WIDTH, "height": min(height + 300, 16000)})
 
 
-def shoot_views(page, frame, out, views, suffix=""):
+def shoot_sections(page, frame, sections):
+    """Screenshots of ``{element id: PNG path}``, after fitting the window."""
     fit_viewport(page, frame)
-    written = []
-    for view in views:
-        section = frame.locator(f"#view-{view}")
+    for element_id, path in sections.items():
+        section = frame.locator(f"#{element_id}")
         section.scroll_into_view_if_needed()
-        path = os.path.join(out, f"{view}{suffix}.png")
         section.screenshot(path=path)
-        written.append(path)
-    return written
+    return list(sections.values())
+
+
+def shoot_views(page, frame, out, views, suffix=""):
+    return shoot_sections(page, frame, {
+        f"view-{view}": os.path.join(out, f"{view}{suffix}.png")
+        for view in views})
 
 
 def shoot_recurrent(page, frame, out, runs):
@@ -80,15 +84,9 @@ def shoot_recurrent(page, frame, out, runs):
     frame.wait_for_function(
         "() => document.querySelectorAll('#recurrent-gates canvas[data-view=gate-heatmap]').length > 0",
         timeout=TIMEOUT_MS)
-    fit_viewport(page, frame)
-    written = []
-    for block in RECURRENT_BLOCKS:
-        section = frame.locator(f"#recurrent-{block}")
-        section.scroll_into_view_if_needed()
-        path = os.path.join(out, f"recurrent-{block}.png")
-        section.screenshot(path=path)
-        written.append(path)
-    return written
+    return shoot_sections(page, frame, {
+        f"recurrent-{block}": os.path.join(out, f"recurrent-{block}.png")
+        for block in RECURRENT_BLOCKS})
 
 
 def main():

@@ -8,6 +8,7 @@ import {fetchHeatmap, fetchVariables} from './api.js';
 import {BACKGROUND, createCanvas, formatNumber, sizeCanvas} from './charts.js';
 import {INF_COLOR, MISSING_COLOR, NAN_COLOR, rgbCss, viridis} from './colors.js';
 import {checkbox, el, errorBox, hideTooltip, notice, option, showTooltip} from './dom.js';
+import {availableEpoch, epochPlayer} from './epoch_player.js';
 import {runPanels, viewSection} from './panels.js';
 
 const PANELS = [
@@ -19,9 +20,6 @@ const MAX_PANEL_HEIGHT = 240;
 const MAX_CELL = 36;
 const MIN_EXTENT = 10;       // thinnest drawn side, so 1×n vectors stay visible
 const LOG_DECADES = 6;       // the log colour scale spans scale·1e-6 … scale
-const PLAY_INTERVAL_MS = 700;
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Pixel size of a rows × cols heatmap drawn into at most width × height.
 function drawSize(rows, cols, width, height) {
@@ -97,9 +95,7 @@ export function createHeatmapView(state) {
 
   // ---- state of the current rendering
   let cells = [];            // one per (run panel, variable): {panel, variable, canvases, epochs, data}
-  let epochs = [];           // union of the epochs with heatmaps, sorted
-  let chosenEpoch = null;    // null follows the latest epoch
-  let playing = false;
+  const player = epochPlayer(slider, epochLabel, playButton, drawAll);
   let generation = 0;
   let headers = [];
 
@@ -108,49 +104,6 @@ export function createHeatmapView(state) {
 
   function updateHeaders() {
     for (const header of headers) header.sub.textContent = channelOf(header.panel);
-  }
-
-  function currentEpoch() {
-    if (!epochs.length) return null;
-    return chosenEpoch !== null && epochs.includes(chosenEpoch) ? chosenEpoch : epochs[epochs.length - 1];
-  }
-
-  function setSliderTo(epoch) {
-    const index = epochs.indexOf(epoch);
-    slider.value = String(Math.max(0, index));
-    epochLabel.textContent = epoch === null ? '–' : `${epoch} / ${epochs[epochs.length - 1]}`;
-  }
-
-  slider.addEventListener('input', () => {
-    const index = Number(slider.value);
-    chosenEpoch = index === epochs.length - 1 ? null : epochs[index];
-    setSliderTo(currentEpoch());
-    drawAll();
-  });
-
-  playButton.addEventListener('click', () => (playing ? stop() : play()));
-
-  function stop() {
-    playing = false;
-    playButton.textContent = '▶ Play';
-    playButton.setAttribute('aria-pressed', 'false');
-  }
-
-  async function play() {
-    if (epochs.length < 2) return;
-    playing = true;
-    playButton.textContent = '❚❚ Pause';
-    playButton.setAttribute('aria-pressed', 'true');
-    let index = epochs.indexOf(currentEpoch());
-    while (playing) {
-      // Loops like the seed's GIF; each frame waits for its data so that a
-      // slow server shows every epoch instead of skipping ahead.
-      index = (index + 1) % epochs.length;
-      chosenEpoch = epochs[index];
-      setSliderTo(chosenEpoch);
-      await drawAll();
-      await sleep(PLAY_INTERVAL_MS);
-    }
   }
 
   // ---- drawing
@@ -295,14 +248,6 @@ export function createHeatmapView(state) {
     canvas.addEventListener('mouseleave', hideTooltip);
   }
 
-  // The epoch a variable can show for the chosen one: the latest available
-  // not after it (heatmaps may be written every few epochs only).
-  function availableEpoch(cellEpochs, target) {
-    let best = cellEpochs[0];
-    for (const epoch of cellEpochs) if (epoch <= target) best = epoch;
-    return best;
-  }
-
   async function drawCell(cell, target) {
     if (!cell.epochs || !cell.epochs.length) return;
     const epoch = availableEpoch(cell.epochs, target);
@@ -316,9 +261,9 @@ export function createHeatmapView(state) {
   }
 
   async function drawAll() {
-    const target = currentEpoch();
+    const target = player.current();
     if (target === null) return;
-    setSliderTo(target);
+    player.show(target);
     await Promise.all(cells.map((cell) => drawCell(cell, target).catch((error) => {
       cell.error.replaceChildren(errorBox(error.message || String(error)));
     })));
@@ -419,13 +364,11 @@ export function createHeatmapView(state) {
     if (mine !== generation) return;
     const all = new Set();
     for (const cell of cells) (cell.epochs || []).forEach((epoch) => all.add(epoch));
-    epochs = [...all].sort((a, b) => a - b);
-    slider.max = String(Math.max(0, epochs.length - 1));
-    slider.disabled = epochs.length < 2;
-    playButton.disabled = epochs.length < 2;
+    const epochs = [...all].sort((a, b) => a - b);
+    player.setEpochs(epochs);
     if (!epochs.length) {
-      stop();
-      setSliderTo(null);
+      player.stop();
+      player.show(null);
       return;
     }
     await drawAll();

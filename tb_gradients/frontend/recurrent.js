@@ -12,6 +12,7 @@ import {fetchGateHeatmap, fetchGates, fetchTimestepLayers, fetchTimesteps} from 
 import {createCanvas, extent, mergeExtents, niceDomain} from './charts.js';
 import {NAN_COLOR, rgbCss} from './colors.js';
 import {checkbox, el, errorBox, notice, option} from './dom.js';
+import {availableEpoch, epochPlayer} from './epoch_player.js';
 import {GATE_DECADES, drawGateHeatmaps, gateCharts, gateExtent, gateSource} from './gates.js';
 import {runPanels, viewSection} from './panels.js';
 import {channelGridHeight} from './timestep_charts.js';
@@ -27,19 +28,9 @@ const NO_TIME_AXIS = 'This layer returns only its last output (return_sequences=
   'Its gradient per channel and sample is under "Per channel".';
 const NORM_HEIGHT = 250;
 const SCATTER_HEIGHT = 300;
-const PLAY_INTERVAL_MS = 700;
 const LOG_DECADES = 6;  // the log colour scale spans limit·1e-6 … limit
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const messageOf = (error) => error?.message || String(error);
-
-// The epoch a run can show for the chosen one: the latest available not
-// after it (runs may log different epochs).
-function availableEpoch(epochs, target) {
-  let best = epochs[0];
-  for (const epoch of epochs) if (epoch <= target) best = epoch;
-  return best;
-}
 
 export function createRecurrentView(state) {
   const options = {
@@ -127,48 +118,9 @@ export function createRecurrentView(state) {
 
   // ---- state of the current rendering
   let runs = [];            // per selected run: its layer, data and canvases
-  let epochs = [];          // union of the shown layer's epochs over the runs
-  let chosenEpoch = null;   // null follows the latest epoch
-  let playing = false;
+  const player = epochPlayer(slider, epochLabel, playButton, drawAll);
   let generation = 0;
   let drawing = 0;
-
-  function currentEpoch() {
-    if (!epochs.length) return null;
-    return chosenEpoch !== null && epochs.includes(chosenEpoch) ? chosenEpoch : epochs[epochs.length - 1];
-  }
-
-  function setSliderTo(epoch) {
-    slider.value = String(Math.max(0, epochs.indexOf(epoch)));
-    epochLabel.textContent = epoch === null ? '–' : `${epoch} / ${epochs[epochs.length - 1]}`;
-  }
-
-  slider.addEventListener('input', () => {
-    const index = Number(slider.value);
-    chosenEpoch = index === epochs.length - 1 ? null : epochs[index];
-    drawAll();
-  });
-  playButton.addEventListener('click', () => (playing ? stop() : play()));
-
-  function stop() {
-    playing = false;
-    playButton.textContent = '▶ Play';
-    playButton.setAttribute('aria-pressed', 'false');
-  }
-
-  async function play() {
-    if (epochs.length < 2) return;
-    playing = true;
-    playButton.textContent = '❚❚ Pause';
-    playButton.setAttribute('aria-pressed', 'true');
-    let index = epochs.indexOf(currentEpoch());
-    while (playing) {
-      index = (index + 1) % epochs.length;
-      chosenEpoch = epochs[index];
-      await drawAll();
-      await sleep(PLAY_INTERVAL_MS);
-    }
-  }
 
   // ---- layout
 
@@ -208,7 +160,7 @@ export function createRecurrentView(state) {
 
   async function render() {
     const mine = ++generation;
-    stop();
+    player.stop();
     const selected = state.selectedRuns();
     const listings = await Promise.all(selected.map((info) => fetchTimestepLayers(info.run).then(
       (data) => ({info, layers: data.layers || []}),
@@ -221,7 +173,7 @@ export function createRecurrentView(state) {
     }
     if (!names.length) {
       runs = [];
-      epochs = [];
+      player.setEpochs([]);
       controls.replaceChildren();
       body.replaceChildren(...listings.filter((listing) => listing.error)
         .map((listing) => errorBox(`${listing.info.run}: ${listing.error}`)), notice(EMPTY_MESSAGE));
@@ -260,10 +212,7 @@ export function createRecurrentView(state) {
       (run.latest ? run.layer.epochs : []).forEach((epoch) => all.add(epoch));
       (run.gates ? run.gates.epochs : []).forEach((epoch) => all.add(epoch));
     }
-    epochs = [...all].sort((a, b) => a - b);
-    slider.max = String(Math.max(0, epochs.length - 1));
-    slider.disabled = epochs.length < 2;
-    playButton.disabled = epochs.length < 2;
+    player.setEpochs([...all].sort((a, b) => a - b));
 
     const samples = Math.max(0, ...runs.map((run) => (run.latest ? run.latest.values.length : 0)));
     if (options.sample !== MEAN && options.sample >= samples) options.sample = MEAN;
@@ -399,8 +348,8 @@ export function createRecurrentView(state) {
   async function drawAll() {
     const mine = ++drawing;
     const view = generation;
-    const target = currentEpoch();
-    setSliderTo(target);
+    const target = player.current();
+    player.show(target);
     if (target === null) return;
     await Promise.all(runs.map(async (run) => {
       try {
