@@ -17,6 +17,7 @@ from tb_gradients import metadata
 from tb_gradients import stats
 from tb_gradients import summary
 from tb_gradients import timesteps
+from tb_gradients import window
 
 SOURCE_CHOICES = ("training", "probe", "both")
 
@@ -159,9 +160,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             self._probe_batch_list = capture.probe_batches(
                 probe_data, self.probe_batch_size, self.probe_batches)
         self._capture = None
-        self._capture_model = None
         self._probe = None
-        self._history = {}
+        self._windows = {}
         self._batch_writer = summary.BatchWriter()
 
     # -- lifecycle ---------------------------------------------------------
@@ -180,9 +180,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                 raise ValueError(
                     "source='training' needs a compiled model with an "
                     "optimizer. Received: a model with optimizer=None")
-            if self._capture is None or self._capture_model is not model:
-                self._capture = capture.TrainingGradientCapture(model)
-                self._capture_model = model
+            self._capture = capture.TrainingGradientCapture.for_model(model)
             self._capture.attach(steps_per_epoch=(self.params or {}).get(
                 "steps"))
             self._guard_train_function(model)
@@ -262,7 +260,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
         if self._capture is not None and "training" in self._sources:
-            self._capture.begin_epoch()
+            self._capture.begin_window()
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
@@ -295,79 +293,69 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._batch_writer.write(self._train_writer, batch, epoch)
         self._train_writer.flush()
 
-    def _accumulate(self, source, variables, gradients):
-        """Updates and returns ``(C, A)`` of one source, in float64."""
-        key = tuple(id(v) for v in variables)
-        state = self._history.get(source)
-        if state is None or state["key"] != key:
-            state = {"key": key, "C": [None] * len(variables),
-                     "A": [None] * len(variables)}
-            self._history[source] = state
-        for i, gradient in enumerate(gradients):
-            state["C"][i], state["A"][i] = stats.accumulate(
-                state["C"][i], state["A"][i], gradient)
-        return state["C"], state["A"]
+    def _source_windows(self, source, variables):
+        """The accumulated state of a source, created for these variables.
+
+        Accumulation starts with the callback: a second `fit` with the same
+        callback continues it; other variables (a new model) start anew.
+        """
+        state = self._windows.get(source)
+        if state is None or state.key != tuple(id(v) for v in variables):
+            gate_counts = {}
+            by_id = {id(v): i for i, v in enumerate(variables)}
+            for _, kind, weights in self._gate_layers:
+                for _, _, variable in weights:
+                    if id(variable) in by_id:
+                        gate_counts[by_id[id(variable)]] = len(
+                            stats.GATES[kind])
+            state = self._windows[source] = window.SourceWindows(
+                source, variables, self.heatmap_cells, self.heatmap_encoding,
+                self.histogram_buckets if self.histograms else 0,
+                gate_counts)
+        return state
 
     def _training_record(self, epoch):
-        data = self._capture.read()
         variables = self._capture.variables
-        gradients = [g.astype(np.float64) for g in data["sum"]]
-        accumulated, accumulated_abs = self._accumulate(
-            "training", variables, gradients)
-        if not self._should_log(epoch):
-            return None
-        return {"source": "training", "variables": variables,
-                "gradients": gradients, "accumulated": accumulated,
-                "accumulated_abs": accumulated_abs, "steps": data["steps"],
-                "sum_abs": data["sum_abs"], "sum_sq": data["sum_sq"],
-                "step_table": data["step_table"],
-                "skipped_steps": data["skipped_steps"]}
+        windows = self._source_windows("training", variables)
+        logged = self._should_log(epoch)
+        record = windows.end_window(self._capture.window_sums,
+                                    self._capture.window_scalars,
+                                    record=logged)
+        if record is not None:
+            record.step_table, record.skipped_steps = (
+                self._capture.read_steps())
+        return record
 
     def _probe_record(self):
         variables = list(self.model.trainable_variables)
         gradients = self._probe.compute(variables)
-        accumulated, accumulated_abs = self._accumulate(
-            "probe", variables, gradients)
-        count = float(len(self._probe.batches))
-        return {"source": "probe", "variables": variables,
-                "gradients": gradients, "accumulated": accumulated,
-                "accumulated_abs": accumulated_abs,
-                "steps": [count] * len(variables), "sum_abs": None,
-                "sum_sq": None, "step_table": None, "skipped_steps": 0.0}
+        windows = self._source_windows("probe", variables)
+        return windows.end_window(gradients,
+                                  probe_batches=len(self._probe.batches))
 
     def _write_record(self, batch, record):
-        source = record["source"]
-        names = _unique_names(record["variables"], self.model.name)
-        per_variable = []
-        for i, (variable, name) in enumerate(zip(record["variables"], names)):
-            gradient = record["gradients"][i]
-            steps = record["steps"][i]
-            sum_abs = None if record["sum_abs"] is None else record["sum_abs"][i]
-            sum_sq = None if record["sum_sq"] is None else record["sum_sq"][i]
-            values = stats.variable_statistics(
-                gradient, record["accumulated"][i],
-                record["accumulated_abs"][i], steps=steps, sum_abs=sum_abs,
-                sum_sq=sum_sq)
-            per_variable.append(values)
+        source = record.source
+        variables = self._windows[source].variables
+        names = _unique_names(variables, self.model.name)
+        for i, (variable, name) in enumerate(zip(variables, names)):
             info = {"name": name, "layer": name.rsplit("/", 1)[0],
                     "index": i, "shape": tuple(int(d) for d in
                                                variable.shape)}
-            summary.write_variable_stats(batch, source, info, values)
-            if self.heatmap_cells:
-                summary.write_heatmap(
-                    batch, source, info, gradient, record["accumulated"][i],
-                    record["accumulated_abs"][i], values, self.heatmap_cells,
-                    self.heatmap_encoding)
-            if self.histograms:
-                summary.write_histogram(batch, source, info, gradient,
-                                        self.histogram_buckets)
-        self._write_gates(batch, source, record, names)
+            summary.write_variable_stats(batch, source, info, record.stats[i])
+            if record.heatmaps[i] is not None:
+                encoded, block = record.heatmaps[i]
+                summary.write_heatmap(batch, source, info, encoded, block,
+                                      self.heatmap_encoding)
+            if record.histograms[i] is not None:
+                summary.write_histogram(batch, source, info,
+                                        record.histograms[i])
+        self._write_gates(batch, record, variables, names)
         global_values = stats.global_statistics(
-            per_variable, skipped_steps=record["skipped_steps"],
-            step_table=record["step_table"])
+            record.stats, skipped_steps=record.skipped_steps,
+            step_table=record.step_table)
         summary.write_global_scalars(batch, source, global_values)
-        if record["step_table"] is not None:
-            summary.write_steps(batch, source, record["step_table"])
+        if record.step_table is not None:
+            summary.write_steps(batch, source, record.step_table)
 
     def _write_timesteps(self, batch):
         results = self._timesteps.compute()
@@ -378,25 +366,23 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             summary.write_timesteps(batch, "probe", info, view,
                                     gradient.shape[0])
 
-    def _write_gates(self, batch, source, record, names):
+    def _write_gates(self, batch, record, variables, names):
         """Per-gate breakdown of LSTM/GRU weight gradients."""
-        by_id = {id(v): (g, name) for v, g, name in zip(
-            record["variables"], record["gradients"], names)}
+        by_id = {id(v): i for i, v in enumerate(variables)}
         for layer, kind, weights in self._gate_layers:
-            gate_count = len(stats.GATES[kind])
             rows, table = [], []
             for direction, role, variable in weights:
-                found = by_id.get(id(variable))
-                if found is None:
+                index = by_id.get(id(variable))
+                if index is None or index not in record.gates:
                     continue
-                gradient, name = found
+                gate_table, heatmap, block = record.gates[index]
                 rows.append({"direction": direction, "role": role,
-                             "variable": name})
-                table.append(stats.gate_statistics(gradient, gate_count))
-                if self.heatmap_cells:
-                    summary.write_gate_heatmap(batch, source, name,
-                                               layer.name, kind, gradient,
-                                               self.heatmap_cells)
+                             "variable": names[index]})
+                table.append(gate_table)
+                if heatmap is not None:
+                    summary.write_gate_heatmap(batch, record.source,
+                                               names[index], layer.name, kind,
+                                               heatmap, block)
             if rows:
-                summary.write_gates(batch, source, layer.name, kind,
+                summary.write_gates(batch, record.source, layer.name, kind,
                                     np.stack(table), rows)

@@ -70,39 +70,91 @@ def _plain_variable(variable):
         variable, "path") else variable
 
 
+# Attribute of the model holding its capture, set with `object.__setattr__`
+# so that neither Keras's nor TensorFlow's tracking sees it.
+_MODEL_ATTRIBUTE = "_tb_gradients_capture"
+
+
 class TrainingGradientCapture:
-    """Per-epoch sums of the applied gradients, accumulated in the train step.
+    """Per-window sums of the applied gradients, accumulated in the train step.
+
+    One capture exists per model (`for_model`) and outlives callbacks and
+    `fit` calls: the hooked train function is traced once per model and
+    compile, reused by every later `fit` with a `GradientTensorBoard`, and
+    swapped out for Keras's own train function after each such `fit`, so a
+    `fit` without the callback neither records nor pays for the hook.
 
     Per trainable variable, float32 ``tf.Variable``s colocated with it hold
-    ``sum g``, ``sum |g|`` and ``sum g**2`` over the epoch's steps and the
-    number of steps it received a gradient. Per step, two buffers hold the
-    squared global L2 norm and the largest ``|g|``. None of these is an
-    attribute of the model or the optimizer, so checkpoints do not see them.
+    ``Σ g`` over the window's steps (the only full-size state of the step),
+    and a float64 vector the per-step scalars ``WINDOW_SCALARS`` (steps,
+    ``Σ_i ‖g_i‖₁``, ``Σ_i ‖g_i‖₂²``). Per step, two buffers hold the squared
+    global L2 norm and the largest ``|g|``. None of these is an attribute
+    tracked by the model or the optimizer, so checkpoints do not see them.
     """
+
+    @classmethod
+    def for_model(cls, model):
+        """The model's capture, created at the first request."""
+        existing = model.__dict__.get(_MODEL_ATTRIBUTE)
+        if existing is None:
+            existing = cls(model)
+            object.__setattr__(model, _MODEL_ATTRIBUTE, existing)
+        return existing
 
     def __init__(self, model):
         self._model = model
-        self._optimizer = model.optimizer
-        self._inner = inner_optimizer(model.optimizer)
         self._variables = None
-        self._sums = self._sums_abs = self._sums_sq = self._counts = None
+        self._window_sums = self._window_scalars = None
         self._step_sq = self._step_max = None
-        self._epoch_start = None
+        self._window_start = None
         self._skipped = None
         self._capacity = 0
         self._attached = False
-        self._snapshot = None
-        self._fresh = False
+        self._optimizer = self._inner = None
         self._original_update_step = None
         self._original_skip = None
+        self._plain_function = None
+        self._hooked_function = None
+        self._hooked_key = None
+        self._reset = None
+        self._step_read = None
 
     @property
     def variables(self):
         """The Keras variables captured, in the optimizer's order."""
         return list(self._variables or [])
 
+    @property
+    def window_sums(self):
+        """``Σ g`` of the current window, one variable per captured one."""
+        return list(self._window_sums)
+
+    @property
+    def window_scalars(self):
+        """Per-variable ``WINDOW_SCALARS`` (float64 ``(3,)`` variables)."""
+        return list(self._window_scalars)
+
+    def _compile_key(self, variables):
+        """What the hooked train function depends on.
+
+        Objects are compared by identity (a new `compile` makes a new loss
+        and often a new optimizer), settings by value.
+        """
+        model = self._model
+        objects = (model.optimizer, getattr(model, "_compile_loss", None),
+                   model.distribute_strategy, self._step_sq, *variables)
+        settings = (model.jit_compile, model.steps_per_execution,
+                    model.run_eagerly)
+        return [id(o) for o in objects], settings, objects
+
+    def _hooked_function_valid(self, key):
+        if self._hooked_function is None:
+            return False
+        ids, settings, _ = self._hooked_key
+        return ids == key[0] and settings == key[1]
+
     def attach(self, steps_per_epoch=None):
-        """Creates the accumulators, wraps the optimizer, rebuilds `fit`'s step.
+        """Wraps the optimizer and installs the hooked train function.
 
         Args:
           steps_per_epoch: steps per epoch if known, to size the per-step
@@ -110,27 +162,35 @@ class TrainingGradientCapture:
         """
         if self._attached:
             return
+        model = self._model
+        self._optimizer = model.optimizer
+        self._inner = inner_optimizer(model.optimizer)
         check_private_attributes(self._optimizer)
         if not self._optimizer.built:
             # Keras builds the optimizer lazily at its first step, the same
             # way; the accumulators need its variable list now.
             with self._inner._distribution_strategy.scope():
-                self._optimizer.build(self._model.trainable_variables)
+                self._optimizer.build(model.trainable_variables)
         variables = list(self._inner._trainable_variables)
-        capacity = DEFAULT_STEP_CAPACITY
-        if steps_per_epoch:
-            capacity = int(min(max(int(steps_per_epoch), 1), MAX_STEP_CAPACITY))
+        capacity = max(DEFAULT_STEP_CAPACITY, int(steps_per_epoch or 0))
+        capacity = min(capacity, MAX_STEP_CAPACITY)
         if (self._variables is None
                 or [id(v) for v in variables] != [id(v) for v in self._variables]
-                or capacity != self._capacity):
+                or capacity > self._capacity):
             self._create_accumulators(variables, capacity)
         self._wrap_optimizer()
         self._attached = True
-        self._fresh = False  # the first epoch starts with a reset
-        self._model.make_train_function(force=True)
+        self._plain_function = model.train_function
+        key = self._compile_key(variables)
+        if not self._hooked_function_valid(key):
+            # The key keeps its objects alive, so an id is never reused.
+            model.make_train_function(force=True)
+            self._hooked_function = model.train_function
+            self._hooked_key = key
+        model.train_function = self._hooked_function
 
     def detach(self):
-        """Undoes `attach`; the next `fit` rebuilds its own train function."""
+        """Undoes `attach`: Keras's own train function and optimizer again."""
         if not self._attached:
             return
         self._attached = False
@@ -145,37 +205,36 @@ class TrainingGradientCapture:
             else:
                 setattr(self._optimizer, LOSS_SCALE_SKIP_METHOD,
                         self._original_skip)
-        # Drop the train function traced with the hook; Keras rebuilds it.
-        self._model.train_function = None
+        self._original_update_step = self._original_skip = None
+        self._model.train_function = self._plain_function
+        self._plain_function = None
 
     def _create_accumulators(self, variables, capacity):
         strategy = self._inner._distribution_strategy
         self._variables = variables
         self._capacity = capacity
-        sums, sums_abs, sums_sq, counts = [], [], [], []
+        sums, scalars = [], []
         with strategy.scope():
             for variable in variables:
                 plain = _plain_variable(variable)
-                shape = tuple(variable.shape)
                 with strategy.extended.colocate_vars_with(plain):
-                    sums.append(self._zeros(shape, "sum"))
-                    sums_abs.append(self._zeros(shape, "sum_abs"))
-                    sums_sq.append(self._zeros(shape, "sum_sq"))
-                    counts.append(self._zeros((), "steps"))
+                    sums.append(self._zeros(tuple(variable.shape), "sum"))
+                    scalars.append(self._zeros((3,), "window_scalars",
+                                               tf.float64))
             # One extra row collects the steps beyond the capacity.
             self._step_sq = self._zeros((capacity + 1,), "step_sq")
             self._step_max = self._zeros((capacity + 1,), "step_max")
-            self._epoch_start = tf.Variable(
+            self._window_start = tf.Variable(
                 tf.constant(0, tf.int64), trainable=False,
-                name="tb_gradients_epoch_start")
+                name="tb_gradients_window_start")
             self._skipped = self._zeros((), "skipped")
-        self._sums, self._sums_abs, self._sums_sq = sums, sums_abs, sums_sq
-        self._counts = counts
-        self._snapshot = None
+        self._window_sums, self._window_scalars = sums, scalars
+        self._reset = self._step_read = None
+        self._hooked_function = self._hooked_key = None
 
     @staticmethod
-    def _zeros(shape, name):
-        return tf.Variable(tf.zeros(shape, tf.float32), trainable=False,
+    def _zeros(shape, name, dtype=tf.float32):
+        return tf.Variable(tf.zeros(shape, dtype), trainable=False,
                            name=f"tb_gradients_{name}")
 
     def _wrap_optimizer(self):
@@ -202,101 +261,92 @@ class TrainingGradientCapture:
             setattr(outer, LOSS_SCALE_SKIP_METHOD, handle_non_finite_grads)
 
     def _record(self, gradient, variable):
-        """Graph ops adding one variable's gradient of one step."""
+        """Graph ops adding one variable's gradient of one step.
+
+        Per element: one read of ``g`` for ``Σg += g`` and one for ``|g|``;
+        the per-step scalars are reductions of those.
+        """
         index = self._inner._get_variable_index(variable)
         step = tf.cast(tf.convert_to_tensor(self._inner.iterations), tf.int64)
-        row = tf.clip_by_value(step - self._epoch_start, 0, self._capacity)
+        row = tf.clip_by_value(step - self._window_start, 0, self._capacity)
         row = tf.reshape(tf.cast(row, tf.int32), [1])
         if isinstance(gradient, tf.IndexedSlices):
             # Duplicate indices are summed first: the step's gradient of a
-            # row is their sum, and |sum| is what enters sum |g|.
+            # row is their sum, and |sum| is what enters Σ|g|.
             unique, position = tf.unique(gradient.indices)
             values = tf.math.unsorted_segment_sum(
                 tf.cast(gradient.values, tf.float32), position,
                 tf.shape(unique)[0])
-            self._sums[index].scatter_add(tf.IndexedSlices(values, unique))
-            self._sums_abs[index].scatter_add(
-                tf.IndexedSlices(tf.abs(values), unique))
-            self._sums_sq[index].scatter_add(
-                tf.IndexedSlices(tf.square(values), unique))
+            self._window_sums[index].scatter_add(
+                tf.IndexedSlices(values, unique))
         else:
             values = tf.cast(gradient, tf.float32)
-            self._sums[index].assign_add(values)
-            self._sums_abs[index].assign_add(tf.abs(values))
-            self._sums_sq[index].assign_add(tf.square(values))
-        self._counts[index].assign_add(1.0)
-        square = tf.reshape(tf.reduce_sum(tf.square(values)), [1])
-        largest = tf.reshape(tf.reduce_max(tf.abs(values)), [1])
-        self._step_sq.scatter_add(tf.IndexedSlices(square, row))
-        self._step_max.scatter_max(tf.IndexedSlices(largest, row))
+            self._window_sums[index].assign_add(values)
+        absolute = tf.abs(values)
+        l1 = tf.reduce_sum(absolute)
+        square = tf.square(tf.math.reduce_euclidean_norm(values))
+        largest = tf.reduce_max(absolute)
+        self._window_scalars[index].assign_add(tf.stack(
+            [tf.constant(1.0, tf.float64), tf.cast(l1, tf.float64),
+             tf.cast(square, tf.float64)]))
+        self._step_sq.scatter_add(
+            tf.IndexedSlices(tf.reshape(square, [1]), row))
+        self._step_max.scatter_max(
+            tf.IndexedSlices(tf.reshape(largest, [1]), row))
 
-    def _all_accumulators(self):
-        return (self._sums + self._sums_abs + self._sums_sq + self._counts
-                + [self._step_sq, self._step_max, self._skipped])
-
-    def _snapshot_and_reset_fn(self):
-        """One compiled call that reads every accumulator, then zeroes it.
-
-        Per epoch this replaces a few eager reads and assigns per variable
-        (each a Python round trip) with a single function call, and marks
-        the optimizer step the next epoch starts at.
-        """
-        accumulators = self._all_accumulators()
+    def _reset_fn(self):
+        """One compiled call zeroing the window's sums (traced once)."""
+        resettable = (self._window_sums + self._window_scalars
+                      + [self._step_sq, self._step_max, self._skipped])
         inner = self._inner
+        start = self._window_start
 
-        @tf.function
-        def snapshot_and_reset():
-            values = [tf.identity(a) for a in accumulators]
-            iterations = tf.cast(tf.convert_to_tensor(inner.iterations),
-                                 tf.int64)
-            start = tf.identity(self._epoch_start)
-            with tf.control_dependencies(values + [start]):
-                for accumulator in accumulators:
-                    accumulator.assign(tf.zeros_like(accumulator))
-                self._epoch_start.assign(iterations)
-            return values, iterations - start
+        @tf.function(autograph=False)
+        def reset():
+            for accumulator in resettable:
+                accumulator.assign(tf.zeros_like(accumulator),
+                                   read_value=False)
+            start.assign(tf.cast(tf.convert_to_tensor(inner.iterations),
+                                 tf.int64), read_value=False)
+            return True
 
-        return snapshot_and_reset
+        return reset
 
-    def begin_epoch(self):
-        """Starts the epoch's sums from zero at the current optimizer step.
+    def _step_read_fn(self):
+        step_sq, step_max, skipped = self._step_sq, self._step_max, self._skipped
+        inner = self._inner
+        start = self._window_start
 
-        `read` already leaves them so; this also covers steps taken between
-        `attach` (or the last read) and the epoch's start.
-        """
-        if self._snapshot is None:
-            self._snapshot = self._snapshot_and_reset_fn()
-        if not self._fresh:
-            self._snapshot()
-        self._fresh = False
+        @tf.function(autograph=False)
+        def read():
+            applied = tf.cast(tf.convert_to_tensor(inner.iterations),
+                              tf.int64) - start
+            return (tf.identity(step_sq), tf.identity(step_max),
+                    tf.identity(skipped), applied)
 
-    def read(self):
-        """The epoch's sums as numpy, and a fresh start for the next epoch.
+        return read
+
+    def begin_window(self):
+        """Starts the window's sums from zero at the current optimizer step."""
+        if self._reset is None:
+            self._reset = self._reset_fn()
+        self._reset()
+
+    def read_steps(self):
+        """The window's per-step table and skipped-step count, on the host.
 
         Returns:
-          dict with ``sum``, ``sum_abs``, ``sum_sq`` (lists of float32 arrays
-          in variable order), ``steps`` (list of floats), ``step_table``
-          (``(n, 2)`` float64 of per-step L2 norm and max |g| for the n
-          applied steps kept), ``skipped_steps`` (float).
+          ``(step_table, skipped_steps)``: ``(n, 2)`` float64 per-step L2
+          norm and max |g| for the n applied steps kept, and a float.
         """
-        if self._snapshot is None:
-            self._snapshot = self._snapshot_and_reset_fn()
-        values, applied = self._snapshot()
-        self._fresh = True
-        values = [v.numpy() for v in values]
-        count = len(self._variables)
+        if self._step_read is None:
+            self._step_read = self._step_read_fn()
+        step_sq, step_max, skipped, applied = self._step_read()
         kept = max(0, min(int(applied.numpy()), self._capacity))
-        step_sq, step_max, skipped = values[4 * count:]
-        return {
-            "sum": values[:count],
-            "sum_abs": values[count:2 * count],
-            "sum_sq": values[2 * count:3 * count],
-            "steps": [float(v) for v in values[3 * count:4 * count]],
-            "step_table": np.stack([
-                np.sqrt(step_sq[:kept].astype(np.float64)),
-                step_max[:kept].astype(np.float64)], axis=1),
-            "skipped_steps": float(skipped),
-        }
+        table = np.stack([
+            np.sqrt(step_sq.numpy()[:kept].astype(np.float64)),
+            step_max.numpy()[:kept].astype(np.float64)], axis=1)
+        return table, float(skipped.numpy())
 
 
 def _batches_from_arrays(data, batch_size):
@@ -394,7 +444,7 @@ class ProbeGradients:
         return gradients
 
     def compute(self, variables):
-        """Probe gradient of each variable, as float64 numpy arrays."""
+        """Probe gradient of each variable, as float32 tensors on the device."""
         if self._function is None:
             self._function = self._gradient_function(variables)
         totals = None
@@ -403,9 +453,8 @@ class ProbeGradients:
             x, y = batch[0], batch[1]
             sample_weight = batch[2] if len(batch) > 2 else None
             n = _batch_size(batch)
-            grads = self._function(x, y, sample_weight)
-            grads = [g.numpy().astype(np.float64) * n for g in grads]
+            grads = [g * float(n) for g in self._function(x, y, sample_weight)]
             totals = grads if totals is None else [
                 t + g for t, g in zip(totals, grads)]
             count += n
-        return [t / count for t in totals]
+        return [t / float(count) for t in totals]

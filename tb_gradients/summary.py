@@ -13,6 +13,7 @@ import json
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.histogram import metadata as histogram_metadata
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 
 from tb_gradients import metadata
 from tb_gradients import stats
@@ -68,41 +69,33 @@ def write_variable_stats(batch, source, variable, stat_values):
                  vector, summary_metadata)
 
 
-def encode_heatmap(channels, stat_values, encoding):
-    """Encodes pooled channels: uint8 log codes or float32 values."""
-    if encoding == "float32":
-        return channels.astype(np.float32)
-    return np.stack([
-        stats.encode_log_uint8(channel, stat_values[scale])
-        for channel, scale in zip(channels, metadata.HEATMAP_CHANNEL_SCALES)
-    ])
+def write_heatmap(batch, source, variable, encoded, block, encoding):
+    """Pooled heatmaps of |G|, |C| and D, shape ``(4, rows, cols)``.
 
-
-def write_heatmap(batch, source, variable, gradient, accumulated,
-                  accumulated_abs, stat_values, max_cells, encoding):
-    """Pooled heatmaps of |G|, |C| and D, shape ``(4, rows, cols)``."""
-    channels, block = stats.heatmap_channels(gradient, accumulated,
-                                             accumulated_abs, max_cells)
+    Args:
+      encoded: the channels as computed on the device (uint8 codes or
+        float32 values, see `device_stats`).
+      block: ``(block_rows, block_cols)`` of the pooling.
+    """
     summary_metadata = plugin_metadata(
         metadata.KIND_HEATMAP, source,
         description=f"Pooled gradient heatmaps of {variable['name']}",
         variable=variable["name"], layer=variable["layer"],
         index=variable["index"], shape=list(variable["shape"]),
         view_shape=list(stats.view_shape(variable["shape"])),
-        block=list(block), channels=list(metadata.HEATMAP_CHANNELS),
+        block=[int(b) for b in block],
+        channels=list(metadata.HEATMAP_CHANNELS),
         channel_scales=list(metadata.HEATMAP_CHANNEL_SCALES),
         encoding=encoding, decades=metadata.HEATMAP_DECADES)
-    batch.tensor(metadata.heatmap_tag(source, variable["name"]),
-                 encode_heatmap(channels, stat_values, encoding),
+    batch.tensor(metadata.heatmap_tag(source, variable["name"]), encoded,
                  summary_metadata)
 
 
-def write_histogram(batch, source, variable, gradient, bucket_count):
+def write_histogram(batch, source, variable, buckets):
     """The histograms plugin's ``(k, 3)`` tensor: the `write_grads` view."""
     summary_metadata = _histogram_metadata(
         display_name=f"{variable['name']} ({source} gradient)",
         description=f"Epoch gradient of {variable['name']} ({source})")
-    buckets = stats.histogram_buckets(gradient, bucket_count)
     batch.tensor(metadata.histogram_tag(source, variable["name"]),
                  np.asarray(buckets, np.float64), summary_metadata)
 
@@ -162,19 +155,16 @@ def write_gates(batch, source, layer_name, kind, table, rows):
                  np.asarray(table, np.float64), summary_metadata)
 
 
-def write_gate_heatmap(batch, source, variable, layer_name, kind, gradient,
-                       max_cells):
+def write_gate_heatmap(batch, source, variable, layer_name, kind, pooled,
+                       block):
     """Pooled mean |g| of each gate of one fused recurrent weight (float32)."""
-    gates = stats.GATES[kind]
-    pooled, block = stats.gate_heatmaps(gradient, len(gates),
-                                        max(1, max_cells // len(gates)))
     summary_metadata = plugin_metadata(
         metadata.KIND_GATE_HEATMAP, source,
         description=f"Per-gate gradient heatmaps of {variable}",
         variable=variable, layer=layer_name, recurrent_kind=kind,
-        gates=list(gates), block=list(block))
+        gates=list(stats.GATES[kind]), block=[int(b) for b in block])
     batch.tensor(metadata.gate_heatmap_tag(source, variable),
-                 pooled.astype(np.float32), summary_metadata)
+                 np.asarray(pooled, np.float32), summary_metadata)
 
 
 class EpochBatch:
@@ -190,39 +180,57 @@ class EpochBatch:
         self.entries.append((tag, np.asarray(value, dtype=np.float32), None))
 
 
+# The summary writer's resource handle, passed to the compiled writing
+# function as an argument so that one trace serves every writer (Keras makes
+# a new one per `fit`). Private to `tf.summary`'s writer, checked with
+# TensorFlow 2.16 - 2.21.
+WRITER_RESOURCE_ATTRIBUTE = "_resource"
+
+
+def _writer_resource(writer):
+    resource = getattr(writer, WRITER_RESOURCE_ATTRIBUTE, None)
+    if resource is None:
+        raise RuntimeError(
+            f"tb_gradients cannot write with this summary writer: "
+            f"{type(writer).__name__} has no attribute "
+            f"{WRITER_RESOURCE_ATTRIBUTE!r} (checked with TensorFlow 2.16 - "
+            "2.21).")
+    return resource
+
+
 class BatchWriter:
     """Writes an `EpochBatch` with one call of a compiled function.
 
     One function is traced per distinct layout (tags, metadata, dtypes and
-    ranks) and per writer, so every epoch after the first costs one call.
+    ranks), shared by all writers, so every window after the first, in
+    this `fit` or a later one, costs one call.
     """
 
-    def __init__(self):
-        self._functions = {}
+    _functions = {}
 
     def write(self, writer, batch, step):
         if not batch.entries:
             return
-        layout = tuple((tag, None if meta is None else
-                        meta.SerializeToString(), value.dtype.str, value.ndim)
+        layout = tuple((tag, (_SCALAR_METADATA if meta is None else meta)
+                        .SerializeToString(), value.dtype.str, value.ndim)
                        for tag, value, meta in batch.entries)
-        key = (id(writer), layout)
-        function = self._functions.get(key)
+        function = self._functions.get(layout)
         if function is None:
-            function = self._functions[key] = _compile(writer, layout)
-        function(tf.constant(step, tf.int64),
+            function = self._functions[layout] = _compile(layout)
+        function(_writer_resource(writer), tf.constant(step, tf.int64),
                  [value for _, value, _ in batch.entries])
 
 
-def _compile(writer, layout):
-    @tf.function(reduce_retracing=True)
-    def write_all(step, values):
-        with writer.as_default(step=step), tf.summary.record_if(True):
-            for (tag, serialized, _, _), value in zip(layout, values):
-                if serialized is None:
-                    tf.summary.scalar(tag, value)
-                else:
-                    tf.summary.write(tag, value, metadata=serialized)
+_SCALAR_METADATA = scalar_metadata.create_summary_metadata(
+    display_name=None, description=None)
+
+
+def _compile(layout):
+    @tf.function(reduce_retracing=True, autograph=False)
+    def write_all(resource, step, values):
+        for (tag, serialized, _, _), value in zip(layout, values):
+            tf.raw_ops.WriteSummary(writer=resource, step=step, tensor=value,
+                                    tag=tag, summary_metadata=serialized)
         return True
 
     return write_all
