@@ -17,6 +17,8 @@ listed in ``PRIVATE_KERAS_ATTRIBUTES`` with the Keras versions checked.
 import numpy as np
 import tensorflow as tf
 
+from tb_gradients import tracing
+
 # Private Keras attributes the optimizer hook relies on, checked against
 # Keras 3.10 - 3.15 (TensorFlow backend). `check_private_attributes` names
 # the missing one when a future Keras changes them.
@@ -187,6 +189,8 @@ class TrainingGradientCapture:
             model.make_train_function(force=True)
             self._hooked_function = model.train_function
             self._hooked_key = key
+            # they read the (possibly new) optimizer's step counter
+            self._reset = self._step_read = None
         model.train_function = self._hooked_function
 
     def detach(self):
@@ -301,7 +305,6 @@ class TrainingGradientCapture:
         inner = self._inner
         start = self._window_start
 
-        @tf.function(autograph=False)
         def reset():
             for accumulator in resettable:
                 accumulator.assign(tf.zeros_like(accumulator),
@@ -310,21 +313,20 @@ class TrainingGradientCapture:
                                  tf.int64), read_value=False)
             return True
 
-        return reset
+        return tracing.TracedOnce(reset)
 
     def _step_read_fn(self):
         step_sq, step_max, skipped = self._step_sq, self._step_max, self._skipped
         inner = self._inner
         start = self._window_start
 
-        @tf.function(autograph=False)
         def read():
             applied = tf.cast(tf.convert_to_tensor(inner.iterations),
                               tf.int64) - start
             return (tf.identity(step_sq), tf.identity(step_max),
                     tf.identity(skipped), applied)
 
-        return read
+        return tracing.TracedOnce(read)
 
     def begin_window(self):
         """Starts the window's sums from zero at the current optimizer step."""

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from tb_gradients import metadata
 from tb_gradients import stats
+from tb_gradients import tracing
 
 # Columns returned after ``metadata.VARIABLE_STAT_NAMES``: the numerator and
 # denominator of the noise scale, which the whole-model figure sums.
@@ -171,10 +172,10 @@ def encode_log_uint8(values, scale, decades=metadata.HEATMAP_DECADES):
     visible = tf.logical_and(visible, usable)
     codes = tf.where(visible, tf.clip_by_value(position, 1, levels),
                      tf.zeros_like(position))
-    codes = tf.where(tf.math.is_inf(values),
-                     float(metadata.HEATMAP_CODE_INF), codes)
-    codes = tf.where(tf.math.is_nan(values),
-                     float(metadata.HEATMAP_CODE_NAN), codes)
+    codes = tf.where(tf.math.is_inf(values), tf.constant(
+        float(metadata.HEATMAP_CODE_INF), tf.float64), codes)
+    codes = tf.where(tf.math.is_nan(values), tf.constant(
+        float(metadata.HEATMAP_CODE_NAN), tf.float64), codes)
     return tf.cast(codes, tf.uint8)
 
 
@@ -454,7 +455,7 @@ def window_end_function(layouts, training, record):
             result["gates"] = gates
         return result
 
-    function = _FUNCTIONS[key] = tf.function(window_end, autograph=False)
+    function = _FUNCTIONS[key] = tracing.TracedOnce(window_end)
     return function
 
 

@@ -28,7 +28,7 @@ KINDS = (KIND_VARIABLE_STATS, KIND_HEATMAP, KIND_STEPS, KIND_TIMESTEPS,
          KIND_TIMESTEP_NORMS, KIND_GATES, KIND_GATE_HEATMAP)
 
 # Columns of the per-variable statistics vector, in order. The definitions
-# are in docs/STATISTICS.md; ``stats.variable_statistics`` computes them.
+# are in docs/STATISTICS.md; ``device_stats`` computes them.
 VARIABLE_STAT_NAMES = (
     "size",
     "steps",

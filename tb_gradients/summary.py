@@ -17,6 +17,7 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 
 from tb_gradients import metadata
 from tb_gradients import stats
+from tb_gradients import tracing
 
 
 @functools.lru_cache(maxsize=4096)
@@ -226,11 +227,10 @@ _SCALAR_METADATA = scalar_metadata.create_summary_metadata(
 
 
 def _compile(layout):
-    @tf.function(reduce_retracing=True, autograph=False)
     def write_all(resource, step, values):
         for (tag, serialized, _, _), value in zip(layout, values):
             tf.raw_ops.WriteSummary(writer=resource, step=step, tensor=value,
                                     tag=tag, summary_metadata=serialized)
         return True
 
-    return write_all
+    return tracing.TracedOnce(write_all, relax_shapes=True)

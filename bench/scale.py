@@ -1,0 +1,258 @@
+"""Cost of GradientTensorBoard at scale, against plain TensorBoard.
+
+Each model is trained in its own process once with plain
+`keras.callbacks.TensorBoard` and once with `GradientTensorBoard` (defaults),
+alternating, and the figures are differences between the two runs of the
+same round, per parameter:
+
+* epoch end: the callback's window-end work (device statistics, transfer of
+  the reductions, summary write), timed inside the callback, median over the
+  epochs after the first, in ns per parameter;
+* first epoch: (first-epoch time - steady epoch time) with the callback
+  minus the same for plain TensorBoard: the one-time cost of tracing;
+* peak memory: peak resident set size of the process with the callback
+  minus plain's, in bytes per parameter (the device here is the host), and
+  the bytes per parameter the callback's own state holds, counted from its
+  variables.
+
+Also: ``fit(epochs=1)`` ten times in a loop on the seed CNN, total time with
+the callback / with plain TensorBoard, alternating, in one process.
+
+Models: Keras ResNet50 (``weights=None``, 32x32x3 inputs, 10 classes, 23.6 M
+parameters) and a stack of Dense(4096) layers (about 300 M parameters) on
+small inputs, a few steps per epoch.
+
+Usage: python bench/scale.py [--models resnet50,dense300m] [--rounds N]
+       [--fit-loop-rounds N] [--out bench/out/scale.json]
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MODELS = {
+    # name: (epochs, steps per epoch, batch)
+    "resnet50": (4, 4, 32),
+    "dense300m": (4, 3, 8),
+}
+
+
+def build(name):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    if name == "resnet50":
+        model = keras.applications.ResNet50(
+            weights=None, input_shape=(32, 32, 3), classes=10)
+        shape, classes = (32, 32, 3), 10
+    elif name == "dense300m":
+        layers = [keras.Input((64,)), keras.layers.Dense(4096, "relu")]
+        layers += [keras.layers.Dense(4096, "relu") for _ in range(17)]
+        layers += [keras.layers.Dense(10, "softmax")]
+        model = keras.Sequential(layers)
+        shape, classes = (64,), 10
+    else:
+        raise ValueError(f"unknown model {name!r}")
+    model.compile(keras.optimizers.SGD(0.01), "categorical_crossentropy")
+    return model, shape, classes
+
+
+def child(name, config, logdir):
+    """One training run; prints a JSON line of its figures."""
+    import keras
+    import numpy as np
+
+    from tb_gradients import GradientTensorBoard
+
+    epochs, steps, batch = MODELS[name]
+    model, shape, classes = build(name)
+    params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+    rng = np.random.default_rng(0)
+    x = rng.random((steps * batch,) + shape, dtype=np.float32)
+    y = keras.utils.to_categorical(rng.integers(0, classes, steps * batch),
+                                   classes)
+    marks = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            marks.append(time.perf_counter())
+
+        def on_train_end(self, logs=None):
+            marks.append(time.perf_counter())
+
+    spent = []
+    if config == "plain":
+        callback = keras.callbacks.TensorBoard(logdir)
+    else:
+        callback = GradientTensorBoard(logdir)
+        original = callback._log_gradients
+
+        def timed(epoch):
+            began = time.perf_counter()
+            original(epoch)
+            spent.append(time.perf_counter() - began)
+
+        callback._log_gradients = timed
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0,
+              shuffle=False, callbacks=[Clock(), callback])
+    epoch_times = [b - a for a, b in zip(marks, marks[1:])]
+    state_bytes = 0
+    if config != "plain":
+        state_bytes = callback_state_bytes(model, callback)
+    print(json.dumps({
+        "params": params,
+        "epoch_seconds": epoch_times,
+        "epoch_end_seconds": spent,
+        "peak_rss_bytes": resource.getrusage(
+            resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_before_fit_bytes": rss_before,
+        "state_bytes": state_bytes,
+    }))
+
+
+def callback_state_bytes(model, callback):
+    """Bytes held in the callback's variables (capture and accumulated state)."""
+    from tb_gradients import capture
+
+    hook = capture.TrainingGradientCapture.for_model(model)
+    variables = hook.window_sums + hook.window_scalars
+    for windows in callback._windows.values():
+        for state in windows.states:
+            variables += list(state.variables())
+    return int(sum(int(v.shape.num_elements()) * v.dtype.size
+                   for v in variables))
+
+
+def run_child(name, config):
+    with tempfile.TemporaryDirectory() as logdir:
+        output = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--child", name,
+             config, logdir], cwd=ROOT, check=True, capture_output=True,
+            text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def measure_model(name, rounds):
+    pairs = []
+    for r in range(rounds):
+        order = ["plain", "gradients"] if r % 2 == 0 else ["gradients",
+                                                           "plain"]
+        runs = {config: run_child(name, config) for config in order}
+        pairs.append(runs)
+        print(f"  round {r}: " + ", ".join(
+            f"{c}: epochs {[round(t, 2) for t in runs[c]['epoch_seconds']]}"
+            f" peak {runs[c]['peak_rss_bytes'] / 2**30:.2f} GiB"
+            for c in order), flush=True)
+    params = pairs[0]["plain"]["params"]
+    epoch_end = statistics.median(
+        statistics.median(p["gradients"]["epoch_end_seconds"][1:])
+        for p in pairs)
+    first_extra = statistics.median(
+        (p["gradients"]["epoch_seconds"][0]
+         - statistics.median(p["gradients"]["epoch_seconds"][1:]))
+        - (p["plain"]["epoch_seconds"][0]
+           - statistics.median(p["plain"]["epoch_seconds"][1:]))
+        for p in pairs)
+    steady_ratio = statistics.median(
+        statistics.median(p["gradients"]["epoch_seconds"][1:])
+        / statistics.median(p["plain"]["epoch_seconds"][1:]) for p in pairs)
+    memory = statistics.median(p["gradients"]["peak_rss_bytes"]
+                               - p["plain"]["peak_rss_bytes"] for p in pairs)
+    return {
+        "params": params,
+        "epoch_end_seconds": epoch_end,
+        "epoch_end_ns_per_param": epoch_end / params * 1e9,
+        "first_epoch_extra_seconds": first_extra,
+        "steady_epoch_ratio": steady_ratio,
+        "peak_memory_overhead_bytes": memory,
+        "peak_memory_overhead_bytes_per_param": memory / params,
+        "state_bytes_per_param": pairs[0]["gradients"]["state_bytes"] / params,
+        "plain_peak_rss_bytes": statistics.median(
+            p["plain"]["peak_rss_bytes"] for p in pairs),
+        "runs": pairs,
+    }
+
+
+def fit_loop(rounds, fits=10):
+    """``fit(epochs=1)`` x ``fits`` with and without the callback."""
+    import keras
+
+    from bench import overhead
+    from tb_gradients import GradientTensorBoard
+
+    build_model, x, y, batch = overhead.cnn_task()
+    totals = {"plain": [], "gradients": []}
+    with tempfile.TemporaryDirectory() as root:
+        for r in range(rounds):
+            order = ["plain", "gradients"] if r % 2 == 0 else ["gradients",
+                                                               "plain"]
+            for config in order:
+                keras.utils.clear_session()
+                keras.utils.set_random_seed(r)
+                model = build_model()
+                logdir = os.path.join(root, f"{config}_{r}")
+                began = time.perf_counter()
+                for _ in range(fits):
+                    callback = (keras.callbacks.TensorBoard(logdir)
+                                if config == "plain"
+                                else GradientTensorBoard(logdir))
+                    model.fit(x, y, batch_size=batch, epochs=1, verbose=0,
+                              callbacks=[callback])
+                totals[config].append(time.perf_counter() - began)
+            print(f"  round {r}: plain {totals['plain'][-1]:.2f} s, "
+                  f"gradients {totals['gradients'][-1]:.2f} s", flush=True)
+    ratios = [g / p for g, p in zip(totals["gradients"], totals["plain"])]
+    return {"fits": fits, "ratio": statistics.median(ratios),
+            "ratios": ratios, "seconds": totals}
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(*sys.argv[2:5])
+        return
+    from bench import machine
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet50,dense300m")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--fit-loop-rounds", type=int, default=3)
+    parser.add_argument("--out", default=os.path.join(HERE, "out",
+                                                      "scale.json"))
+    args = parser.parse_args()
+    results = {"machine": machine.describe(), "models": {}}
+    for name in [m for m in args.models.split(",") if m]:
+        print(f"{name}:", flush=True)
+        result = results["models"][name] = measure_model(name, args.rounds)
+        print(f"  {result['params'] / 1e6:.1f} M params: epoch end "
+              f"{result['epoch_end_seconds'] * 1000:.0f} ms = "
+              f"{result['epoch_end_ns_per_param']:.2f} ns/param; first epoch "
+              f"+{result['first_epoch_extra_seconds']:.2f} s; peak memory "
+              f"+{result['peak_memory_overhead_bytes_per_param']:.1f} "
+              f"bytes/param (state "
+              f"{result['state_bytes_per_param']:.1f} bytes/param); steady "
+              f"epoch {result['steady_epoch_ratio']:.3f}x plain", flush=True)
+    if args.fit_loop_rounds:
+        print("fit(epochs=1) x 10, seed CNN:", flush=True)
+        results["fit_loop"] = fit_loop(args.fit_loop_rounds)
+        print(f"  {results['fit_loop']['ratio']:.3f}x plain TensorBoard",
+              flush=True)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
