@@ -288,7 +288,7 @@ class TrainingGradientCapture:
             self._window_sums[index].assign_add(values)
         absolute = tf.abs(values)
         l1 = tf.reduce_sum(absolute)
-        square = tf.square(tf.math.reduce_euclidean_norm(values))
+        square = tf.reduce_sum(tf.square(values))
         largest = tf.reduce_max(absolute)
         self._window_scalars[index].assign_add(tf.stack(
             [tf.constant(1.0, tf.float64), tf.cast(l1, tf.float64),

@@ -242,7 +242,7 @@ def gradient_figures(gradient, size):
     l1 = tf.cast(tf.reduce_sum(abs_values), tf.float64)
     index = tf.argmax(abs_values, output_type=tf.int64)
     max_abs = tf.cast(tf.gather(abs_values, index), tf.float64)
-    centred = tf.math.squared_difference(values, tf.cast(mean, tf.float32))
+    centred = tf.math.squared_difference(values, tf.cast(mean, values.dtype))
     # Masked elements are zero in `values`: take their (0 - mean)**2 back out.
     spread = (tf.cast(tf.reduce_sum(centred), tf.float64)
               - tf.cast(nan + inf, tf.float64) * tf.square(mean))
@@ -304,16 +304,28 @@ def _window_end(layout, gradient, state, window_scalars, training,
                 record=True):
     """Updates ``state`` with ``G`` and returns the window's reductions.
 
+    A variable that fits the pooled grid unpooled (at most ``max_cells``
+    elements: biases, normalisation scales, small kernels) is worked on in
+    float64, with ``C`` read back with its compensation: its figures are
+    then as exact as float64 host maths, at a cost independent of the
+    model's size. Larger variables are reduced in float32.
+
     With ``record=False`` (a window that is not logged) only the state is
     updated and nothing is returned.
     """
     accumulated, compensation, pooled_abs, accumulated_l1 = state
     size = layout.size
+    exact = layout.block == (1, 1)
+    work = tf.float64 if exact else tf.float32
     gradient = tf.cast(tf.convert_to_tensor(gradient), tf.float32)
-    g = gradient_figures(gradient, size)
+    g = gradient_figures(tf.cast(gradient, work), size)
     new_c, new_compensation = kahan_add(accumulated.read_value(),
                                         compensation.read_value(), gradient)
-    c = accumulated_figures(new_c)
+    if exact:
+        c = accumulated_figures(tf.cast(new_c, work)
+                                - tf.cast(new_compensation, work))
+    else:
+        c = accumulated_figures(new_c)
     counts = block_counts(layout.view, layout.block)
     abs_view = tf.reshape(g["abs"], layout.view)
     block_abs = tf.cast(pool(abs_view, layout.block, tf.math.segment_sum),
@@ -379,9 +391,11 @@ def _window_end(layout, gradient, state, window_scalars, training,
     if layout.buckets:
         low, high, bucket_counts = histogram_counts(g["finite"],
                                                     layout.buckets)
-        out["histogram"] = (low, high, bucket_counts)
+        out["histogram"] = (tf.cast(low, tf.float64),
+                            tf.cast(high, tf.float64), bucket_counts)
     if layout.gate_count:
-        out["gates"], out["gate_heatmap"] = _gate_figures(layout, gradient)
+        out["gates"], out["gate_heatmap"] = _gate_figures(
+            layout, tf.cast(gradient, work))
     with tf.control_dependencies(updates):
         return tf.nest.map_structure(tf.identity, out)
 
@@ -406,7 +420,7 @@ def _gate_figures(layout, gradient):
 _FUNCTIONS = {}
 
 
-def window_end_function(layouts, training, record):
+def window_end_function(layouts, training, record, argument_types=()):
     """One compiled call doing the window end of every variable of a model.
 
     Called as ``fn(gradients, states, window_scalars)`` with one entry per
@@ -419,12 +433,15 @@ def window_end_function(layouts, training, record):
     * ``stats``: float64 ``(variables, len(STAT_COLUMNS))``;
     * ``heatmaps``: the flattened heatmaps of the variables that have one,
       concatenated (``layout.grid`` gives each one's shape);
-    * ``histograms``: float32 ``(variables, 2)`` bounds and int32
+    * ``histograms``: float64 ``(variables, 2)`` bounds and int32
       ``(variables, buckets)`` counts;
     * ``gates``: ``{index: (table, heatmap)}`` for fused recurrent weights.
+
+    ``argument_types`` names the kinds of the arguments (plain or
+    distributed variables, tensors), which a trace depends on.
     """
     key = (tuple(layout.key() for layout in layouts), bool(training),
-           bool(record))
+           bool(record), tuple(argument_types))
     function = _FUNCTIONS.get(key)
     if function is not None:
         return function

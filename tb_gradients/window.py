@@ -103,10 +103,12 @@ class SourceWindows:
             window_scalars = [tf.constant(
                 [float(probe_batches), math.nan, math.nan], tf.float64)
             ] * len(self.variables)
-        function = device_stats.window_end_function(self.layouts, training,
-                                                    record)
-        out = function(list(gradients), [s.variables() for s in self.states],
-                       list(window_scalars))
+        arguments = (list(gradients), [s.variables() for s in self.states],
+                     list(window_scalars))
+        function = device_stats.window_end_function(
+            self.layouts, training, record, argument_types=tuple(
+                type(a).__name__ for a in tf.nest.flatten(arguments)))
+        out = function(*arguments)
         if not record:
             return None
         return self._host_record(out, training)

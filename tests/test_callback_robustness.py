@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from tb_gradients import GradientTensorBoard
+from tb_gradients import capture
 from tb_gradients import metadata
 from tests import eventfiles
 from tests import reference
@@ -106,7 +107,10 @@ def test_optimizer_patch_is_undone_and_checkpoint_is_clean(tmp_path):
     model.fit(x, y, epochs=2, verbose=0,
               callbacks=[GradientTensorBoard(str(tmp_path / "logs"))])
     assert "update_step" not in model.optimizer.__dict__
-    assert model.train_function is None
+    # Keras's own train function is back; the hooked one stays with the
+    # model's capture for the next fit with the callback
+    assert model.train_function is not capture.TrainingGradientCapture.for_model(
+        model)._hooked_function
     assert len(model.optimizer.variables) == len(plain.optimizer.variables)
     path = str(tmp_path / "model.keras")
     model.save(path)
@@ -137,7 +141,8 @@ def test_patch_undone_when_training_raises(tmp_path):
         model.fit(dataset, epochs=1, verbose=0,
                   callbacks=[GradientTensorBoard(str(tmp_path))])
     assert "update_step" not in model.optimizer.__dict__
-    assert model.train_function is None
+    assert model.train_function is not capture.TrainingGradientCapture.for_model(
+        model)._hooked_function
     model.fit(x, y, epochs=1, verbose=0)
 
 
