@@ -1,13 +1,21 @@
-"""The per-variable statistics of docs/STATISTICS.md, computed on the device.
+"""The per-variable reductions of docs/STATISTICS.md, computed on the device.
 
-At a window's end (today: an epoch) one compiled call per variable reads the
-window gradient ``G`` where it lives, updates that variable's accumulated
-state in place and returns only reductions: the statistics vector, the
-pooled heatmap channels, the histogram counts and the per-gate figures.
-Nothing of the variable's size crosses to the host, so the host's work per
-window is independent of the parameter count.
+At a window's end (today: an epoch) one compiled call reads every window
+gradient ``G`` where it lives, updates the accumulated state in place and
+returns only reductions: per variable a vector of sums and maxima
+(``REDUCTIONS``), the pooled heatmap channels (uint8-encoded on the device),
+histogram counts and per-gate figures. `window.py` turns the reductions into
+the statistics on the host (O(variables) numbers). Nothing of a variable's
+size crosses to the host, so the host's work per window does not grow with
+the parameter count.
 
-State kept per variable and source (`AccumulatedState`), with what it is for:
+**Groups.** Variables with the same layout (shape, pooling) are stacked and
+reduced together along a leading axis, in groups of at most
+`GROUP_ELEMENTS` elements: the compiled graph has a few dozen operations per
+group instead of per variable, which keeps the one-time tracing short and
+the per-window dispatch small for models with hundreds of variables.
+
+**State** kept per group (`GroupState`), with what it is for:
 
 * ``accumulated`` ``C = Σ_k G_k``, float32, full size: every statistic of the
   accumulated gradient is elementwise in ``C``;
@@ -18,11 +26,16 @@ State kept per variable and source (`AccumulatedState`), with what it is for:
   ``A = Σ_k |G_k|``. ``A`` only ever enters block means (the dissolving
   heatmap, ``dissolving_max``) and its total (``accumulated_norm``), and
   block sums are linear, so the full-size ``A`` is never needed;
-* ``accumulated_l1``, float64 scalar: ``Σ_k ‖G_k‖₁`` over finite elements.
+* ``accumulated_l1``, float64 per variable: ``Σ_k ‖G_k‖₁`` (finite part).
 
-Graph functions are cached per static layout (shape, pooling, buckets,
-gates, encoding), not per variable or model: every variable of that layout,
-in any model and any callback, reuses one trace.
+Variables that fit the pooled grid unpooled (at most ``max_cells``
+elements: biases, normalisation scales, small kernels) are worked on in
+float64, with ``C`` read back with its compensation, so their figures are as
+exact as float64 host maths, at a cost independent of the model's size.
+
+**Non-finite windows.** The main pass does not mask: a variable whose
+``‖G‖₁`` comes out non-finite is flagged, and `masked_reductions` recomputes
+its reductions over the finite elements only (a rare, separate call).
 """
 
 import math
@@ -34,10 +47,8 @@ from tb_gradients import metadata
 from tb_gradients import stats
 from tb_gradients import tracing
 
-# Columns returned after ``metadata.VARIABLE_STAT_NAMES``: the numerator and
-# denominator of the noise scale, which the whole-model figure sums.
-EXTRA_COLUMNS = ("noise_trace", "noise_signal")
-STAT_COLUMNS = metadata.VARIABLE_STAT_NAMES + EXTRA_COLUMNS
+# Per-variable reductions returned by the window end, in order.
+REDUCTIONS = stats.REDUCTIONS
 
 # Per-variable scalars summed over the steps of a window (training source):
 # the number of steps, Σ_i ‖g_i‖₁ and Σ_i ‖g_i‖₂².
@@ -47,7 +58,9 @@ WINDOW_SCALARS = ("steps", "step_l1", "step_sq")
 # `dissolving_max`.
 DEFAULT_POOL_CELLS = 128 * 128
 
-_COLUMN = {name: i for i, name in enumerate(STAT_COLUMNS)}
+# Largest number of elements stacked into one group (bounds the window
+# end's temporaries); a larger variable is a group of its own, unstacked.
+GROUP_ELEMENTS = 1 << 21
 
 
 class VariableLayout:
@@ -71,6 +84,7 @@ class VariableLayout:
         self.block = stats.pool_blocks(*self.view, max(1, max_cells))
         self.grid = (-(-self.view[0] // self.block[0]),
                      -(-self.view[1] // self.block[1]))
+        self.exact = self.block == (1, 1)
         self.heatmap = bool(heatmap)
         self.encoding = encoding
         self.buckets = int(buckets)
@@ -83,16 +97,41 @@ class VariableLayout:
             self.gate_block = stats.pool_blocks(*self.gate_view,
                                                 max(1, self.gate_cells))
 
+    @property
+    def cells(self):
+        return self.grid[0] * self.grid[1]
+
     def key(self):
         return (self.shape, self.block, self.heatmap, self.encoding,
                 self.buckets, self.gate_count, self.gate_block)
 
 
-class AccumulatedState:
-    """One variable's state carried from window to window (see module doc)."""
+def group_layouts(layouts, limit=GROUP_ELEMENTS):
+    """Splits variable indices into groups of equal layout.
 
-    def __init__(self, layout, name):
-        shape = layout.shape
+    Returns:
+      list of lists of indices, in first-appearance order; each group's
+      stacked size is at most ``limit`` elements unless a single variable
+      is larger. Variables with gates are alone.
+    """
+    open_groups, groups = {}, []
+    for index, layout in enumerate(layouts):
+        key = layout.key()
+        group = open_groups.get(key)
+        if (group is None or layout.gate_count
+                or (len(group) + 1) * layout.size > limit):
+            group = []
+            groups.append(group)
+            open_groups[key] = group
+        group.append(index)
+    return groups
+
+
+class GroupState:
+    """The state carried from window to window for one group."""
+
+    def __init__(self, layout, count, name):
+        shape = (count, layout.size)
         self.accumulated = tf.Variable(
             tf.zeros(shape, tf.float32), trainable=False,
             name=f"tb_gradients_{name}_accumulated")
@@ -100,10 +139,10 @@ class AccumulatedState:
             tf.zeros(shape, tf.bfloat16), trainable=False,
             name=f"tb_gradients_{name}_compensation")
         self.pooled_abs = tf.Variable(
-            tf.zeros(layout.grid, tf.float64), trainable=False,
+            tf.zeros((count,) + layout.grid, tf.float64), trainable=False,
             name=f"tb_gradients_{name}_pooled_abs")
         self.accumulated_l1 = tf.Variable(
-            tf.constant(0.0, tf.float64), trainable=False,
+            tf.zeros((count,), tf.float64), trainable=False,
             name=f"tb_gradients_{name}_accumulated_l1")
 
     def variables(self):
@@ -129,24 +168,35 @@ def kahan_add(total, compensation, value):
     return new_total, tf.cast(lost, tf.bfloat16)
 
 
-def _segment_ids(length, block):
-    return tf.constant(np.arange(length, dtype=np.int32) // block)
+def _reduce_axis(values, axis, block, reducer):
+    """Reduces consecutive blocks of ``block`` along ``axis`` (last may be
+    smaller) with ``reducer`` (`tf.reduce_sum` or `tf.reduce_max`)."""
+    length = values.shape[axis]
+    if block == 1:
+        return values
+    whole = length // block * block
+
+    def blocks(part, count):
+        shape = values.shape.as_list()
+        shape[axis:axis + 1] = [count, -1]
+        return reducer(tf.reshape(part, shape), axis=axis + 1)
+
+    if whole == length:
+        return blocks(values, length // block)
+    begin = [0] * values.shape.rank
+    size = [-1] * values.shape.rank
+    size[axis] = whole
+    head = blocks(tf.slice(values, begin, size), whole // block)
+    begin[axis], size[axis] = whole, length - whole
+    tail = reducer(tf.slice(values, begin, size), axis=axis, keepdims=True)
+    return tf.concat([head, tail], axis)
 
 
-def pool(view, block, segment_reducer):
-    """Reduces ``view`` over blocks of ``block = (rows, cols)`` elements.
-
-    The last block of each axis may be smaller. ``segment_reducer`` is
-    `tf.math.segment_sum` or `tf.math.segment_max`.
-    """
-    rows, cols = view.shape
-    block_rows, block_cols = block
-    if block_rows > 1:
-        view = segment_reducer(view, _segment_ids(rows, block_rows))
-    if block_cols > 1:
-        view = tf.transpose(segment_reducer(
-            tf.transpose(view), _segment_ids(cols, block_cols)))
-    return view
+def pool(values, block, reducer):
+    """Pools ``(..., rows, cols)`` over blocks ``(block_rows, block_cols)``."""
+    rank = values.shape.rank
+    values = _reduce_axis(values, rank - 2, block[0], reducer)
+    return _reduce_axis(values, rank - 1, block[1], reducer)
 
 
 def block_counts(view, block):
@@ -155,16 +205,22 @@ def block_counts(view, block):
     block_rows, block_cols = block
     r = np.diff(np.append(np.arange(0, rows, block_rows), rows))
     c = np.diff(np.append(np.arange(0, cols, block_cols), cols))
-    return tf.constant(np.outer(r, c).astype(np.float64))
+    return np.outer(r, c).astype(np.float64)
 
 
 def encode_log_uint8(values, scale, decades=metadata.HEATMAP_DECADES):
-    """Device twin of `stats.encode_log_uint8` (float64, same codes)."""
+    """Device twin of `stats.decode_log_uint8`'s encoding (float64).
+
+    Code 0 is zero (or anything below ``scale * 10**-decades``), codes
+    1..253 are evenly spaced in ``log10`` from ``scale * 10**-decades`` to
+    ``scale``, 254 is +Inf, 255 is NaN; ``scale`` broadcasts against
+    ``values``.
+    """
     values = tf.cast(values, tf.float64)
     scale = tf.cast(scale, tf.float64)
     levels = float(metadata.HEATMAP_CODE_LEVELS)
     usable = tf.logical_and(tf.math.is_finite(scale), scale > 0)
-    safe_scale = tf.where(usable, scale, tf.constant(1.0, tf.float64))
+    safe_scale = tf.where(usable, scale, tf.ones_like(scale))
     ratio = tf.math.divide_no_nan(values, safe_scale)
     position = (tf.math.log(ratio) / math.log(10.0) + decades) / decades
     position = tf.round(position * (levels - 1)) + 1
@@ -179,238 +235,159 @@ def encode_log_uint8(values, scale, decades=metadata.HEATMAP_DECADES):
     return tf.cast(codes, tf.uint8)
 
 
-def histogram_counts(values, buckets):
-    """Equal-width bucket counts between the min and max of finite values.
+def histogram_counts(values, low, high, buckets):
+    """Equal-width bucket counts of each row between its ``low`` and ``high``.
 
     Args:
-      values: 1-D float32 tensor of finite values.
+      values: ``(rows, n)`` finite values.
+      low, high: ``(rows,)`` bounds (the rows' min and max).
       buckets: number of buckets.
 
     Returns:
-      ``(low, high, counts)``: float32 bounds and int32 ``(buckets,)``
-      counts; the maximum falls in the last bucket, as with `np.histogram`.
+      int32 ``(rows, buckets)``; a row's maximum falls in its last bucket,
+      as with `np.histogram`.
     """
-    low = tf.reduce_min(values)
-    high = tf.reduce_max(values)
+    rows = values.shape[0]
     width = high - low
     scale = tf.where(width > 0, buckets / width, tf.zeros_like(width))
-    index = tf.cast((values - low) * scale, tf.int32)
-    counts = tf.math.bincount(index, minlength=buckets + 1,
-                              maxlength=buckets + 1, dtype=tf.int32)
-    counts = tf.concat([counts[:buckets - 1],
-                        counts[buckets - 1:buckets] + counts[buckets:]], 0)
-    return low, high, counts
+    index = tf.cast((values - low[:, None]) * scale[:, None], tf.int32)
+    index = tf.clip_by_value(index, 0, buckets) + (
+        tf.range(rows, dtype=tf.int32) * (buckets + 1))[:, None]
+    counts = tf.math.bincount(tf.reshape(index, [-1]),
+                              minlength=rows * (buckets + 1),
+                              maxlength=rows * (buckets + 1), dtype=tf.int32)
+    counts = tf.reshape(counts, [rows, buckets + 1])
+    return tf.concat([counts[:, :buckets - 1],
+                      counts[:, buckets - 1:buckets] + counts[:, buckets:]],
+                     1)
 
 
-def _finite_or_zero(values):
-    return tf.where(tf.math.is_finite(values), values, tf.zeros_like(values))
+def _l1(values):
+    return tf.reduce_sum(tf.abs(values), axis=-1)
 
 
-def gradient_figures(gradient, size):
-    """Statistics of the window gradient ``G`` over its finite elements.
+def _squares(values):
+    return tf.reduce_sum(tf.square(values), axis=-1)
 
-    The common case (every element finite, seen from the sum) reads ``G`` a
-    few times and writes one temporary (``|G|``); a non-finite window takes
-    a masked path.
+
+def _group_window_end(layout, gradients, state, record):
+    """Updates a group's state with its ``G`` and returns its reductions.
+
+    Args:
+      layout: the group's `VariableLayout`.
+      gradients: the group's window gradients (tensors or variables).
+      state: the group's `GroupState` variables.
+      record: False: only update the state.
 
     Returns:
-      dict of float64 scalars plus ``abs`` (raw ``|G|``, NaN kept) and
-      ``finite`` (the finite elements, 1-D, for the histogram).
-    """
-    flat = tf.reshape(gradient, [-1])
-    total = tf.reduce_sum(flat)
-    clean = tf.math.is_finite(total)
-
-    def masked():
-        nan = tf.math.count_nonzero(tf.math.is_nan(flat), dtype=tf.int64)
-        inf = tf.math.count_nonzero(tf.math.is_inf(flat), dtype=tf.int64)
-        finite_mask = tf.math.is_finite(flat)
-        return (tf.where(finite_mask, flat, tf.zeros_like(flat)), nan, inf,
-                tf.boolean_mask(flat, finite_mask))
-
-    def unmasked():
-        zero = tf.constant(0, tf.int64)
-        return flat, zero, zero, flat
-
-    values, nan, inf, finite = tf.cond(clean, unmasked, masked)
-    raw_abs = tf.abs(flat)
-    abs_values = tf.cond(clean, lambda: raw_abs,
-                         lambda: _finite_or_zero(raw_abs))
-    total = tf.cond(clean, lambda: total, lambda: tf.reduce_sum(values))
-    count = tf.cast(size - nan - inf, tf.float64)
-    mean = tf.cast(total, tf.float64) / count
-    l1 = tf.cast(tf.reduce_sum(abs_values), tf.float64)
-    index = tf.argmax(abs_values, output_type=tf.int64)
-    max_abs = tf.cast(tf.gather(abs_values, index), tf.float64)
-    centred = tf.math.squared_difference(values, tf.cast(mean, values.dtype))
-    # Masked elements are zero in `values`: take their (0 - mean)**2 back out.
-    spread = (tf.cast(tf.reduce_sum(centred), tf.float64)
-              - tf.cast(nan + inf, tf.float64) * tf.square(mean))
-    l2 = tf.cast(tf.math.reduce_euclidean_norm(values), tf.float64)
-    nothing = tf.equal(count, 0)
-    nan_value = tf.constant(float("nan"), tf.float64)
-    return {
-        "abs": raw_abs, "finite": finite, "l1": l1, "l2": l2,
-        "mean": tf.where(nothing, nan_value, mean),
-        "std": tf.where(nothing, nan_value,
-                        tf.sqrt(tf.maximum(spread, 0.0) / count)),
-        "mean_abs": tf.where(nothing, nan_value, l1 / count),
-        "max_abs": tf.where(nothing, nan_value, max_abs),
-        "max_abs_index": tf.where(nothing, nan_value,
-                                  tf.cast(index, tf.float64)),
-        "nan_count": tf.cast(nan, tf.float64),
-        "inf_count": tf.cast(inf, tf.float64),
-    }
-
-
-def accumulated_figures(accumulated):
-    """``‖C‖₁``, ``‖C‖₂``, ``max|C|`` over finite elements, and raw ``|C|``."""
-    raw_abs = tf.abs(tf.reshape(accumulated, [-1]))
-    l1 = tf.reduce_sum(raw_abs)
-    clean = tf.math.is_finite(l1)
-    abs_values = tf.cond(clean, lambda: raw_abs,
-                         lambda: _finite_or_zero(raw_abs))
-    l1 = tf.cond(clean, lambda: l1, lambda: tf.reduce_sum(abs_values))
-    return {
-        "abs": raw_abs,
-        "l1": tf.cast(l1, tf.float64),
-        "l2": tf.cast(tf.math.reduce_euclidean_norm(abs_values), tf.float64),
-        "max_abs": tf.cast(tf.reduce_max(abs_values), tf.float64),
-    }
-
-
-def noise_scale_terms(window_scalars, l2):
-    """Trace and signal of the simple noise scale from per-step scalars.
-
-    With ``n`` steps, ``S = Σ_i ‖g_i‖²`` and ``m = G / n``: ``trace =
-    (S / n - ‖m‖²) · n / (n - 1)`` (clipped at 0, which only removes
-    rounding: it is a sum of per-element variances) and ``signal = ‖m‖²``.
-    NaN below two steps.
-    """
-    steps, step_sq = window_scalars[0], window_scalars[2]
-    signal = tf.math.divide_no_nan(tf.square(l2), tf.square(steps))
-    trace = (step_sq / tf.maximum(steps, 1.0) - signal) * steps / tf.maximum(
-        steps - 1.0, 1.0)
-    enough = steps >= 2
-    nan_value = tf.constant(float("nan"), tf.float64)
-    return (tf.where(enough, tf.maximum(trace, 0.0), nan_value),
-            tf.where(enough, signal, nan_value))
-
-
-# -- the compiled window-end call --------------------------------------------
-
-
-def _window_end(layout, gradient, state, window_scalars, training,
-                record=True):
-    """Updates ``state`` with ``G`` and returns the window's reductions.
-
-    A variable that fits the pooled grid unpooled (at most ``max_cells``
-    elements: biases, normalisation scales, small kernels) is worked on in
-    float64, with ``C`` read back with its compensation: its figures are
-    then as exact as float64 host maths, at a cost independent of the
-    model's size. Larger variables are reduced in float32.
-
-    With ``record=False`` (a window that is not logged) only the state is
-    updated and nothing is returned.
+      dict with ``reductions`` float64 ``(count, len(REDUCTIONS))`` and, as
+      the layout asks, ``channels`` float64 ``(count, 4, cells)`` with their
+      ``scales`` ``(count, 4)``, ``histograms`` int32 ``(count, buckets)``,
+      ``gates`` / ``gate_heatmap``.
     """
     accumulated, compensation, pooled_abs, accumulated_l1 = state
-    size = layout.size
-    exact = layout.block == (1, 1)
-    work = tf.float64 if exact else tf.float32
-    gradient = tf.cast(tf.convert_to_tensor(gradient), tf.float32)
-    g = gradient_figures(tf.cast(gradient, work), size)
+    count, size = len(gradients), layout.size
+    work = tf.float64 if layout.exact else tf.float32
+    flat = [tf.reshape(tf.cast(tf.convert_to_tensor(g), tf.float32), [1, -1])
+            for g in gradients]
+    g32 = flat[0] if count == 1 else tf.concat(flat, 0)
     new_c, new_compensation = kahan_add(accumulated.read_value(),
-                                        compensation.read_value(), gradient)
-    if exact:
-        c = accumulated_figures(tf.cast(new_c, work)
-                                - tf.cast(new_compensation, work))
-    else:
-        c = accumulated_figures(new_c)
-    counts = block_counts(layout.view, layout.block)
-    abs_view = tf.reshape(g["abs"], layout.view)
-    block_abs = tf.cast(pool(abs_view, layout.block, tf.math.segment_sum),
-                        tf.float64)
+                                        compensation.read_value(), g32)
+    g = tf.cast(g32, work)
+    c = new_c
+    if layout.exact:
+        c = tf.cast(new_c, work) - tf.cast(new_compensation, work)
+    abs_g = tf.abs(g)
+    abs_c = tf.abs(c)
+    l1 = tf.cast(tf.reduce_sum(abs_g, axis=1), tf.float64)
+    finite_l1 = tf.where(tf.math.is_finite(l1), l1, tf.zeros_like(l1))
+    new_l1 = accumulated_l1.read_value() + finite_l1
+    view = (count,) + layout.view
+    block_abs = tf.cast(pool(tf.reshape(abs_g, view), layout.block,
+                             tf.reduce_sum), tf.float64)
     new_pooled_abs = pooled_abs.read_value() + block_abs
-    block_c = tf.cast(pool(tf.reshape(c["abs"], layout.view), layout.block,
-                           tf.math.segment_sum), tf.float64)
-    dissolving_sum = new_pooled_abs - block_c
-    dissolving_mean = tf.where(dissolving_sum < 0,
-                               tf.zeros_like(dissolving_sum),
-                               dissolving_sum) / counts
-    new_l1 = accumulated_l1.read_value() + g["l1"]
     updates = [accumulated.assign(new_c, read_value=False),
                compensation.assign(new_compensation, read_value=False),
                pooled_abs.assign(new_pooled_abs, read_value=False),
                accumulated_l1.assign(new_l1, read_value=False)]
     if not record:
         with tf.control_dependencies(updates):
-            return tf.constant(True)
+            return {"done": tf.constant(True)}
 
-    nan_value = tf.constant(float("nan"), tf.float64)
-    column = dict.fromkeys(STAT_COLUMNS, nan_value)
-    column["size"] = tf.constant(float(size), tf.float64)
-    column["steps"] = window_scalars[0]
-    column["norm"] = g["l1"] / size
-    column["norm_accumulated"] = c["l1"] / size
-    column["accumulated_norm"] = new_l1 / size
-    column["dissolving_norm"] = column["accumulated_norm"] - column[
-        "norm_accumulated"]
-    column["l2"], column["l2_accumulated"] = g["l2"], c["l2"]
-    for name in ("mean", "std", "mean_abs", "max_abs", "max_abs_index",
-                 "nan_count", "inf_count"):
-        column[name] = g[name]
-    column["accumulated_max_abs"] = c["max_abs"]
-    finite_dissolving = tf.boolean_mask(
-        dissolving_mean, tf.math.is_finite(dissolving_mean))
-    column["dissolving_max"] = tf.cond(
-        tf.size(finite_dissolving) > 0,
-        lambda: tf.reduce_max(finite_dissolving), lambda: nan_value)
-    if training:
-        column["within_epoch_dissolving_norm"] = (
-            window_scalars[1] - g["l1"]) / size
-        trace, signal = noise_scale_terms(window_scalars, g["l2"])
-        column["noise_trace"], column["noise_signal"] = trace, signal
-        column["noise_scale"] = tf.where(
-            signal > 0, trace / tf.where(signal > 0, signal, 1.0), nan_value)
-    out = {"stats": tf.stack([column[name] for name in STAT_COLUMNS])}
-
+    counts = tf.constant(block_counts(layout.view, layout.block))
+    block_c = tf.cast(pool(tf.reshape(abs_c, view), layout.block,
+                           tf.reduce_sum), tf.float64)
+    dissolving_sum = new_pooled_abs - block_c
+    dissolving_mean = tf.where(dissolving_sum < 0,
+                               tf.zeros_like(dissolving_sum),
+                               dissolving_sum) / counts
+    finite_dissolving = tf.where(tf.math.is_finite(dissolving_mean),
+                                 dissolving_mean,
+                                 tf.fill(tf.shape(dissolving_mean),
+                                         tf.constant(-np.inf, tf.float64)))
+    dissolving_max = tf.reduce_max(tf.reshape(finite_dissolving,
+                                              [count, -1]), axis=1)
+    index = tf.argmax(abs_g, axis=1, output_type=tf.int32)
+    max_abs = tf.gather(abs_g, index, axis=1, batch_dims=1)
+    low = tf.reduce_min(g, axis=1)
+    high = tf.reduce_max(g, axis=1)
+    columns = {
+        "sum": tf.reduce_sum(g, axis=1), "l1": l1, "sq": _squares(g),
+        "max_abs": max_abs, "max_abs_index": index, "min": low,
+        "max": high, "accumulated_l1": tf.reduce_sum(abs_c, axis=1),
+        "accumulated_sq": _squares(c),
+        "accumulated_max_abs": tf.reduce_max(abs_c, axis=1),
+        "accumulated_abs_l1": new_l1, "dissolving_max": dissolving_max,
+        "nan_count": tf.zeros([count], tf.float64),
+        "inf_count": tf.zeros([count], tf.float64),
+    }
+    out = {"reductions": tf.stack([tf.cast(columns[name], tf.float64)
+                                   for name in REDUCTIONS], axis=1)}
     if layout.heatmap:
-        block_max = tf.cast(pool(abs_view, layout.block,
-                                 tf.math.segment_max), tf.float64)
-        # segment_max does not always keep NaN: a block whose sum is NaN is.
-        block_max = tf.where(tf.math.is_nan(block_abs), nan_value, block_max)
-        channels = [block_abs / counts, block_max, block_c / counts,
-                    dissolving_mean]
-        if layout.encoding == "float32":
-            out["heatmap"] = tf.cast(tf.stack(channels), tf.float32)
-        else:
-            out["heatmap"] = tf.stack([
-                encode_log_uint8(channel, column[scale])
-                for channel, scale in zip(
-                    channels, metadata.HEATMAP_CHANNEL_SCALES)])
+        out["channels"], out["scales"] = _channels(
+            layout, tf.reshape(abs_g, view), block_abs, block_c,
+            dissolving_mean, [columns[name] for name in
+                              metadata.HEATMAP_CHANNEL_SCALES])
     if layout.buckets:
-        low, high, bucket_counts = histogram_counts(g["finite"],
-                                                    layout.buckets)
-        out["histogram"] = (tf.cast(low, tf.float64),
-                            tf.cast(high, tf.float64), bucket_counts)
+        out["histograms"] = histogram_counts(g, low, high, layout.buckets)
     if layout.gate_count:
-        out["gates"], out["gate_heatmap"] = _gate_figures(
-            layout, tf.cast(gradient, work))
+        out["gates"], gate_heatmap = _gate_figures(
+            layout, tf.reshape(g, layout.shape))
+        if gate_heatmap is not None:
+            out["gate_heatmap"] = gate_heatmap
     with tf.control_dependencies(updates):
         return tf.nest.map_structure(tf.identity, out)
+
+
+def _channels(layout, abs_view, block_abs, block_c, dissolving_mean,
+              scales):
+    """The four heatmap channels ``(count, 4, cells)`` and their scales."""
+    count = abs_view.shape[0]
+    counts = tf.constant(block_counts(layout.view, layout.block))
+    block_max = tf.cast(pool(abs_view, layout.block, tf.reduce_max),
+                        tf.float64)
+    # a max does not always keep NaN; a block whose sum is NaN does
+    block_max = tf.where(tf.math.is_nan(block_abs), block_abs, block_max)
+    channels = tf.stack([block_abs / counts, block_max, block_c / counts,
+                         dissolving_mean], axis=1)
+    scales = tf.stack([tf.cast(tf.reshape(s, [count]), tf.float64)
+                       for s in scales], axis=1)
+    return tf.reshape(channels, [count, 4, -1]), scales
 
 
 def _gate_figures(layout, gradient):
     """Per gate: ``(l2, mean|g|, max|g|)`` and the pooled mean |g|."""
     rows, table = [], []
     for part in tf.split(gradient, layout.gate_count, axis=-1):
-        finite = _finite_or_zero(tf.abs(part))
-        table.append(tf.stack([tf.math.reduce_euclidean_norm(finite),
+        finite = tf.abs(part)
+        finite = tf.where(tf.math.is_finite(finite), finite,
+                          tf.zeros_like(finite))
+        table.append(tf.stack([tf.sqrt(tf.reduce_sum(tf.square(finite))),
                                tf.reduce_mean(finite),
                                tf.reduce_max(finite)]))
         if layout.gate_cells:
             view = tf.reshape(tf.abs(part), layout.gate_view)
-            pooled = pool(view, layout.gate_block, tf.math.segment_sum)
+            pooled = pool(view, layout.gate_block, tf.reduce_sum)
             rows.append(tf.cast(pooled, tf.float64) / block_counts(
                 layout.gate_view, layout.gate_block))
     heatmap = tf.cast(tf.stack(rows), tf.float32) if rows else None
@@ -420,64 +397,155 @@ def _gate_figures(layout, gradient):
 _FUNCTIONS = {}
 
 
-def window_end_function(layouts, training, record, argument_types=()):
+def window_end_function(layouts, groups, record, argument_types=()):
     """One compiled call doing the window end of every variable of a model.
 
-    Called as ``fn(gradients, states, window_scalars)`` with one entry per
-    variable (``gradients`` are tensors or the window-sum variables). The
-    trace is shared by every call with the same layouts: later `fit` calls,
-    new callbacks on the same model and other models of the same
-    architecture reuse it. Per-variable results are concatenated so that a
-    handful of tensors cross to the host:
+    Called as ``fn(gradients, states, window_scalars)``: ``gradients`` has
+    one entry per variable (tensors or the window-sum variables), ``states``
+    one `GroupState` tuple per group of ``groups`` (from `group_layouts`),
+    ``window_scalars`` the per-variable ``WINDOW_SCALARS`` variables of the
+    training source (empty for the probe), returned stacked. The
+    trace is shared by every call with the same layouts and argument kinds
+    (``argument_types``: plain or distributed variables, tensors): later
+    `fit` calls, new callbacks on the same model and other models of the
+    same architecture reuse it. Returns, concatenated in group order:
 
-    * ``stats``: float64 ``(variables, len(STAT_COLUMNS))``;
-    * ``heatmaps``: the flattened heatmaps of the variables that have one,
-      concatenated (``layout.grid`` gives each one's shape);
-    * ``histograms``: float64 ``(variables, 2)`` bounds and int32
-      ``(variables, buckets)`` counts;
-    * ``gates``: ``{index: (table, heatmap)}`` for fused recurrent weights.
-
-    ``argument_types`` names the kinds of the arguments (plain or
-    distributed variables, tensors), which a trace depends on.
+    * ``reductions``: float64 ``(variables, len(REDUCTIONS))``;
+    * ``heatmaps``: the encoded heatmaps of the variables that have one,
+      flattened and concatenated, uint8 or float32;
+    * ``histograms``: int32 ``(variables, buckets)``;
+    * ``gates``: ``{group index: (table, heatmap)}``.
     """
-    key = (tuple(layout.key() for layout in layouts), bool(training),
-           bool(record), tuple(argument_types))
+    key = (tuple(layout.key() for layout in layouts),
+           tuple(tuple(g) for g in groups), bool(record),
+           tuple(argument_types))
     function = _FUNCTIONS.get(key)
-    if function is not None:
-        return function
+    if function is None:
+        function = _FUNCTIONS[key] = tracing.TracedOnce(
+            lambda gradients, states, window_scalars: _window_end(
+                layouts, groups, record, gradients, states, window_scalars))
+    return function
 
-    def window_end(gradients, states, window_scalars):
-        outs = [_window_end(layout, gradient, state, scalars, training,
-                            record)
-                for layout, gradient, state, scalars in zip(
-                    layouts, gradients, states, window_scalars)]
-        if not record:
-            return tf.stack(outs) if outs else tf.constant(True)
-        result = {"stats": tf.stack([o["stats"] for o in outs])}
-        heatmaps = [tf.reshape(o["heatmap"], [-1]) for o in outs
-                    if "heatmap" in o]
-        if heatmaps:
-            result["heatmaps"] = tf.concat(heatmaps, 0)
-        histograms = [o["histogram"] for o in outs if "histogram" in o]
-        if histograms:
-            result["histogram_bounds"] = tf.stack(
-                [tf.stack([low, high]) for low, high, _ in histograms])
-            result["histogram_counts"] = tf.stack(
-                [counts for _, _, counts in histograms])
-        gates = {str(i): (o["gates"],) + ((o["gate_heatmap"],)
-                                          if o["gate_heatmap"] is not None
-                                          else ())
-                 for i, o in enumerate(outs) if "gates" in o}
-        if gates:
-            result["gates"] = gates
-        return result
 
-    function = _FUNCTIONS[key] = tracing.TracedOnce(window_end)
+def _window_end(layouts, groups, record, gradients, states, window_scalars):
+    # read before the state updates of the groups (nothing else orders them)
+    scalars = [tf.identity(tf.convert_to_tensor(s)) for s in window_scalars]
+    with tf.control_dependencies(scalars):
+        outs = [_group_window_end(layouts[group[0]],
+                                  [gradients[i] for i in group], state,
+                                  record)
+                for group, state in zip(groups, states)]
+    if not record:
+        return tf.stack([o["done"] for o in outs])
+    result = {"reductions": tf.concat([o["reductions"] for o in outs], 0)}
+    if scalars:
+        result["window_scalars"] = tf.stack(scalars)
+    heatmaps = [(o["channels"], o["scales"]) for o in outs if "channels" in o]
+    if heatmaps:
+        values = tf.concat([tf.reshape(c, [-1]) for c, _ in heatmaps], 0)
+        if layouts[0].encoding == "float32":
+            result["heatmaps"] = tf.cast(values, tf.float32)
+        else:
+            scales = tf.concat([tf.reshape(tf.broadcast_to(
+                s[:, :, None], tf.shape(c)), [-1]) for c, s in heatmaps], 0)
+            result["heatmaps"] = encode_log_uint8(values, scales)
+    histograms = [o["histograms"] for o in outs if "histograms" in o]
+    if histograms:
+        result["histograms"] = tf.concat(histograms, 0)
+    gates = {str(i): (o["gates"],) + ((o["gate_heatmap"],)
+                                      if "gate_heatmap" in o else ())
+             for i, o in enumerate(outs) if "gates" in o}
+    if gates:
+        result["gates"] = gates
+    return result
+
+
+def _masked_reductions(layout, gradient, state, position):
+    """One variable's reductions over finite elements, after the main pass.
+
+    Used for a variable whose ``G`` or ``C`` holds a non-finite element. The
+    state is already updated; this fixes the variable's ``accumulated_l1``
+    (the main pass added 0 for a non-finite ‖G‖₁) and returns its
+    reductions, histogram and heatmap as the main pass would for finite
+    data, with the scales of the finite elements.
+    """
+    accumulated, compensation, pooled_abs, accumulated_l1 = state
+    g = tf.reshape(tf.cast(tf.convert_to_tensor(gradient), tf.float64), [-1])
+    c = tf.cast(accumulated[position], tf.float64) - tf.cast(
+        compensation[position], tf.float64)
+    finite = tf.math.is_finite(g)
+    zeroed = tf.where(finite, g, tf.zeros_like(g))
+    abs_g = tf.abs(zeroed)
+    raw_abs_c = tf.abs(c)
+    abs_c = tf.where(tf.math.is_finite(raw_abs_c), raw_abs_c,
+                     tf.zeros_like(raw_abs_c))
+    l1 = tf.reduce_sum(abs_g)
+    new_l1 = accumulated_l1[position] + l1
+    update = accumulated_l1.scatter_nd_update([[position]], [new_l1])
+    values = tf.boolean_mask(g, finite)
+    low = tf.reduce_min(values)
+    high = tf.reduce_max(values)
+    index = tf.argmax(abs_g, output_type=tf.int32)
+    view = (1,) + layout.view
+    counts = tf.constant(block_counts(layout.view, layout.block))
+    block_abs = pool(tf.reshape(tf.abs(g), view), layout.block,
+                     tf.reduce_sum)
+    block_c = pool(tf.reshape(raw_abs_c, view), layout.block, tf.reduce_sum)
+    dissolving_sum = pooled_abs[position][None] - block_c
+    dissolving_mean = tf.where(dissolving_sum < 0,
+                               tf.zeros_like(dissolving_sum),
+                               dissolving_sum) / counts
+    finite_dissolving = tf.boolean_mask(
+        dissolving_mean, tf.math.is_finite(dissolving_mean))
+    columns = {
+        "sum": tf.reduce_sum(zeroed), "l1": l1, "sq": _squares(zeroed),
+        "max_abs": tf.gather(abs_g, index), "max_abs_index": index,
+        "min": low, "max": high, "accumulated_l1": tf.reduce_sum(abs_c),
+        "accumulated_sq": _squares(abs_c),
+        "accumulated_max_abs": tf.reduce_max(abs_c),
+        "accumulated_abs_l1": new_l1,
+        "dissolving_max": tf.reduce_max(tf.concat(
+            [finite_dissolving, tf.constant([-np.inf], tf.float64)], 0)),
+        "nan_count": tf.math.count_nonzero(tf.math.is_nan(g)),
+        "inf_count": tf.math.count_nonzero(tf.math.is_inf(g)),
+    }
+    out = {"reductions": tf.stack([tf.cast(columns[name], tf.float64)
+                                   for name in REDUCTIONS])}
+    if layout.buckets:
+        out["histogram"] = tf.cond(
+            tf.size(values) > 0,
+            lambda: histogram_counts(values[None, :], low[None],
+                                     high[None], layout.buckets)[0],
+            lambda: tf.zeros([layout.buckets], tf.int32))
+    if layout.heatmap:
+        channels, scales = _channels(
+            layout, tf.reshape(tf.abs(g), view), block_abs, block_c,
+            dissolving_mean, [columns[name] for name in
+                              metadata.HEATMAP_CHANNEL_SCALES])
+        if layout.encoding == "float32":
+            out["heatmap"] = tf.cast(channels[0], tf.float32)
+        else:
+            out["heatmap"] = encode_log_uint8(channels[0], scales[0][:, None])
+    with tf.control_dependencies([update]):
+        return tf.nest.map_structure(tf.identity, out)
+
+
+def masked_reductions_function(layout, argument_types=()):
+    """The non-finite path of one layout (traced only when first needed).
+
+    Called as ``fn(gradient, state, position)`` with the variable's group
+    state and its row in it.
+    """
+    key = ("masked", layout.key(), tuple(argument_types))
+    function = _FUNCTIONS.get(key)
+    if function is None:
+        function = _FUNCTIONS[key] = tracing.TracedOnce(
+            lambda *args: _masked_reductions(layout, *args))
     return function
 
 
 def histogram_rows(low, high, counts):
-    """The histograms plugin's ``(k, 3)`` rows from device bounds and counts.
+    """The histograms plugin's ``(k, 3)`` rows from bounds and counts.
 
     Edges are equally spaced from ``low`` to ``high`` (as `np.histogram`); a
     constant variable gets one unit-wide bucket around its value and empty

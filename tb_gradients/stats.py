@@ -24,6 +24,27 @@ import numpy as np
 from tb_gradients import metadata
 
 
+# Per-variable reductions the device returns at a window's end
+# (`device_stats`), in order; `variable_statistics` turns them into the
+# statistics of docs/STATISTICS.md.
+REDUCTIONS = (
+    "sum",              # Σ G
+    "l1",               # ‖G‖₁
+    "sq",               # ‖G‖₂²
+    "max_abs",          # max |G|
+    "max_abs_index",    # flat index of max |G|
+    "min",              # min G (histogram range)
+    "max",              # max G
+    "accumulated_l1",   # ‖C‖₁
+    "accumulated_sq",   # ‖C‖₂²
+    "accumulated_max_abs",  # max |C|
+    "accumulated_abs_l1",   # Σ_k ‖G_k‖₁, after this window
+    "dissolving_max",   # max over blocks of the block mean of D
+    "nan_count",
+    "inf_count",
+)
+
+
 def _quiet_non_finite(function):
     """Non-finite gradients are data here, not errors: no numpy warnings."""
 
@@ -33,6 +54,94 @@ def _quiet_non_finite(function):
             return function(*args, **kwargs)
 
     return wrapper
+
+
+@_quiet_non_finite
+def variable_statistics(reductions, sizes, steps, step_l1=None,
+                        step_sq=None):
+    """Per-variable statistics (``VARIABLE_STAT_NAMES``) from reductions.
+
+    Vectorised over variables: the device returns, per variable, the sums
+    and maxima named in ``REDUCTIONS`` (over finite elements);
+    every statistic of docs/STATISTICS.md is a function of those.
+
+    Args:
+      reductions: ``(variables, len(REDUCTIONS))`` float64.
+      sizes: ``(variables,)`` element counts.
+      steps: ``(variables,)`` steps summed into ``G`` (training) or probe
+        batches.
+      step_l1, step_sq: ``(variables,)`` sums over the window's steps of
+        ``‖g_i‖₁`` and ``‖g_i‖₂²`` (training), or None.
+
+    Returns:
+      list of dicts name -> float, one per variable; with ``step_sq``, also
+      ``noise_trace`` and ``noise_signal`` (see `noise_scale_terms`).
+    """
+    r = {name: np.asarray(reductions, np.float64)[:, i]
+         for i, name in enumerate(REDUCTIONS)}
+    sizes = np.asarray(sizes, np.float64)
+    steps = np.asarray(steps, np.float64)
+    count = sizes - r["nan_count"] - r["inf_count"]
+    none = count <= 0
+    mean = np.where(none, np.nan, r["sum"] / count)
+    columns = {
+        "size": sizes,
+        "steps": steps,
+        "norm": r["l1"] / sizes,
+        "norm_accumulated": r["accumulated_l1"] / sizes,
+        "accumulated_norm": r["accumulated_abs_l1"] / sizes,
+        "l2": np.sqrt(r["sq"]),
+        "l2_accumulated": np.sqrt(r["accumulated_sq"]),
+        "mean": mean,
+        "std": np.where(none, np.nan, np.sqrt(np.maximum(
+            r["sq"] / count - np.square(mean), 0.0))),
+        "mean_abs": np.where(none, np.nan, r["l1"] / count),
+        "max_abs": np.where(none, np.nan, r["max_abs"]),
+        "max_abs_index": np.where(none, np.nan, r["max_abs_index"]),
+        "accumulated_max_abs": r["accumulated_max_abs"],
+        "dissolving_max": np.where(np.isfinite(r["dissolving_max"]),
+                                   r["dissolving_max"], np.nan),
+        "nan_count": r["nan_count"],
+        "inf_count": r["inf_count"],
+    }
+    columns["dissolving_norm"] = (columns["accumulated_norm"]
+                                  - columns["norm_accumulated"])
+    nan = np.full(sizes.shape, np.nan)
+    columns["within_epoch_dissolving_norm"] = nan
+    columns["noise_scale"] = nan
+    if step_l1 is not None:
+        columns["within_epoch_dissolving_norm"] = (
+            np.asarray(step_l1, np.float64) - r["l1"]) / sizes
+    if step_sq is not None:
+        trace, signal = noise_scale_terms(r["sq"], step_sq, steps)
+        columns["noise_scale"] = np.where(signal > 0, trace / np.where(
+            signal > 0, signal, 1.0), np.nan)
+        columns["noise_trace"], columns["noise_signal"] = trace, signal
+    names = list(metadata.VARIABLE_STAT_NAMES)
+    if step_sq is not None:
+        names += ["noise_trace", "noise_signal"]
+    return [{name: float(columns[name][i]) for name in names}
+            for i in range(len(sizes))]
+
+
+@_quiet_non_finite
+def noise_scale_terms(sq, step_sq, steps):
+    """Numerator and denominator of the simple gradient noise scale.
+
+    With ``n`` steps, ``S = Σ_i ‖g_i‖₂²`` and ``m = G / n`` (``sq = ‖G‖₂²``):
+    ``trace = (S / n - ‖m‖²) · n / (n - 1)`` (a sum of per-element variances,
+    clipped at 0 against rounding) estimates the trace of the covariance of
+    one step's gradient and ``signal = ‖m‖²`` the squared norm of the mean.
+    NaN below two steps. Vectorised over variables.
+    """
+    sq = np.asarray(sq, np.float64)
+    step_sq = np.asarray(step_sq, np.float64)
+    n = np.asarray(steps, np.float64)
+    enough = n >= 2
+    safe = np.where(enough, n, 2.0)
+    signal = sq / np.square(safe)
+    trace = np.maximum((step_sq / safe - signal) * safe / (safe - 1.0), 0.0)
+    return np.where(enough, trace, np.nan), np.where(enough, signal, np.nan)
 
 
 def _ratio(numerator, denominator):

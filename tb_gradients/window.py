@@ -1,18 +1,18 @@
 """One gradient source's accumulated state and its window end.
 
 `SourceWindows` owns, for one source (``training`` or ``probe``) of one
-callback, the per-variable `device_stats.AccumulatedState` and runs the
-compiled window-end call over all variables. What comes back to the host is
-small (statistics, pooled heatmaps, histogram counts, gate tables) and is
-returned as a `WindowRecord` ready for `summary`.
+callback, the accumulated state of every variable (`device_stats`, in
+groups of equal layout) and runs the compiled window-end call. What comes
+back to the host is small (reductions, encoded pooled heatmaps, histogram
+counts, gate tables); the statistics are computed from it with
+`stats.variable_statistics` and returned as a `WindowRecord` for `summary`.
 """
-
-import math
 
 import numpy as np
 import tensorflow as tf
 
 from tb_gradients import device_stats
+from tb_gradients import stats
 
 
 def _device_of(variable):
@@ -20,6 +20,10 @@ def _device_of(variable):
     plain = getattr(variable, "value", variable) if hasattr(
         variable, "path") else variable
     return getattr(plain, "device", None) or None
+
+
+def _kinds(arguments):
+    return tuple(type(a).__name__ for a in tf.nest.flatten(arguments))
 
 
 class WindowRecord:
@@ -73,13 +77,20 @@ class SourceWindows:
                 heatmap_encoding, histogram_buckets, gate_count=gates,
                 gate_cells=max(1, heatmap_cells // gates)
                 if gates and heatmap_cells else 0))
+        self.groups = device_stats.group_layouts(self.layouts)
         self.states = []
-        for index, (variable, layout) in enumerate(zip(self.variables,
-                                                       self.layouts)):
-            with tf.device(_device_of(variable)):
-                self.states.append(device_stats.AccumulatedState(
-                    layout, f"{source}_{index}"))
-        self._probe_scalars = None
+        for number, group in enumerate(self.groups):
+            with tf.device(_device_of(self.variables[group[0]])):
+                self.states.append(device_stats.GroupState(
+                    self.layouts[group[0]], len(group),
+                    f"{source}_{number}"))
+        # variable index -> (group number, row in the group)
+        self._position = {index: (number, row)
+                          for number, group in enumerate(self.groups)
+                          for row, index in enumerate(group)}
+        self._order = [index for group in self.groups for index in group]
+        self._sizes = np.array([layout.size for layout in self.layouts],
+                               np.float64)
 
     @property
     def key(self):
@@ -92,61 +103,90 @@ class SourceWindows:
 
         Args:
           gradients: one tensor (or window-sum variable) per variable.
-          window_scalars: per variable, the ``WINDOW_SCALARS`` (training);
-            None for the probe.
+          window_scalars: per variable, the ``WINDOW_SCALARS`` variables
+            (training); None for the probe.
           probe_batches: the probe's ``steps`` figure (number of batches).
           record: False for a window that is not logged: the state is
             updated, nothing is computed for the host.
         """
-        training = window_scalars is not None
-        if not training:
-            window_scalars = [tf.constant(
-                [float(probe_batches), math.nan, math.nan], tf.float64)
-            ] * len(self.variables)
-        arguments = (list(gradients), [s.variables() for s in self.states],
-                     list(window_scalars))
+        gradients = list(gradients)
+        arguments = (gradients, [s.variables() for s in self.states],
+                     list(window_scalars or []))
         function = device_stats.window_end_function(
-            self.layouts, training, record, argument_types=tuple(
-                type(a).__name__ for a in tf.nest.flatten(arguments)))
+            self.layouts, self.groups, record, _kinds(arguments))
         out = function(*arguments)
         if not record:
             return None
-        return self._host_record(out, training)
+        return self._host_record(out, gradients, window_scalars is not None,
+                                 probe_batches)
 
-    def _host_record(self, out, training):
+    def _host_record(self, out, gradients, training, probe_batches):
+        count = len(self.variables)
+        reductions = np.empty((count, len(stats.REDUCTIONS)))
+        reductions[self._order] = out["reductions"].numpy()
+        histograms = None
+        if "histograms" in out:
+            histograms = np.empty((count, self.layouts[0].buckets))
+            histograms[self._order] = out["histograms"].numpy()
+        heatmaps = [None] * count
+        if "heatmaps" in out:
+            flat, offset = out["heatmaps"].numpy(), 0
+            for index in self._order:
+                layout = self.layouts[index]
+                if layout.heatmap:
+                    cells = 4 * layout.cells
+                    heatmaps[index] = flat[offset:offset + cells].reshape(
+                        (4,) + layout.grid)
+                    offset += cells
+        self._mask_non_finite(reductions, histograms, heatmaps, gradients)
+        if training:
+            scalars = out["window_scalars"].numpy()
+            per_variable = stats.variable_statistics(
+                reductions, self._sizes, scalars[:, 0], scalars[:, 1],
+                scalars[:, 2])
+        else:
+            per_variable = stats.variable_statistics(
+                reductions, self._sizes, np.full(count, float(probe_batches)))
         result = WindowRecord(self.source)
-        columns = device_stats.STAT_COLUMNS
-        for row in out["stats"].numpy():
-            values = dict(zip(columns, row.tolist()))
-            if not training:
-                for name in device_stats.EXTRA_COLUMNS:
-                    values.pop(name)
-            result.stats.append(values)
-        heatmaps = out["heatmaps"].numpy() if "heatmaps" in out else None
-        bounds = counts = None
-        if "histogram_counts" in out:
-            bounds = out["histogram_bounds"].numpy()
-            counts = out["histogram_counts"].numpy()
-        offset = 0
+        result.stats = per_variable
         for index, layout in enumerate(self.layouts):
-            if layout.heatmap:
-                cells = 4 * layout.grid[0] * layout.grid[1]
-                encoded = heatmaps[offset:offset + cells].reshape(
-                    (4,) + layout.grid)
-                offset += cells
-                result.heatmaps.append((encoded, layout.block))
-            else:
-                result.heatmaps.append(None)
-            if counts is not None:
-                result.histograms.append(device_stats.histogram_rows(
-                    bounds[index, 0], bounds[index, 1], counts[index]))
-            else:
-                result.histograms.append(None)
+            result.heatmaps.append(None if heatmaps[index] is None
+                                   else (heatmaps[index], layout.block))
+            result.histograms.append(
+                None if histograms is None else device_stats.histogram_rows(
+                    reductions[index, stats.REDUCTIONS.index("min")],
+                    reductions[index, stats.REDUCTIONS.index("max")],
+                    histograms[index]))
         for key, values in out.get("gates", {}).items():
-            index = int(key)
+            index = self.groups[int(key)][0]
             table = values[0].numpy()
             heatmap = values[1].numpy() if len(values) > 1 else None
             result.gates[index] = (table, heatmap,
                                    self.layouts[index].gate_block)
         return result
 
+    def _mask_non_finite(self, reductions, histograms, heatmaps, gradients):
+        """Recomputes the variables whose G or C held NaN or Inf.
+
+        The main pass does not mask (that would cost a pass over every
+        variable every window); its sums come out non-finite exactly for
+        these variables, which are then reduced again over finite elements.
+        """
+        checked = [stats.REDUCTIONS.index(name) for name in
+                   ("l1", "sq", "accumulated_l1", "accumulated_sq")]
+        flagged = np.flatnonzero(~np.isfinite(reductions[:, checked]).all(
+            axis=1))
+        for index in flagged:
+            number, row = self._position[int(index)]
+            layout = self.layouts[index]
+            arguments = (gradients[index], self.states[number].variables(),
+                         tf.constant(row, tf.int32))
+            function = device_stats.masked_reductions_function(
+                layout, _kinds(arguments))
+            out = function(*arguments)
+            reductions[index] = out["reductions"].numpy()
+            if histograms is not None:
+                histograms[index] = out["histogram"].numpy()
+            if heatmaps[index] is not None:
+                heatmaps[index] = out["heatmap"].numpy().reshape(
+                    (4,) + layout.grid)
