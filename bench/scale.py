@@ -127,7 +127,7 @@ def callback_state_bytes(model, callback):
     from tb_gradients import capture
 
     hook = capture.TrainingGradientCapture.for_model(model)
-    variables = hook.window_sums + hook.window_scalars
+    variables = hook.window_sums + [hook.window_scalars]
     for windows in callback._windows.values():
         for state in windows.states:
             variables += list(state.variables())

@@ -293,7 +293,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._batch_writer.write(self._train_writer, batch, epoch)
         self._train_writer.flush()
 
-    def _source_windows(self, source, variables):
+    def _source_windows(self, source, variables, groups=None):
         """The accumulated state of a source, created for these variables.
 
         Accumulation starts with the callback: a second `fit` with the same
@@ -311,14 +311,14 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             state = self._windows[source] = window.SourceWindows(
                 source, variables, self.heatmap_cells, self.heatmap_encoding,
                 self.histogram_buckets if self.histograms else 0,
-                gate_counts)
+                gate_counts, groups=groups)
         return state
 
     def _training_record(self, epoch):
-        variables = self._capture.variables
-        windows = self._source_windows("training", variables)
+        windows = self._source_windows("training", self._capture.variables,
+                                       self._capture.groups)
         logged = self._should_log(epoch)
-        record = windows.end_window(self._capture.window_sums,
+        record = windows.end_window(self._capture.stacked_window_sums(),
                                     self._capture.window_scalars,
                                     record=logged)
         if record is not None:
@@ -330,7 +330,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         variables = list(self.model.trainable_variables)
         gradients = self._probe.compute(variables)
         windows = self._source_windows("probe", variables)
-        return windows.end_window(gradients,
+        return windows.end_window(windows.stack(gradients),
                                   probe_batches=len(self._probe.batches))
 
     def _write_record(self, batch, record):

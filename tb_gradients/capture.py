@@ -17,6 +17,7 @@ listed in ``PRIVATE_KERAS_ATTRIBUTES`` with the Keras versions checked.
 import numpy as np
 import tensorflow as tf
 
+from tb_gradients import device_stats
 from tb_gradients import tracing
 
 # Private Keras attributes the optimizer hook relies on, checked against
@@ -90,8 +91,11 @@ class TrainingGradientCapture:
     ``Σ g`` over the window's steps (the only full-size state of the step),
     and a float64 vector the per-step scalars ``WINDOW_SCALARS`` (steps,
     ``Σ_i ‖g_i‖₁``, ``Σ_i ‖g_i‖₂²``). Per step, two buffers hold the squared
-    global L2 norm and the largest ``|g|``. None of these is an attribute
-    tracked by the model or the optimizer, so checkpoints do not see them.
+    global L2 norm and the largest ``|g|``. Window sums of variables of the
+    same shape are stacked in one variable (`device_stats.group_by_shape`),
+    so that the window end reads them without copies. None of these is an
+    attribute tracked by the model or the optimizer, so checkpoints do not
+    see them.
     """
 
     @classmethod
@@ -127,14 +131,26 @@ class TrainingGradientCapture:
         return list(self._variables or [])
 
     @property
+    def groups(self):
+        """Indices of the variables whose window sums are stacked together
+        (`device_stats.group_by_shape`)."""
+        return [list(group) for group in self._groups]
+
+    @property
     def window_sums(self):
-        """``Σ g`` of the current window, one variable per captured one."""
+        """``Σ g`` of the current window: one variable per group, ``(count,
+        size)`` for a stacked group, the variable's own shape otherwise."""
         return list(self._window_sums)
+
+    def stacked_window_sums(self):
+        """The window sums as ``(count, size)`` tensors, one per group."""
+        return [tf.reshape(v.read_value(), [len(group), -1])
+                for v, group in zip(self._window_sums, self._groups)]
 
     @property
     def window_scalars(self):
-        """Per-variable ``WINDOW_SCALARS`` (float64 ``(3,)`` variables)."""
-        return list(self._window_scalars)
+        """``(variables, 3)`` float64 variable of the ``WINDOW_SCALARS``."""
+        return self._window_scalars
 
     def _compile_key(self, variables):
         """What the hooked train function depends on.
@@ -217,14 +233,23 @@ class TrainingGradientCapture:
         strategy = self._inner._distribution_strategy
         self._variables = variables
         self._capacity = capacity
-        sums, scalars = [], []
+        self._groups = device_stats.group_by_shape(
+            [v.shape for v in variables])
+        self._slot = {}
+        sums = []
         with strategy.scope():
-            for variable in variables:
-                plain = _plain_variable(variable)
-                with strategy.extended.colocate_vars_with(plain):
-                    sums.append(self._zeros(tuple(variable.shape), "sum"))
-                    scalars.append(self._zeros((3,), "window_scalars",
-                                               tf.float64))
+            for number, group in enumerate(self._groups):
+                first = variables[group[0]]
+                shape = tuple(first.shape)
+                if len(group) > 1:
+                    shape = (len(group), int(np.prod(shape, dtype=np.int64)))
+                with strategy.extended.colocate_vars_with(
+                        _plain_variable(first)):
+                    sums.append(self._zeros(shape, "sum"))
+                for row, index in enumerate(group):
+                    self._slot[index] = (number, row, len(group) > 1)
+            scalars = self._zeros((len(variables), 3), "window_scalars",
+                                  tf.float64)
             # One extra row collects the steps beyond the capacity.
             self._step_sq = self._zeros((capacity + 1,), "step_sq")
             self._step_max = self._zeros((capacity + 1,), "step_max")
@@ -274,6 +299,8 @@ class TrainingGradientCapture:
         step = tf.cast(tf.convert_to_tensor(self._inner.iterations), tf.int64)
         row = tf.clip_by_value(step - self._window_start, 0, self._capacity)
         row = tf.reshape(tf.cast(row, tf.int32), [1])
+        number, row_in_group, stacked = self._slot[index]
+        window_sum = self._window_sums[number]
         if isinstance(gradient, tf.IndexedSlices):
             # Duplicate indices are summed first: the step's gradient of a
             # row is their sum, and |sum| is what enters Σ|g|.
@@ -281,18 +308,28 @@ class TrainingGradientCapture:
             values = tf.math.unsorted_segment_sum(
                 tf.cast(gradient.values, tf.float32), position,
                 tf.shape(unique)[0])
-            self._window_sums[index].scatter_add(
-                tf.IndexedSlices(values, unique))
+            if stacked:
+                dense = tf.convert_to_tensor(tf.IndexedSlices(
+                    values, unique, tf.shape(variable, out_type=unique.dtype)))
+                window_sum.scatter_add(tf.IndexedSlices(
+                    tf.reshape(dense, [1, -1]), [row_in_group]))
+            else:
+                window_sum.scatter_add(tf.IndexedSlices(values, unique))
         else:
             values = tf.cast(gradient, tf.float32)
-            self._window_sums[index].assign_add(values)
+            if stacked:
+                window_sum.scatter_add(tf.IndexedSlices(
+                    tf.reshape(values, [1, -1]), [row_in_group]))
+            else:
+                window_sum.assign_add(values)
         absolute = tf.abs(values)
         l1 = tf.reduce_sum(absolute)
         square = tf.reduce_sum(tf.square(values))
         largest = tf.reduce_max(absolute)
-        self._window_scalars[index].assign_add(tf.stack(
-            [tf.constant(1.0, tf.float64), tf.cast(l1, tf.float64),
-             tf.cast(square, tf.float64)]))
+        self._window_scalars.scatter_add(tf.IndexedSlices(
+            tf.stack([tf.constant(1.0, tf.float64), tf.cast(l1, tf.float64),
+                      tf.cast(square, tf.float64)])[None],
+            tf.reshape(tf.cast(index, tf.int32), [1])))
         self._step_sq.scatter_add(
             tf.IndexedSlices(tf.reshape(square, [1]), row))
         self._step_max.scatter_max(
@@ -300,8 +337,8 @@ class TrainingGradientCapture:
 
     def _reset_fn(self):
         """One compiled call zeroing the window's sums (traced once)."""
-        resettable = (self._window_sums + self._window_scalars
-                      + [self._step_sq, self._step_max, self._skipped])
+        resettable = self._window_sums + [self._window_scalars, self._step_sq,
+                                          self._step_max, self._skipped]
         inner = self._inner
         start = self._window_start
 

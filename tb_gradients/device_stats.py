@@ -9,11 +9,12 @@ the statistics on the host (O(variables) numbers). Nothing of a variable's
 size crosses to the host, so the host's work per window does not grow with
 the parameter count.
 
-**Groups.** Variables with the same layout (shape, pooling) are stacked and
-reduced together along a leading axis, in groups of at most
-`GROUP_ELEMENTS` elements: the compiled graph has a few dozen operations per
-group instead of per variable, which keeps the one-time tracing short and
-the per-window dispatch small for models with hundreds of variables.
+**Groups.** Variables of the same shape are stacked and reduced together
+along a leading axis, in groups of at most `GROUP_ELEMENTS` elements
+(`group_by_shape`; the training capture keeps their window sums stacked
+that way). One compiled step with unknown shapes serves every group of
+every model: it is traced once per process, not per model or layout, and a
+model with hundreds of variables costs a few dozen calls per window.
 
 **State** kept per group (`GroupState`), with what it is for:
 
@@ -101,25 +102,40 @@ class VariableLayout:
     def cells(self):
         return self.grid[0] * self.grid[1]
 
+    @property
+    def geometry(self):
+        """``[rows, cols, block_rows, block_cols, buckets]`` for the steps."""
+        return np.array(list(self.view) + list(self.block) + [self.buckets],
+                        np.int32)
+
+    @property
+    def gate_geometry(self):
+        """One gate's view and pooling, for `_gate_step`."""
+        return np.array(list(self.gate_view) + list(self.gate_block) + [0],
+                        np.int32)
+
     def key(self):
         return (self.shape, self.block, self.heatmap, self.encoding,
                 self.buckets, self.gate_count, self.gate_block)
 
 
-def group_layouts(layouts, limit=GROUP_ELEMENTS):
-    """Splits variable indices into groups of equal layout.
+def group_by_shape(shapes, limit=GROUP_ELEMENTS):
+    """Splits variable indices into groups of equal shape.
+
+    The training capture keeps each group's window sums stacked in one
+    ``(count, size)`` variable, and the window end reduces a group at once.
 
     Returns:
       list of lists of indices, in first-appearance order; each group's
       stacked size is at most ``limit`` elements unless a single variable
-      is larger. Variables with gates are alone.
+      is larger (then it is alone).
     """
     open_groups, groups = {}, []
-    for index, layout in enumerate(layouts):
-        key = layout.key()
+    for index, shape in enumerate(shapes):
+        key = tuple(int(d) for d in shape)
+        size = int(np.prod(key, dtype=np.int64))
         group = open_groups.get(key)
-        if (group is None or layout.gate_count
-                or (len(group) + 1) * layout.size > limit):
+        if group is None or (len(group) + 1) * size > limit:
             group = []
             groups.append(group)
             open_groups[key] = group
@@ -139,7 +155,7 @@ class GroupState:
             tf.zeros(shape, tf.bfloat16), trainable=False,
             name=f"tb_gradients_{name}_compensation")
         self.pooled_abs = tf.Variable(
-            tf.zeros((count,) + layout.grid, tf.float64), trainable=False,
+            tf.zeros((count, layout.cells), tf.float64), trainable=False,
             name=f"tb_gradients_{name}_pooled_abs")
         self.accumulated_l1 = tf.Variable(
             tf.zeros((count,), tf.float64), trainable=False,
@@ -148,6 +164,10 @@ class GroupState:
     def variables(self):
         return (self.accumulated, self.compensation, self.pooled_abs,
                 self.accumulated_l1)
+
+    def values(self):
+        """The current values, as tensors (reads, no copies)."""
+        return tuple(v.read_value() for v in self.variables())
 
 
 # -- pure pieces (tensors in, tensors out) -----------------------------------
@@ -158,54 +178,55 @@ def kahan_add(total, compensation, value):
 
     ``compensation`` is the part of earlier additions that ``total`` could
     not hold (stored rounded to bfloat16); it is fed back into the next
-    addition. A non-finite element keeps its raw value and a zero
-    compensation, so NaN stays NaN and Inf stays Inf.
+    addition. Where ``value`` or ``total`` is not finite the compensation
+    becomes NaN; `finite_compensation` repairs it (the window end does so
+    for the rare variables that hold NaN or Inf).
     """
     corrected = value - tf.cast(compensation, tf.float32)
     new_total = total + corrected
     lost = (new_total - total) - corrected
-    lost = tf.where(tf.math.is_finite(lost), lost, tf.zeros_like(lost))
     return new_total, tf.cast(lost, tf.bfloat16)
 
 
-def _reduce_axis(values, axis, block, reducer):
-    """Reduces consecutive blocks of ``block`` along ``axis`` (last may be
-    smaller) with ``reducer`` (`tf.reduce_sum` or `tf.reduce_max`)."""
-    length = values.shape[axis]
-    if block == 1:
-        return values
-    whole = length // block * block
-
-    def blocks(part, count):
-        shape = values.shape.as_list()
-        shape[axis:axis + 1] = [count, -1]
-        return reducer(tf.reshape(part, shape), axis=axis + 1)
-
-    if whole == length:
-        return blocks(values, length // block)
-    begin = [0] * values.shape.rank
-    size = [-1] * values.shape.rank
-    size[axis] = whole
-    head = blocks(tf.slice(values, begin, size), whole // block)
-    begin[axis], size[axis] = whole, length - whole
-    tail = reducer(tf.slice(values, begin, size), axis=axis, keepdims=True)
-    return tf.concat([head, tail], axis)
+def finite_compensation(total, compensation):
+    """Zero compensation where ``total`` is not finite: NaN stays NaN and
+    Inf stays Inf in ``C``."""
+    return tf.where(tf.math.is_finite(total), compensation,
+                    tf.zeros_like(compensation))
 
 
-def pool(values, block, reducer):
-    """Pools ``(..., rows, cols)`` over blocks ``(block_rows, block_cols)``."""
-    rank = values.shape.rank
-    values = _reduce_axis(values, rank - 2, block[0], reducer)
-    return _reduce_axis(values, rank - 1, block[1], reducer)
+def pool(values, geometry, reducer):
+    """Pools stacked views ``(count * rows, cols)`` into blocks.
+
+    Args:
+      values: ``(count * rows, cols)``: ``count`` views one under another.
+      geometry: int32 ``[rows, cols, block_rows, block_cols]`` (tensors, so
+        one trace serves every layout).
+      reducer: `tf.math.segment_sum` or `tf.math.segment_max`.
+
+    Returns:
+      ``(count * grid_rows, grid_cols)``; the last block of each axis may be
+      smaller.
+    """
+    rows, cols, block_rows, block_cols = (geometry[0], geometry[1],
+                                          geometry[2], geometry[3])
+    grid_rows = (rows + block_rows - 1) // block_rows
+    position = tf.range(tf.shape(values)[0])
+    row_ids = (position // rows) * grid_rows + (position % rows) // block_rows
+    pooled = reducer(values, row_ids)
+    column_ids = tf.range(cols) // block_cols
+    return tf.transpose(reducer(tf.transpose(pooled), column_ids))
 
 
-def block_counts(view, block):
+def block_counts(geometry):
     """Number of elements of each pooled block, float64 ``(grid)``."""
-    rows, cols = view
-    block_rows, block_cols = block
-    r = np.diff(np.append(np.arange(0, rows, block_rows), rows))
-    c = np.diff(np.append(np.arange(0, cols, block_cols), cols))
-    return np.outer(r, c).astype(np.float64)
+    rows, cols, block_rows, block_cols = (geometry[0], geometry[1],
+                                          geometry[2], geometry[3])
+    per_row = tf.math.segment_sum(tf.ones([rows], tf.float64),
+                                  tf.range(rows) // block_rows)
+    per_column = tf.math.segment_sum(tf.ones([cols], tf.float64),
+                                     tf.range(cols) // block_cols)
+    return per_row[:, None] * per_column[None, :]
 
 
 def encode_log_uint8(values, scale, decades=metadata.HEATMAP_DECADES):
@@ -247,301 +268,246 @@ def histogram_counts(values, low, high, buckets):
       int32 ``(rows, buckets)``; a row's maximum falls in its last bucket,
       as with `np.histogram`.
     """
-    rows = values.shape[0]
     width = high - low
-    scale = tf.where(width > 0, buckets / width, tf.zeros_like(width))
+    scale = tf.where(width > 0, tf.cast(buckets, width.dtype) / width,
+                     tf.zeros_like(width))
     index = tf.cast((values - low[:, None]) * scale[:, None], tf.int32)
-    index = tf.clip_by_value(index, 0, buckets) + (
-        tf.range(rows, dtype=tf.int32) * (buckets + 1))[:, None]
-    counts = tf.math.bincount(tf.reshape(index, [-1]),
-                              minlength=rows * (buckets + 1),
-                              maxlength=rows * (buckets + 1), dtype=tf.int32)
-    counts = tf.reshape(counts, [rows, buckets + 1])
+    # the maximum lands on ``buckets``; non-finite values (left to the
+    # masked path) anywhere in range
+    index = tf.clip_by_value(index, 0, buckets)
+    counts = tf.math.bincount(index, minlength=buckets + 1,
+                              maxlength=buckets + 1, dtype=tf.int32,
+                              axis=-1)
     return tf.concat([counts[:, :buckets - 1],
                       counts[:, buckets - 1:buckets] + counts[:, buckets:]],
                      1)
 
 
-def _l1(values):
-    return tf.reduce_sum(tf.abs(values), axis=-1)
-
-
 def _squares(values):
-    return tf.reduce_sum(tf.square(values), axis=-1)
+    """Row sums of squares, in one pass (no squared temporary)."""
+    return tf.square(tf.math.reduce_euclidean_norm(values, axis=-1))
 
 
-def _group_window_end(layout, gradients, state, record):
-    """Updates a group's state with its ``G`` and returns its reductions.
-
-    Args:
-      layout: the group's `VariableLayout`.
-      gradients: the group's window gradients (tensors or variables).
-      state: the group's `GroupState` variables.
-      record: False: only update the state.
-
-    Returns:
-      dict with ``reductions`` float64 ``(count, len(REDUCTIONS))`` and, as
-      the layout asks, ``channels`` float64 ``(count, 4, cells)`` with their
-      ``scales`` ``(count, 4)``, ``histograms`` int32 ``(count, buckets)``,
-      ``gates`` / ``gate_heatmap``.
-    """
-    accumulated, compensation, pooled_abs, accumulated_l1 = state
-    count, size = len(gradients), layout.size
-    work = tf.float64 if layout.exact else tf.float32
-    flat = [tf.reshape(tf.cast(tf.convert_to_tensor(g), tf.float32), [1, -1])
-            for g in gradients]
-    g32 = flat[0] if count == 1 else tf.concat(flat, 0)
-    new_c, new_compensation = kahan_add(accumulated.read_value(),
-                                        compensation.read_value(), g32)
-    g = tf.cast(g32, work)
-    c = new_c
-    if layout.exact:
-        c = tf.cast(new_c, work) - tf.cast(new_compensation, work)
-    abs_g = tf.abs(g)
-    abs_c = tf.abs(c)
-    l1 = tf.cast(tf.reduce_sum(abs_g, axis=1), tf.float64)
-    finite_l1 = tf.where(tf.math.is_finite(l1), l1, tf.zeros_like(l1))
-    new_l1 = accumulated_l1.read_value() + finite_l1
-    view = (count,) + layout.view
-    block_abs = tf.cast(pool(tf.reshape(abs_g, view), layout.block,
-                             tf.reduce_sum), tf.float64)
-    new_pooled_abs = pooled_abs.read_value() + block_abs
-    updates = [accumulated.assign(new_c, read_value=False),
-               compensation.assign(new_compensation, read_value=False),
-               pooled_abs.assign(new_pooled_abs, read_value=False),
-               accumulated_l1.assign(new_l1, read_value=False)]
-    if not record:
-        with tf.control_dependencies(updates):
-            return {"done": tf.constant(True)}
-
-    counts = tf.constant(block_counts(layout.view, layout.block))
-    block_c = tf.cast(pool(tf.reshape(abs_c, view), layout.block,
-                           tf.reduce_sum), tf.float64)
-    dissolving_sum = new_pooled_abs - block_c
-    dissolving_mean = tf.where(dissolving_sum < 0,
-                               tf.zeros_like(dissolving_sum),
-                               dissolving_sum) / counts
-    finite_dissolving = tf.where(tf.math.is_finite(dissolving_mean),
-                                 dissolving_mean,
-                                 tf.fill(tf.shape(dissolving_mean),
-                                         tf.constant(-np.inf, tf.float64)))
-    dissolving_max = tf.reduce_max(tf.reshape(finite_dissolving,
-                                              [count, -1]), axis=1)
-    index = tf.argmax(abs_g, axis=1, output_type=tf.int32)
-    max_abs = tf.gather(abs_g, index, axis=1, batch_dims=1)
-    low = tf.reduce_min(g, axis=1)
-    high = tf.reduce_max(g, axis=1)
-    columns = {
-        "sum": tf.reduce_sum(g, axis=1), "l1": l1, "sq": _squares(g),
-        "max_abs": max_abs, "max_abs_index": index, "min": low,
-        "max": high, "accumulated_l1": tf.reduce_sum(abs_c, axis=1),
-        "accumulated_sq": _squares(c),
-        "accumulated_max_abs": tf.reduce_max(abs_c, axis=1),
-        "accumulated_abs_l1": new_l1, "dissolving_max": dissolving_max,
-        "nan_count": tf.zeros([count], tf.float64),
-        "inf_count": tf.zeros([count], tf.float64),
-    }
-    out = {"reductions": tf.stack([tf.cast(columns[name], tf.float64)
-                                   for name in REDUCTIONS], axis=1)}
-    if layout.heatmap:
-        out["channels"], out["scales"] = _channels(
-            layout, tf.reshape(abs_g, view), block_abs, block_c,
-            dissolving_mean, [columns[name] for name in
-                              metadata.HEATMAP_CHANNEL_SCALES])
-    if layout.buckets:
-        out["histograms"] = histogram_counts(g, low, high, layout.buckets)
-    if layout.gate_count:
-        out["gates"], gate_heatmap = _gate_figures(
-            layout, tf.reshape(g, layout.shape))
-        if gate_heatmap is not None:
-            out["gate_heatmap"] = gate_heatmap
-    with tf.control_dependencies(updates):
-        return tf.nest.map_structure(tf.identity, out)
+def _dissolving_mean(pooled_abs, block_c, counts):
+    dissolving = pooled_abs - block_c
+    return tf.where(dissolving < 0, tf.zeros_like(dissolving),
+                    dissolving) / counts
 
 
-def _channels(layout, abs_view, block_abs, block_c, dissolving_mean,
-              scales):
-    """The four heatmap channels ``(count, 4, cells)`` and their scales."""
-    count = abs_view.shape[0]
-    counts = tf.constant(block_counts(layout.view, layout.block))
-    block_max = tf.cast(pool(abs_view, layout.block, tf.reduce_max),
-                        tf.float64)
+def _finite_max(values):
+    """Max of each row over finite entries; -inf for none."""
+    return tf.reduce_max(tf.where(
+        tf.math.is_finite(values), values,
+        tf.fill(tf.shape(values), tf.constant(-np.inf, values.dtype))),
+                         axis=-1)
+
+
+def _channels(abs_g, block_abs, block_c, dissolving_mean, counts, scales,
+              geometry, encoding):
+    """The four heatmap channels ``(count, 4, cells)``, encoded."""
+    count = tf.shape(block_abs)[0]
+    view = tf.reshape(abs_g, [-1, geometry[1]])
+    block_max = tf.reshape(tf.cast(pool(view, geometry,
+                                        tf.math.segment_max), tf.float64),
+                           [count, -1])
     # a max does not always keep NaN; a block whose sum is NaN does
     block_max = tf.where(tf.math.is_nan(block_abs), block_abs, block_max)
     channels = tf.stack([block_abs / counts, block_max, block_c / counts,
                          dissolving_mean], axis=1)
-    scales = tf.stack([tf.cast(tf.reshape(s, [count]), tf.float64)
-                       for s in scales], axis=1)
-    return tf.reshape(channels, [count, 4, -1]), scales
+    if encoding == "float32":
+        return tf.cast(channels, tf.float32)
+    return encode_log_uint8(channels, scales[:, :, None])
 
 
-def _gate_figures(layout, gradient):
-    """Per gate: ``(l2, mean|g|, max|g|)`` and the pooled mean |g|."""
-    rows, table = [], []
-    for part in tf.split(gradient, layout.gate_count, axis=-1):
-        finite = tf.abs(part)
-        finite = tf.where(tf.math.is_finite(finite), finite,
-                          tf.zeros_like(finite))
-        table.append(tf.stack([tf.sqrt(tf.reduce_sum(tf.square(finite))),
-                               tf.reduce_mean(finite),
-                               tf.reduce_max(finite)]))
-        if layout.gate_cells:
-            view = tf.reshape(tf.abs(part), layout.gate_view)
-            pooled = pool(view, layout.gate_block, tf.reduce_sum)
-            rows.append(tf.cast(pooled, tf.float64) / block_counts(
-                layout.gate_view, layout.gate_block))
-    heatmap = tf.cast(tf.stack(rows), tf.float32) if rows else None
-    return tf.cast(tf.stack(table), tf.float64), heatmap
+def _group_step(exact, heatmap, encoding, record, gradient, accumulated,
+                compensation, pooled_abs, accumulated_l1, geometry):
+    """Window end of one group of stacked variables of equal layout.
 
+    A pure function, traced once per variant (``exact``, ``heatmap``,
+    ``encoding``, ``record``) with unknown shapes, so that every group of
+    every model shares the trace; the caller assigns the new state.
 
-_FUNCTIONS = {}
+    Args:
+      gradient: float32 ``(count, size)`` window gradients ``G``.
+      accumulated, compensation: ``C`` and its compensation, ``(count,
+        size)``.
+      pooled_abs: float64 ``(count, cells)`` block sums of ``A``.
+      accumulated_l1: float64 ``(count,)`` ``Σ_k ‖G_k‖₁``.
+      geometry: int32 ``[rows, cols, block_rows, block_cols, buckets]``.
 
-
-def window_end_function(layouts, groups, record, argument_types=()):
-    """One compiled call doing the window end of every variable of a model.
-
-    Called as ``fn(gradients, states, window_scalars)``: ``gradients`` has
-    one entry per variable (tensors or the window-sum variables), ``states``
-    one `GroupState` tuple per group of ``groups`` (from `group_layouts`),
-    ``window_scalars`` the per-variable ``WINDOW_SCALARS`` variables of the
-    training source (empty for the probe), returned stacked. The
-    trace is shared by every call with the same layouts and argument kinds
-    (``argument_types``: plain or distributed variables, tensors): later
-    `fit` calls, new callbacks on the same model and other models of the
-    same architecture reuse it. Returns, concatenated in group order:
-
-    * ``reductions``: float64 ``(variables, len(REDUCTIONS))``;
-    * ``heatmaps``: the encoded heatmaps of the variables that have one,
-      flattened and concatenated, uint8 or float32;
-    * ``histograms``: int32 ``(variables, buckets)``;
-    * ``gates``: ``{group index: (table, heatmap)}``.
+    Returns:
+      ``(new state (4 tensors), outputs)``; outputs (with ``record``):
+      ``reductions`` float64 ``(count, len(REDUCTIONS))``, ``heatmap``
+      ``(count, 4, cells)`` (with ``heatmap``), ``histogram`` int32
+      ``(count, buckets)`` (when ``geometry[4] > 0``).
     """
-    key = (tuple(layout.key() for layout in layouts),
-           tuple(tuple(g) for g in groups), bool(record),
-           tuple(argument_types))
-    function = _FUNCTIONS.get(key)
-    if function is None:
-        function = _FUNCTIONS[key] = tracing.TracedOnce(
-            lambda gradients, states, window_scalars: _window_end(
-                layouts, groups, record, gradients, states, window_scalars))
-    return function
-
-
-def _window_end(layouts, groups, record, gradients, states, window_scalars):
-    # read before the state updates of the groups (nothing else orders them)
-    scalars = [tf.identity(tf.convert_to_tensor(s)) for s in window_scalars]
-    with tf.control_dependencies(scalars):
-        outs = [_group_window_end(layouts[group[0]],
-                                  [gradients[i] for i in group], state,
-                                  record)
-                for group, state in zip(groups, states)]
+    work = tf.float64 if exact else tf.float32
+    new_c, new_compensation = kahan_add(accumulated, compensation, gradient)
+    g = tf.cast(gradient, work)
+    c = new_c
+    if exact:
+        c = tf.cast(new_c, work) - tf.cast(new_compensation, work)
+    count = tf.shape(g)[0]
+    abs_g = tf.abs(g)
+    view = tf.reshape(abs_g, [-1, geometry[1]])
+    block_abs = tf.reshape(tf.cast(pool(view, geometry, tf.math.segment_sum),
+                                   tf.float64), [count, -1])
+    # ‖G‖₁ as the float64 sum of the block sums: one pass less, and closer
+    # to the exact sum than a float32 reduction
+    l1 = tf.reduce_sum(block_abs, axis=1)
+    new_l1 = accumulated_l1 + tf.where(tf.math.is_finite(l1), l1,
+                                       tf.zeros_like(l1))
+    new_pooled_abs = pooled_abs + block_abs
+    state = (new_c, new_compensation, new_pooled_abs, new_l1)
     if not record:
-        return tf.stack([o["done"] for o in outs])
-    result = {"reductions": tf.concat([o["reductions"] for o in outs], 0)}
-    if scalars:
-        result["window_scalars"] = tf.stack(scalars)
-    heatmaps = [(o["channels"], o["scales"]) for o in outs if "channels" in o]
-    if heatmaps:
-        values = tf.concat([tf.reshape(c, [-1]) for c, _ in heatmaps], 0)
-        if layouts[0].encoding == "float32":
-            result["heatmaps"] = tf.cast(values, tf.float32)
-        else:
-            scales = tf.concat([tf.reshape(tf.broadcast_to(
-                s[:, :, None], tf.shape(c)), [-1]) for c, s in heatmaps], 0)
-            result["heatmaps"] = encode_log_uint8(values, scales)
-    histograms = [o["histograms"] for o in outs if "histograms" in o]
-    if histograms:
-        result["histograms"] = tf.concat(histograms, 0)
-    gates = {str(i): (o["gates"],) + ((o["gate_heatmap"],)
-                                      if "gate_heatmap" in o else ())
-             for i, o in enumerate(outs) if "gates" in o}
-    if gates:
-        result["gates"] = gates
-    return result
+        return state, {}
+    counts = tf.reshape(block_counts(geometry), [1, -1])
+    abs_c = tf.abs(c)
+    block_c = tf.reshape(tf.cast(pool(tf.reshape(abs_c, [-1, geometry[1]]),
+                                      geometry, tf.math.segment_sum),
+                                 tf.float64), [count, -1])
+    dissolving_mean = _dissolving_mean(new_pooled_abs, block_c, counts)
+    index = tf.argmax(abs_g, axis=1, output_type=tf.int32)
+    low = tf.reduce_min(g, axis=1)
+    high = tf.reduce_max(g, axis=1)
+    columns = {
+        "sum": tf.reduce_sum(g, axis=1), "l1": l1, "sq": _squares(g),
+        "max_abs": tf.gather(abs_g, index, axis=1, batch_dims=1),
+        "max_abs_index": index, "min": low, "max": high,
+        "accumulated_l1": tf.reduce_sum(block_c, axis=1),
+        "accumulated_sq": _squares(c),
+        "accumulated_max_abs": tf.reduce_max(abs_c, axis=1),
+        "accumulated_abs_l1": new_l1,
+        "dissolving_max": _finite_max(dissolving_mean),
+        "nan_count": tf.zeros([count], tf.float64),
+        "inf_count": tf.zeros([count], tf.float64),
+    }
+    reductions = tf.stack([tf.cast(columns[name], tf.float64)
+                           for name in REDUCTIONS], axis=1)
+    out = {"reductions": reductions}
+    if heatmap:
+        scales = tf.stack([tf.cast(columns[name], tf.float64) for name in
+                           metadata.HEATMAP_CHANNEL_SCALES], axis=1)
+        out["heatmap"] = _channels(abs_g, block_abs, block_c,
+                                   dissolving_mean, counts, scales,
+                                   geometry, encoding)
+    out["histogram"] = tf.cond(
+        geometry[4] > 0,
+        lambda: histogram_counts(g, low, high, geometry[4]),
+        lambda: tf.zeros([count, 0], tf.int32))
+    return state, out
 
 
-def _masked_reductions(layout, gradient, state, position):
-    """One variable's reductions over finite elements, after the main pass.
+def _masked_step(heatmap, encoding, gradient, accumulated, compensation,
+                 pooled_abs, accumulated_l1, geometry):
+    """One variable's reductions over its finite elements, after the main
+    step, for a variable whose ``G`` or ``C`` holds NaN or Inf.
 
-    Used for a variable whose ``G`` or ``C`` holds a non-finite element. The
-    state is already updated; this fixes the variable's ``accumulated_l1``
-    (the main pass added 0 for a non-finite ‖G‖₁) and returns its
-    reductions, histogram and heatmap as the main pass would for finite
-    data, with the scales of the finite elements.
+    Args: as `_group_step`, for one variable (``count`` 1), with the state
+    already updated by the main step except ``accumulated_l1``, to which
+    this adds the finite part of ``‖G‖₁``.
+
+    Returns:
+      ``(new accumulated_l1, repaired compensation, outputs)``, outputs as
+      `_group_step`'s.
     """
-    accumulated, compensation, pooled_abs, accumulated_l1 = state
-    g = tf.reshape(tf.cast(tf.convert_to_tensor(gradient), tf.float64), [-1])
-    c = tf.cast(accumulated[position], tf.float64) - tf.cast(
-        compensation[position], tf.float64)
+    g = tf.cast(gradient, tf.float64)
+    c = tf.cast(accumulated, tf.float64) - tf.cast(compensation, tf.float64)
     finite = tf.math.is_finite(g)
     zeroed = tf.where(finite, g, tf.zeros_like(g))
     abs_g = tf.abs(zeroed)
     raw_abs_c = tf.abs(c)
     abs_c = tf.where(tf.math.is_finite(raw_abs_c), raw_abs_c,
                      tf.zeros_like(raw_abs_c))
-    l1 = tf.reduce_sum(abs_g)
-    new_l1 = accumulated_l1[position] + l1
-    update = accumulated_l1.scatter_nd_update([[position]], [new_l1])
+    l1 = tf.reduce_sum(abs_g, axis=1)
+    new_l1 = accumulated_l1 + l1
     values = tf.boolean_mask(g, finite)
     low = tf.reduce_min(values)
     high = tf.reduce_max(values)
-    index = tf.argmax(abs_g, output_type=tf.int32)
-    view = (1,) + layout.view
-    counts = tf.constant(block_counts(layout.view, layout.block))
-    block_abs = pool(tf.reshape(tf.abs(g), view), layout.block,
-                     tf.reduce_sum)
-    block_c = pool(tf.reshape(raw_abs_c, view), layout.block, tf.reduce_sum)
-    dissolving_sum = pooled_abs[position][None] - block_c
-    dissolving_mean = tf.where(dissolving_sum < 0,
-                               tf.zeros_like(dissolving_sum),
-                               dissolving_sum) / counts
-    finite_dissolving = tf.boolean_mask(
-        dissolving_mean, tf.math.is_finite(dissolving_mean))
+    index = tf.argmax(abs_g, axis=1, output_type=tf.int32)
+    counts = tf.reshape(block_counts(geometry), [1, -1])
+    raw_abs_g = tf.abs(g)
+    block_abs = tf.reshape(pool(tf.reshape(raw_abs_g, [-1, geometry[1]]),
+                                geometry, tf.math.segment_sum), [1, -1])
+    block_c = tf.reshape(pool(tf.reshape(raw_abs_c, [-1, geometry[1]]),
+                              geometry, tf.math.segment_sum), [1, -1])
+    dissolving_mean = _dissolving_mean(pooled_abs, block_c, counts)
     columns = {
-        "sum": tf.reduce_sum(zeroed), "l1": l1, "sq": _squares(zeroed),
-        "max_abs": tf.gather(abs_g, index), "max_abs_index": index,
-        "min": low, "max": high, "accumulated_l1": tf.reduce_sum(abs_c),
+        "sum": tf.reduce_sum(zeroed, axis=1), "l1": l1,
+        "sq": _squares(zeroed),
+        "max_abs": tf.gather(abs_g, index, axis=1, batch_dims=1),
+        "max_abs_index": index, "min": low[None], "max": high[None],
+        "accumulated_l1": tf.reduce_sum(abs_c, axis=1),
         "accumulated_sq": _squares(abs_c),
-        "accumulated_max_abs": tf.reduce_max(abs_c),
+        "accumulated_max_abs": tf.reduce_max(abs_c, axis=1),
         "accumulated_abs_l1": new_l1,
-        "dissolving_max": tf.reduce_max(tf.concat(
-            [finite_dissolving, tf.constant([-np.inf], tf.float64)], 0)),
-        "nan_count": tf.math.count_nonzero(tf.math.is_nan(g)),
-        "inf_count": tf.math.count_nonzero(tf.math.is_inf(g)),
+        "dissolving_max": _finite_max(dissolving_mean),
+        "nan_count": tf.math.count_nonzero(tf.math.is_nan(g), axis=1),
+        "inf_count": tf.math.count_nonzero(tf.math.is_inf(g), axis=1),
     }
     out = {"reductions": tf.stack([tf.cast(columns[name], tf.float64)
-                                   for name in REDUCTIONS])}
-    if layout.buckets:
-        out["histogram"] = tf.cond(
-            tf.size(values) > 0,
-            lambda: histogram_counts(values[None, :], low[None],
-                                     high[None], layout.buckets)[0],
-            lambda: tf.zeros([layout.buckets], tf.int32))
-    if layout.heatmap:
-        channels, scales = _channels(
-            layout, tf.reshape(tf.abs(g), view), block_abs, block_c,
-            dissolving_mean, [columns[name] for name in
-                              metadata.HEATMAP_CHANNEL_SCALES])
-        if layout.encoding == "float32":
-            out["heatmap"] = tf.cast(channels[0], tf.float32)
-        else:
-            out["heatmap"] = encode_log_uint8(channels[0], scales[0][:, None])
-    with tf.control_dependencies([update]):
-        return tf.nest.map_structure(tf.identity, out)
+                                   for name in REDUCTIONS], axis=1)}
+    if heatmap:
+        scales = tf.stack([tf.cast(columns[name], tf.float64) for name in
+                           metadata.HEATMAP_CHANNEL_SCALES], axis=1)
+        out["heatmap"] = _channels(raw_abs_g, block_abs, block_c,
+                                   dissolving_mean, counts, scales,
+                                   geometry, encoding)
+    out["histogram"] = tf.cond(
+        tf.logical_and(geometry[4] > 0, tf.size(values) > 0),
+        lambda: histogram_counts(values[None, :], low[None], high[None],
+                                 geometry[4]),
+        lambda: tf.zeros([1, geometry[4]], tf.int32))
+    return new_l1, finite_compensation(accumulated, compensation), out
 
 
-def masked_reductions_function(layout, argument_types=()):
-    """The non-finite path of one layout (traced only when first needed).
+def _gate_step(gradient, gate_count, geometry):
+    """Per gate of a fused recurrent weight: ``(l2, mean|g|, max|g|)`` and
+    the pooled mean |g| (``geometry`` of one gate's view, 0 cells: none).
 
-    Called as ``fn(gradient, state, position)`` with the variable's group
-    state and its row in it.
+    Args:
+      gradient: ``(rows, gates * units)``: the weight's 2-D view.
     """
-    key = ("masked", layout.key(), tuple(argument_types))
+    rows = tf.shape(gradient)[0]
+    gates = tf.transpose(tf.reshape(tf.abs(tf.cast(gradient, tf.float64)),
+                                    [rows, gate_count, -1]), [1, 0, 2])
+    finite = tf.where(tf.math.is_finite(gates), gates, tf.zeros_like(gates))
+    table = tf.stack([tf.sqrt(tf.reduce_sum(tf.square(finite), axis=[1, 2])),
+                      tf.reduce_mean(finite, axis=[1, 2]),
+                      tf.reduce_max(finite, axis=[1, 2])], axis=1)
+    pooled = pool(tf.reshape(gates, [-1, geometry[1]]), geometry,
+                  tf.math.segment_sum)
+    heatmap = tf.reshape(pooled, [gate_count, -1]) / tf.reshape(
+        block_counts(geometry), [1, -1])
+    return table, tf.cast(heatmap, tf.float32)
+
+
+_FUNCTIONS = {}
+
+
+def _traced(key, python_function):
     function = _FUNCTIONS.get(key)
     if function is None:
-        function = _FUNCTIONS[key] = tracing.TracedOnce(
-            lambda *args: _masked_reductions(layout, *args))
+        function = _FUNCTIONS[key] = tracing.TracedOnce(python_function,
+                                                        relax_shapes=True)
     return function
+
+
+def group_step_function(exact, heatmap, encoding, record):
+    """`_group_step` of one variant, compiled once for every layout."""
+    return _traced(("group", exact, heatmap, encoding, record),
+                   lambda *args: _group_step(exact, heatmap, encoding,
+                                             record, *args))
+
+
+def masked_step_function(heatmap, encoding):
+    """`_masked_step`, compiled at the first non-finite window."""
+    return _traced(("masked", heatmap, encoding),
+                   lambda *args: _masked_step(heatmap, encoding, *args))
+
+
+def gate_step_function():
+    return _traced(("gates",), _gate_step)
 
 
 def histogram_rows(low, high, counts):

@@ -22,10 +22,6 @@ def _device_of(variable):
     return getattr(plain, "device", None) or None
 
 
-def _kinds(arguments):
-    return tuple(type(a).__name__ for a in tf.nest.flatten(arguments))
-
-
 class WindowRecord:
     """The host-side results of one window of one source.
 
@@ -61,10 +57,12 @@ class SourceWindows:
       heatmap_encoding: ``"uint8"`` or ``"float32"``.
       histogram_buckets: buckets per histogram (0: no histograms).
       gate_counts: ``{variable index: fused gate count}``.
+      groups: variable indices stacked together (all of one shape), as
+        the training capture keeps them; by default `group_by_shape`.
     """
 
     def __init__(self, source, variables, heatmap_cells, heatmap_encoding,
-                 histogram_buckets, gate_counts=None):
+                 histogram_buckets, gate_counts=None, groups=None):
         self.source = source
         self.variables = list(variables)
         gate_counts = gate_counts or {}
@@ -77,7 +75,8 @@ class SourceWindows:
                 heatmap_encoding, histogram_buckets, gate_count=gates,
                 gate_cells=max(1, heatmap_cells // gates)
                 if gates and heatmap_cells else 0))
-        self.groups = device_stats.group_layouts(self.layouts)
+        self.groups = groups or device_stats.group_by_shape(
+            [v.shape for v in self.variables])
         self.states = []
         for number, group in enumerate(self.groups):
             with tf.device(_device_of(self.variables[group[0]])):
@@ -97,50 +96,90 @@ class SourceWindows:
         """Identifies the variables this state belongs to."""
         return tuple(id(v) for v in self.variables)
 
-    def end_window(self, gradients, window_scalars=None, probe_batches=0,
+    def stack(self, gradients):
+        """Per-variable gradients as ``(count, size)`` tensors per group."""
+        stacked = []
+        for group in self.groups:
+            rows = [tf.reshape(tf.cast(gradients[i], tf.float32), [1, -1])
+                    for i in group]
+            stacked.append(rows[0] if len(rows) == 1 else tf.concat(rows, 0))
+        return stacked
+
+    def end_window(self, stacked, window_scalars=None, probe_batches=0,
                    record=True):
         """Adds the window gradients to the state; returns a `WindowRecord`.
 
+        Per group: one compiled step (shared by every layout) updates the
+        state with the group's gradients and reduces them; the new state is
+        assigned.
+
         Args:
-          gradients: one tensor (or window-sum variable) per variable.
-          window_scalars: per variable, the ``WINDOW_SCALARS`` variables
-            (training); None for the probe.
+          stacked: per group, its window gradients as one ``(count, size)``
+            tensor (`stack`, or the capture's stacked window sums).
+          window_scalars: ``(variables, 3)`` variable of the
+            ``WINDOW_SCALARS`` (training); None for the probe.
           probe_batches: the probe's ``steps`` figure (number of batches).
           record: False for a window that is not logged: the state is
             updated, nothing is computed for the host.
         """
-        gradients = list(gradients)
-        arguments = (gradients, [s.variables() for s in self.states],
-                     list(window_scalars or []))
-        function = device_stats.window_end_function(
-            self.layouts, self.groups, record, _kinds(arguments))
-        out = function(*arguments)
+        scalars = None
+        if window_scalars is not None and record:
+            scalars = window_scalars.numpy()
+        outs = [self._group_end(group, state, gradients, record)
+                for group, state, gradients in zip(self.groups, self.states,
+                                                   stacked)]
         if not record:
             return None
-        return self._host_record(out, gradients, window_scalars is not None,
-                                 probe_batches)
+        return self._host_record(outs, stacked, scalars, probe_batches)
 
-    def _host_record(self, out, gradients, training, probe_batches):
+    def _group_end(self, group, state, gradients, record):
+        layout = self.layouts[group[0]]
+        with tf.device(state.accumulated.device):
+            step = device_stats.group_step_function(
+                layout.exact, layout.heatmap, layout.encoding, record)
+            new_state, out = step(gradients, *state.values(),
+                                  layout.geometry)
+            for variable, value in zip(state.variables(), new_state):
+                variable.assign(value, read_value=False)
+            if record:
+                for row, index in enumerate(group):
+                    gated = self.layouts[index]
+                    if gated.gate_count:
+                        out[f"gates_{index}"] = (
+                            device_stats.gate_step_function()(
+                                tf.reshape(gradients[row], gated.view),
+                                tf.constant(gated.gate_count, tf.int32),
+                                gated.gate_geometry))
+        return out
+
+    def _host_record(self, outs, stacked, scalars, probe_batches):
         count = len(self.variables)
         reductions = np.empty((count, len(stats.REDUCTIONS)))
-        reductions[self._order] = out["reductions"].numpy()
-        histograms = None
-        if "histograms" in out:
-            histograms = np.empty((count, self.layouts[0].buckets))
-            histograms[self._order] = out["histograms"].numpy()
+        histograms = [None] * count
         heatmaps = [None] * count
-        if "heatmaps" in out:
-            flat, offset = out["heatmaps"].numpy(), 0
-            for index in self._order:
+        gates = {}
+        for group, out in zip(self.groups, outs):
+            reductions[group] = out["reductions"].numpy()
+            counts = out["histogram"].numpy()
+            heatmap = out["heatmap"].numpy() if "heatmap" in out else None
+            for row, index in enumerate(group):
                 layout = self.layouts[index]
-                if layout.heatmap:
-                    cells = 4 * layout.cells
-                    heatmaps[index] = flat[offset:offset + cells].reshape(
-                        (4,) + layout.grid)
-                    offset += cells
-        self._mask_non_finite(reductions, histograms, heatmaps, gradients)
-        if training:
-            scalars = out["window_scalars"].numpy()
+                if layout.buckets:
+                    histograms[index] = counts[row]
+                if heatmap is not None:
+                    heatmaps[index] = heatmap[row].reshape((4,) + layout.grid)
+            for index in group:
+                if f"gates_{index}" not in out:
+                    continue
+                table, pooled = (v.numpy() for v in out[f"gates_{index}"])
+                layout = self.layouts[index]
+                grid = tuple(-(-v // b) for v, b in zip(layout.gate_view,
+                                                        layout.gate_block))
+                gates[index] = (table, pooled.reshape(
+                    (layout.gate_count,) + grid)
+                    if layout.gate_cells else None, layout.gate_block)
+        self._mask_non_finite(reductions, histograms, heatmaps, stacked)
+        if scalars is not None:
             per_variable = stats.variable_statistics(
                 reductions, self._sizes, scalars[:, 0], scalars[:, 1],
                 scalars[:, 2])
@@ -149,26 +188,23 @@ class SourceWindows:
                 reductions, self._sizes, np.full(count, float(probe_batches)))
         result = WindowRecord(self.source)
         result.stats = per_variable
+        result.gates = gates
+        low = stats.REDUCTIONS.index("min")
+        high = stats.REDUCTIONS.index("max")
         for index, layout in enumerate(self.layouts):
             result.heatmaps.append(None if heatmaps[index] is None
                                    else (heatmaps[index], layout.block))
             result.histograms.append(
-                None if histograms is None else device_stats.histogram_rows(
-                    reductions[index, stats.REDUCTIONS.index("min")],
-                    reductions[index, stats.REDUCTIONS.index("max")],
+                None if histograms[index] is None
+                else device_stats.histogram_rows(
+                    reductions[index, low], reductions[index, high],
                     histograms[index]))
-        for key, values in out.get("gates", {}).items():
-            index = self.groups[int(key)][0]
-            table = values[0].numpy()
-            heatmap = values[1].numpy() if len(values) > 1 else None
-            result.gates[index] = (table, heatmap,
-                                   self.layouts[index].gate_block)
         return result
 
-    def _mask_non_finite(self, reductions, histograms, heatmaps, gradients):
+    def _mask_non_finite(self, reductions, histograms, heatmaps, stacked):
         """Recomputes the variables whose G or C held NaN or Inf.
 
-        The main pass does not mask (that would cost a pass over every
+        The main step does not mask (that would cost a pass over every
         variable every window); its sums come out non-finite exactly for
         these variables, which are then reduced again over finite elements.
         """
@@ -179,14 +215,25 @@ class SourceWindows:
         for index in flagged:
             number, row = self._position[int(index)]
             layout = self.layouts[index]
-            arguments = (gradients[index], self.states[number].variables(),
-                         tf.constant(row, tf.int32))
-            function = device_stats.masked_reductions_function(
-                layout, _kinds(arguments))
-            out = function(*arguments)
-            reductions[index] = out["reductions"].numpy()
-            if histograms is not None:
-                histograms[index] = out["histogram"].numpy()
+            state = self.states[number]
+            with tf.device(state.accumulated.device):
+                step = device_stats.masked_step_function(layout.heatmap,
+                                                         layout.encoding)
+                new_l1, compensation, out = step(
+                    stacked[number][row:row + 1],
+                    *(value[row:row + 1] for value in state.values()),
+                    layout.geometry)
+                state.compensation.scatter_nd_update([[row]], compensation)
+            masked = out["reductions"].numpy()[0]
+            l1 = stats.REDUCTIONS.index("accumulated_abs_l1")
+            if np.isfinite(reductions[index, stats.REDUCTIONS.index("l1")]):
+                # G was finite (C was not): the main step counted ‖G‖₁
+                masked[l1] = reductions[index, l1]
+            else:
+                state.accumulated_l1.scatter_nd_update([[row]], new_l1)
+            reductions[index] = masked
+            if histograms[index] is not None:
+                histograms[index] = out["histogram"].numpy()[0]
             if heatmaps[index] is not None:
-                heatmaps[index] = out["heatmap"].numpy().reshape(
+                heatmaps[index] = out["heatmap"].numpy()[0].reshape(
                     (4,) + layout.grid)
