@@ -22,6 +22,9 @@ RESULTS = os.path.join(HERE, "RESULTS.md")
 
 BENCHMARKS = [
     ("overhead", ["bench/overhead.py"], ["--rounds", "3", "--epochs", "3"]),
+    ("scale", ["bench/scale.py"], ["--models", "resnet50", "--rounds", "1",
+                                   "--fit-loop-rounds", "1"]),
+    ("accumulation_error", ["bench/accumulation_error.py"], []),
     ("storage", ["bench/storage.py"], []),
     ("plugin_latency", ["bench/plugin_latency.py"], []),
     ("render_time", ["bench/render_time.py"], []),
@@ -104,6 +107,59 @@ def overhead_section(data):
     return lines
 
 
+def scale_section(data):
+    lines = ["## Cost at scale", "",
+             "`python bench/scale.py`: each model trained in its own process "
+             "with plain `keras.callbacks.TensorBoard` and with "
+             "`GradientTensorBoard` (defaults), alternating; figures are the "
+             "differences, per parameter. Epoch end: the callback's "
+             "window-end work, median over epochs after the first. First "
+             "epoch: extra one-time cost (tracing). Peak memory: peak RSS "
+             "with the callback minus plain's. State: bytes held in the "
+             "callback's variables. Goals: epoch end at most 5 ns/param, "
+             "first epoch at most 1 s at ResNet50 size, peak memory at most "
+             "12 bytes/param.", "",
+             "| model | parameters | epoch end | ns/param | first epoch "
+             "extra (s) | peak memory (bytes/param) | state (bytes/param) "
+             "| steady epoch ratio |", "|---|---|---|---|---|---|---|---|"]
+    for model, result in data.get("models", {}).items():
+        lines.append(
+            f"| {model} | {result['params'] / 1e6:.1f} M | "
+            f"{result['epoch_end_seconds'] * 1000:.0f} ms | "
+            f"{result['epoch_end_ns_per_param']:.2f} | "
+            f"{result['first_epoch_extra_seconds']:.2f} | "
+            f"{result['peak_memory_overhead_bytes_per_param']:.1f} | "
+            f"{result['state_bytes_per_param']:.1f} | "
+            f"{result['steady_epoch_ratio']:.3f} |")
+    loop = data.get("fit_loop")
+    if loop:
+        lines += ["", f"`fit(epochs=1)` {loop['fits']} times in a loop on the "
+                  f"seed CNN, total time with the callback / with plain "
+                  f"TensorBoard, median of {len(loop['ratios'])} alternating "
+                  f"rounds: **{loop['ratio']:.3f}×** (goal at most 1.03×)."]
+    lines += ["", f"Machine: {machine_line(data.get('machine'))}", ""]
+    return lines
+
+
+def accumulation_section(data):
+    lines = ["## Accuracy of the accumulated gradient", "",
+             f"`python bench/accumulation_error.py`: {data['windows']} "
+             f"windows of {data['elements']:,} elements (a cancelling random "
+             "walk), float32 sums against the float64 sum of the same terms, "
+             "errors relative to Σ|G| per element.", "",
+             "| summation | max error | mean error | ‖C‖₁ relative error |",
+             "|---|---|---|---|"]
+    for name in ("naive", "kahan"):
+        r = data[name]
+        lines.append(f"| {name} | {r['max_error_over_abs_sum']:.2e} | "
+                     f"{r['mean_error_over_abs_sum']:.2e} | "
+                     f"{r['l1_relative_error']:.2e} |")
+    lines += ["", "float32's own representation of the exact sum: max "
+              f"{data['float32_representation_max']:.2e}.", "",
+              f"Machine: {machine_line(data.get('machine'))}", ""]
+    return lines
+
+
 def storage_section(data):
     mb = data["bytes_per_epoch_gradients"] / 1e6
     return ["## Bytes per epoch", "",
@@ -155,7 +211,9 @@ def report():
              "against a baseline measured in the same run, or a median / "
              "percentile of repeated measurements; shared machines are "
              "noisy, so compare only figures from the same machine.", ""]
-    sections = [("overhead", overhead_section), ("storage", storage_section),
+    sections = [("overhead", overhead_section), ("scale", scale_section),
+                ("accumulation_error", accumulation_section),
+                ("storage", storage_section),
                 ("plugin_latency", latency_section),
                 ("render_time", render_section)]
     for name, render in sections:

@@ -324,7 +324,7 @@ class TrainingGradientCapture:
                 window_sum.assign_add(values)
         absolute = tf.abs(values)
         l1 = tf.reduce_sum(absolute)
-        square = tf.reduce_sum(tf.square(values))
+        square = 2.0 * tf.nn.l2_loss(values)  # one pass, no temporary
         largest = tf.reduce_max(absolute)
         self._window_scalars.scatter_add(tf.IndexedSlices(
             tf.stack([tf.constant(1.0, tf.float64), tf.cast(l1, tf.float64),
