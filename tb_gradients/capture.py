@@ -4,7 +4,10 @@
 applies, inside the compiled train function, with no extra forward or
 backward pass: it wraps the optimizer's per-variable ``update_step``, where
 Keras (TensorFlow backend) has already all-reduced the gradients across
-replicas, clipped them and, for a ``LossScaleOptimizer``, unscaled them.
+replicas, clipped them and, for a ``LossScaleOptimizer``, unscaled them. It
+wraps the optimizer's ``_distributed_tf_update_step``, which receives every
+such gradient of a step at once, so the per-step figures of all variables
+are combined in a few operations rather than a few per variable.
 
 ``ProbeGradients`` computes the gradient of the loss on fixed probe data at
 the current weights with a ``tf.GradientTape`` (one extra pass per logged
@@ -31,7 +34,12 @@ PRIVATE_KERAS_ATTRIBUTES = (
     "_get_variable_index",
     # the tf.distribute strategy the optimizer was created under
     "_distribution_strategy",
+    # called once per step with every (all-reduced, clipped, unscaled)
+    # gradient and its variable, in cross-replica context
+    "_distributed_tf_update_step",
 )
+# The optimizer method the hook wraps (one of the attributes above).
+UPDATE_METHOD = "_distributed_tf_update_step"
 # LossScaleOptimizer: the branch taken on a step with non-finite gradients.
 LOSS_SCALE_SKIP_METHOD = "_stateful_handle_non_finite_grads"
 
@@ -215,9 +223,9 @@ class TrainingGradientCapture:
             return
         self._attached = False
         if self._original_update_step is None:
-            self._inner.__dict__.pop("update_step", None)
+            self._inner.__dict__.pop(UPDATE_METHOD, None)
         else:
-            self._inner.update_step = self._original_update_step
+            setattr(self._inner, UPDATE_METHOD, self._original_update_step)
         if self._original_skip is not None or LOSS_SCALE_SKIP_METHOD in (
                 self._optimizer.__dict__):
             if self._original_skip is None:
@@ -268,15 +276,16 @@ class TrainingGradientCapture:
 
     def _wrap_optimizer(self):
         inner = self._inner
-        self._original_update_step = inner.__dict__.get("update_step")
-        original = inner.update_step
+        self._original_update_step = inner.__dict__.get(UPDATE_METHOD)
+        original = getattr(inner, UPDATE_METHOD)
 
-        def update_step(gradient, variable, learning_rate):
-            if gradient is not None:
-                self._record(gradient, variable)
-            return original(gradient, variable, learning_rate)
+        def distributed_update_step(distribution, grads_and_vars,
+                                    learning_rate):
+            grads_and_vars = list(grads_and_vars)
+            self._record_step(distribution, grads_and_vars)
+            return original(distribution, grads_and_vars, learning_rate)
 
-        inner.update_step = update_step
+        setattr(inner, UPDATE_METHOD, distributed_update_step)
 
         if inner is not self._optimizer:
             outer = self._optimizer
@@ -289,16 +298,72 @@ class TrainingGradientCapture:
 
             setattr(outer, LOSS_SCALE_SKIP_METHOD, handle_non_finite_grads)
 
-    def _record(self, gradient, variable):
-        """Graph ops adding one variable's gradient of one step.
+    def _record_step(self, distribution, grads_and_vars):
+        """Graph ops adding one step's gradients.
 
-        Per element: one read of ``g`` for ``Σg += g`` and one for ``|g|``;
-        the per-step scalars are reductions of those.
+        Per element of each gradient: one read of ``g`` for ``Σg += g``, one
+        for ``|g|`` (``‖g‖₁``, ``max |g|``) and one for ``‖g‖₂²``. The
+        per-variable scalars of all variables are then added with one
+        scatter, and the step's row of the per-step table with two. Under a
+        multi-replica strategy each variable is updated in its own
+        ``extended.update`` context (where its copies live) instead.
         """
-        index = self._inner._get_variable_index(variable)
+        pairs = [(g, v) for g, v in grads_and_vars if g is not None]
+        if not pairs:
+            return
+        if distribution.num_replicas_in_sync > 1:
+            for gradient, variable in pairs:
+                distribution.extended.update(
+                    variable, self._record_replicated, args=(gradient,),
+                    group=False)
+            return
+        indices, l1s, squares, maxima = [], [], [], []
+        for gradient, variable in pairs:
+            index, l1, square, largest = self._record_variable(gradient,
+                                                               variable)
+            indices.append(index)
+            l1s.append(l1)
+            squares.append(square)
+            maxima.append(largest)
+        squares = 2.0 * tf.stack(squares)
+        self._window_scalars.scatter_add(tf.IndexedSlices(
+            tf.cast(tf.stack([tf.ones_like(squares), tf.stack(l1s), squares],
+                             axis=1), tf.float64),
+            tf.constant(indices, tf.int32)))
+        row = self._step_row()
+        self._step_sq.scatter_add(tf.IndexedSlices(
+            tf.reshape(tf.reduce_sum(squares), [1]), row))
+        self._step_max.scatter_max(tf.IndexedSlices(
+            tf.reshape(tf.reduce_max(tf.stack(maxima)), [1]), row))
+
+    def _record_replicated(self, variable, gradient):
+        """`_record_step` for one variable, in its update context."""
+        index, l1, square, largest = self._record_variable(gradient,
+                                                           variable)
+        square = 2.0 * square
+        self._window_scalars.scatter_add(tf.IndexedSlices(
+            tf.cast(tf.stack([tf.ones_like(square), l1, square])[None],
+                    tf.float64), tf.constant([index], tf.int32)))
+        row = self._step_row()
+        self._step_sq.scatter_add(tf.IndexedSlices(
+            tf.reshape(square, [1]), row))
+        self._step_max.scatter_max(tf.IndexedSlices(
+            tf.reshape(largest, [1]), row))
+
+    def _step_row(self):
+        """The per-step table's row of this step (the last row collects
+        the steps beyond the capacity)."""
         step = tf.cast(tf.convert_to_tensor(self._inner.iterations), tf.int64)
         row = tf.clip_by_value(step - self._window_start, 0, self._capacity)
-        row = tf.reshape(tf.cast(row, tf.int32), [1])
+        return tf.reshape(tf.cast(row, tf.int32), [1])
+
+    def _record_variable(self, gradient, variable):
+        """Adds one variable's gradient to its window sum.
+
+        Returns:
+          ``(index, ‖g‖₁, ‖g‖₂² / 2, max |g|)`` of this step.
+        """
+        index = self._inner._get_variable_index(variable)
         number, row_in_group, stacked = self._slot[index]
         window_sum = self._window_sums[number]
         if isinstance(gradient, tf.IndexedSlices):
@@ -323,17 +388,8 @@ class TrainingGradientCapture:
             else:
                 window_sum.assign_add(values)
         absolute = tf.abs(values)
-        l1 = tf.reduce_sum(absolute)
-        square = 2.0 * tf.nn.l2_loss(values)  # one pass, no temporary
-        largest = tf.reduce_max(absolute)
-        self._window_scalars.scatter_add(tf.IndexedSlices(
-            tf.stack([tf.constant(1.0, tf.float64), tf.cast(l1, tf.float64),
-                      tf.cast(square, tf.float64)])[None],
-            tf.reshape(tf.cast(index, tf.int32), [1])))
-        self._step_sq.scatter_add(
-            tf.IndexedSlices(tf.reshape(square, [1]), row))
-        self._step_max.scatter_max(
-            tf.IndexedSlices(tf.reshape(largest, [1]), row))
+        return (index, tf.reduce_sum(absolute), tf.nn.l2_loss(values),
+                tf.reduce_max(absolute))
 
     def _reset_fn(self):
         """One compiled call zeroing the window's sums (traced once)."""

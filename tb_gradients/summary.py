@@ -1,9 +1,9 @@
 """Writes one epoch of gradient data as TensorBoard summaries.
 
 The ``write_*`` functions add the summaries of one series to an
-`EpochBatch`; `BatchWriter` writes a whole epoch's batch with one call of a
-compiled function (a few hundred eager ``tf.summary.write`` calls cost more
-Python time per epoch than the statistics themselves). The layout is the
+`EpochBatch`; `BatchWriter` writes a whole epoch's batch as one event with
+one operation (a few hundred ``tf.summary.write`` calls cost more time per
+epoch than the statistics themselves). The layout is the
 contract of docs/FORMAT.md and uses only names from ``metadata``.
 """
 
@@ -12,12 +12,13 @@ import json
 
 import numpy as np
 import tensorflow as tf
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.util import tensor_util
 
 from tb_gradients import metadata
 from tb_gradients import stats
-from tb_gradients import tracing
 
 
 @functools.lru_cache(maxsize=4096)
@@ -181,10 +182,8 @@ class EpochBatch:
         self.entries.append((tag, np.asarray(value, dtype=np.float32), None))
 
 
-# The summary writer's resource handle, passed to the compiled writing
-# function as an argument so that one trace serves every writer (Keras makes
-# a new one per `fit`). Private to `tf.summary`'s writer, checked with
-# TensorFlow 2.16 - 2.21.
+# The summary writer's resource handle, for the raw write operation. Private
+# to `tf.summary`'s writer, checked with TensorFlow 2.16 - 2.21.
 WRITER_RESOURCE_ATTRIBUTE = "_resource"
 
 
@@ -200,37 +199,29 @@ def _writer_resource(writer):
 
 
 class BatchWriter:
-    """Writes an `EpochBatch` with one call of a compiled function.
+    """Writes an `EpochBatch` as one event, with one operation.
 
-    One function is traced per distinct layout (tags, metadata, dtypes and
-    ranks), shared by all writers, so every window after the first, in
-    this `fit` or a later one, costs one call.
+    The batch's summaries are serialised on the host into one ``Summary``
+    protocol buffer (they are small: statistics, pooled heatmaps,
+    histograms) and handed to the writer with ``WriteRawProtoSummary``: no
+    graph to trace, and one call per window whatever the number of
+    variables. TensorBoard's readers take every value of the event.
     """
-
-    _functions = {}
 
     def write(self, writer, batch, step):
         if not batch.entries:
             return
-        layout = tuple((tag, (_SCALAR_METADATA if meta is None else meta)
-                        .SerializeToString(), value.dtype.str, value.ndim)
-                       for tag, value, meta in batch.entries)
-        function = self._functions.get(layout)
-        if function is None:
-            function = self._functions[layout] = _compile(layout)
-        function(_writer_resource(writer), tf.constant(step, tf.int64),
-                 [value for _, value, _ in batch.entries])
+        proto = summary_pb2.Summary()
+        for tag, value, meta in batch.entries:
+            entry = proto.value.add(tag=tag)
+            entry.metadata.CopyFrom(_SCALAR_METADATA if meta is None
+                                    else meta)
+            entry.tensor.CopyFrom(tensor_util.make_tensor_proto(value))
+        tf.raw_ops.WriteRawProtoSummary(
+            writer=_writer_resource(writer),
+            step=tf.constant(step, tf.int64),
+            tensor=tf.constant(proto.SerializeToString()))
 
 
 _SCALAR_METADATA = scalar_metadata.create_summary_metadata(
     display_name=None, description=None)
-
-
-def _compile(layout):
-    def write_all(resource, step, values):
-        for (tag, serialized, _, _), value in zip(layout, values):
-            tf.raw_ops.WriteSummary(writer=resource, step=step, tensor=value,
-                                    tag=tag, summary_metadata=serialized)
-        return True
-
-    return tracing.TracedOnce(write_all, relax_shapes=True)
