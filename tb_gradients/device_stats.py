@@ -271,13 +271,27 @@ def histogram_counts(values, low, high, buckets):
     width = high - low
     scale = tf.where(width > 0, tf.cast(buckets, width.dtype) / width,
                      tf.zeros_like(width))
-    index = tf.cast((values - low[:, None]) * scale[:, None], tf.int32)
-    # the maximum lands on ``buckets``; non-finite values (left to the
-    # masked path) anywhere in range
-    index = tf.clip_by_value(index, 0, buckets)
-    counts = tf.math.bincount(index, minlength=buckets + 1,
-                              maxlength=buckets + 1, dtype=tf.int32,
-                              axis=-1)
+
+    def positions(values, low, scale):
+        index = tf.cast((values - low) * scale, tf.int32)
+        # Finite values land in [0, buckets] (the maximum on ``buckets``);
+        # the mask only keeps NaN (cast to a negative integer) countable:
+        # such rows are recomputed by the masked path.
+        return tf.bitwise.bitwise_and(index, 0x7FFFFFFF)
+
+    def one_row():
+        # scalar operands: Eigen's fast path, not a broadcast
+        index = positions(values[0], low[0], scale[0])
+        return tf.math.bincount(index, minlength=buckets + 1,
+                                maxlength=buckets + 1, dtype=tf.int32)[None]
+
+    def stacked():
+        index = positions(values, low[:, None], scale[:, None])
+        return tf.math.bincount(index, minlength=buckets + 1,
+                                maxlength=buckets + 1, dtype=tf.int32,
+                                axis=-1)
+
+    counts = tf.cond(tf.equal(tf.shape(values)[0], 1), one_row, stacked)
     return tf.concat([counts[:, :buckets - 1],
                       counts[:, buckets - 1:buckets] + counts[:, buckets:]],
                      1)
