@@ -114,10 +114,6 @@ class VariableLayout:
         return np.array(list(self.gate_view) + list(self.gate_block) + [0],
                         np.int32)
 
-    def key(self):
-        return (self.shape, self.block, self.heatmap, self.encoding,
-                self.buckets, self.gate_count, self.gate_block)
-
 
 def group_by_shape(shapes, limit=GROUP_ELEMENTS):
     """Splits variable indices into groups of equal shape.

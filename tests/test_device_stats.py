@@ -9,9 +9,11 @@ from tb_gradients import metadata
 from tb_gradients import stats
 
 
-def _pooled(view, block, reducer):
-    geometry = tf.constant(list(view.shape) + list(block) + [0], tf.int32)
-    return device_stats.pool(tf.constant(view), geometry, reducer).numpy()
+def _pooled(values, block, reducer, view=None):
+    """Pools ``values``: one view, or views of shape ``view`` stacked."""
+    view = view or values.shape
+    geometry = tf.constant(list(view) + list(block) + [0], tf.int32)
+    return device_stats.pool(tf.constant(values), geometry, reducer).numpy()
 
 
 def test_pool_mean_and_max_with_ragged_blocks():
@@ -30,17 +32,11 @@ def test_pool_mean_and_max_with_ragged_blocks():
 
 def test_pool_keeps_stacked_views_apart():
     views = np.arange(2 * 5 * 4, dtype=np.float32).reshape(10, 4)
-    sums = _pooled_stacked(views, (5, 4), (2, 2))
+    sums = _pooled(views, (2, 2), tf.math.segment_sum, view=(5, 4))
     assert sums.shape == (6, 2)
     # second view's first block: rows 5..6, cols 0..1
     assert sums[3, 0] == views[5:7, 0:2].sum()
     assert sums[2, 1] == views[4:5, 2:4].sum()
-
-
-def _pooled_stacked(values, view, block):
-    geometry = tf.constant(list(view) + list(block) + [0], tf.int32)
-    return device_stats.pool(tf.constant(values), geometry,
-                             tf.math.segment_sum).numpy()
 
 
 def test_log_uint8_round_trip_error_bound():
@@ -152,3 +148,85 @@ def test_gate_step_splits_on_the_last_axis():
     assert table[3, 0] == pytest.approx(np.sqrt(6 * 16))
     heatmap = heatmap.numpy().reshape(4, 2, 3)
     np.testing.assert_array_equal(heatmap[2], np.full((2, 3), 3.0))
+
+
+def _expected(gradients, sizes_cells=None):
+    """Statistics of a sequence of window gradients, from the definitions."""
+    accumulated = np.zeros_like(gradients[0])
+    norms = 0.0
+    rows = []
+    for g in gradients:
+        finite = np.isfinite(g)
+        values = g[finite]
+        accumulated = accumulated + g
+        norms += np.abs(values).sum() / g.size
+        c = accumulated[np.isfinite(accumulated)]
+        rows.append({
+            "norm": np.abs(values).sum() / g.size,
+            "l2": np.sqrt((values ** 2).sum()),
+            "mean": values.mean(), "std": values.std(),
+            "max_abs": np.abs(values).max(),
+            "max_abs_index": float(np.argmax(np.where(finite, np.abs(g),
+                                                      -1).ravel())),
+            "norm_accumulated": np.abs(c).sum() / g.size,
+            "accumulated_norm": norms,
+            "accumulated_max_abs": np.abs(c).max(),
+            "nan_count": float(np.isnan(g).sum()),
+            "inf_count": float(np.isinf(g).sum()),
+        })
+    return rows
+
+
+@pytest.mark.parametrize("shape, count", [((7, 5), 3), ((300, 200), 2)])
+def test_window_statistics_of_stacked_groups(shape, count):
+    """Stacked variables (small: float64; pooled: float32) each equal numpy."""
+    from tb_gradients import window
+
+    rng = np.random.default_rng(3)
+    variables = [tf.Variable(tf.zeros(shape)) for _ in range(count)]
+    windows = window.SourceWindows("probe", variables, 1024, "float32", 8)
+    assert windows.groups == [list(range(count))]
+    history = [[] for _ in range(count)]
+    for _ in range(3):
+        gradients = [rng.normal(size=shape).astype(np.float32) * 1e-3
+                     for _ in range(count)]
+        record = windows.end_window(windows.stack(gradients),
+                                    probe_batches=2)
+        for index, g in enumerate(gradients):
+            history[index].append(g.astype(np.float64))
+            want = _expected(history[index])[-1]
+            got = record.stats[index]
+            for key, value in want.items():
+                assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-12), (
+                    index, key)
+            counts = record.histograms[index][:, 2]
+            assert counts.sum() == g.size
+
+
+def test_non_finite_elements_are_counted_and_left_out():
+    from tb_gradients import window
+
+    rng = np.random.default_rng(4)
+    variables = [tf.Variable(tf.zeros((40, 30))) for _ in range(2)]
+    windows = window.SourceWindows("probe", variables, 256, "uint8", 6)
+    history = []
+    for step in range(3):
+        g = rng.normal(size=(40, 30)).astype(np.float32)
+        if step == 1:
+            g[3, 4], g[10, 0], g[7, 7] = np.nan, np.inf, -np.inf
+        history.append(g.astype(np.float64))
+        clean = np.ones((40, 30), np.float32)
+        record = windows.end_window(windows.stack([g, clean]),
+                                    probe_batches=1)
+        want = _expected(history)[-1]
+        got = record.stats[0]
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, rel=1e-5), (step, key)
+        assert record.histograms[0][:, 2].sum() == np.isfinite(g).sum()
+        # the clean neighbour in the same group is untouched by the NaN
+        assert record.stats[1]["nan_count"] == 0
+        assert record.stats[1]["norm"] == pytest.approx(1.0)
+        codes = record.heatmaps[0][0]
+        if step >= 1:
+            # C keeps the NaN: the |C| channel marks its block
+            assert (codes[2] == metadata.HEATMAP_CODE_NAN).any()
