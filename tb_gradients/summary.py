@@ -9,6 +9,7 @@ contract of docs/FORMAT.md and uses only names from ``metadata``.
 
 import functools
 import json
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -205,17 +206,25 @@ class BatchWriter:
     protocol buffer (they are small: statistics, pooled heatmaps,
     histograms) and handed to the writer with ``WriteRawProtoSummary``: no
     graph to trace, and one call per window whatever the number of
-    variables. TensorBoard's readers take every value of the event.
+    variables. TensorBoard's readers take every value of the event. As
+    TensorFlow's own writer does, a tag's metadata is written with its
+    first value in each event file only.
     """
+
+    def __init__(self):
+        self._described = weakref.WeakKeyDictionary()
 
     def write(self, writer, batch, step):
         if not batch.entries:
             return
+        described = self._described.setdefault(writer, set())
         proto = summary_pb2.Summary()
         for tag, value, meta in batch.entries:
             entry = proto.value.add(tag=tag)
-            entry.metadata.CopyFrom(_SCALAR_METADATA if meta is None
-                                    else meta)
+            if tag not in described:
+                entry.metadata.CopyFrom(_SCALAR_METADATA if meta is None
+                                        else meta)
+                described.add(tag)
             entry.tensor.CopyFrom(tensor_util.make_tensor_proto(value))
         tf.raw_ops.WriteRawProtoSummary(
             writer=_writer_resource(writer),
