@@ -128,11 +128,11 @@ def callback_state_bytes(model, callback):
 
     hook = capture.TrainingGradientCapture.for_model(model)
     variables = hook.window_sums + [hook.window_scalars]
+    total = sum(int(v.shape.num_elements()) * v.dtype.size
+                for v in variables)
     for windows in callback._windows.values():
-        for state in windows.states:
-            variables += list(state.variables())
-    return int(sum(int(v.shape.num_elements()) * v.dtype.size
-                   for v in variables))
+        total += sum(state.nbytes for state in windows.states)
+    return int(total)
 
 
 def run_child(name, config):

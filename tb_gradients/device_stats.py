@@ -140,30 +140,33 @@ def group_by_shape(shapes, limit=GROUP_ELEMENTS):
 
 
 class GroupState:
-    """The state carried from window to window for one group."""
+    """The state carried from window to window for one group.
 
-    def __init__(self, layout, count, name):
+    Plain tensors on the group's device, replaced by each window's step:
+    only the window end reads or writes them, so they need no variables
+    (and no read or assign operations per window).
+    """
+
+    FIELDS = ("accumulated", "compensation", "pooled_abs", "accumulated_l1")
+
+    def __init__(self, layout, count):
         shape = (count, layout.size)
-        self.accumulated = tf.Variable(
-            tf.zeros(shape, tf.float32), trainable=False,
-            name=f"tb_gradients_{name}_accumulated")
-        self.compensation = tf.Variable(
-            tf.zeros(shape, tf.bfloat16), trainable=False,
-            name=f"tb_gradients_{name}_compensation")
-        self.pooled_abs = tf.Variable(
-            tf.zeros((count, layout.cells), tf.float64), trainable=False,
-            name=f"tb_gradients_{name}_pooled_abs")
-        self.accumulated_l1 = tf.Variable(
-            tf.zeros((count,), tf.float64), trainable=False,
-            name=f"tb_gradients_{name}_accumulated_l1")
-
-    def variables(self):
-        return (self.accumulated, self.compensation, self.pooled_abs,
-                self.accumulated_l1)
+        self.accumulated = tf.zeros(shape, tf.float32)
+        self.compensation = tf.zeros(shape, tf.bfloat16)
+        self.pooled_abs = tf.zeros((count, layout.cells), tf.float64)
+        self.accumulated_l1 = tf.zeros((count,), tf.float64)
 
     def values(self):
-        """The current values, as tensors (reads, no copies)."""
-        return tuple(v.read_value() for v in self.variables())
+        return tuple(getattr(self, name) for name in self.FIELDS)
+
+    def replace(self, values):
+        for name, value in zip(self.FIELDS, values):
+            setattr(self, name, value)
+
+    @property
+    def nbytes(self):
+        return sum(int(v.shape.num_elements()) * v.dtype.size
+                   for v in self.values())
 
 
 # -- pure pieces (tensors in, tensors out) -----------------------------------
@@ -351,6 +354,7 @@ def _group_step(exact, heatmap, encoding, record, gradient, accumulated,
       ``(count, 4, cells)`` (with ``heatmap``), ``histogram`` int32
       ``(count, buckets)`` (when ``geometry[4] > 0``).
     """
+    geometry = tf.unstack(geometry, num=5)  # indexed many times below
     work = tf.float64 if exact else tf.float32
     new_c, new_compensation = kahan_add(accumulated, compensation, gradient)
     g = tf.cast(gradient, work)
@@ -421,6 +425,7 @@ def _masked_step(heatmap, encoding, gradient, accumulated, compensation,
       ``(new accumulated_l1, repaired compensation, outputs)``, outputs as
       `_group_step`'s.
     """
+    geometry = tf.unstack(geometry, num=5)
     g = tf.cast(gradient, tf.float64)
     c = tf.cast(accumulated, tf.float64) - tf.cast(compensation, tf.float64)
     finite = tf.math.is_finite(g)

@@ -81,8 +81,7 @@ class SourceWindows:
         for number, group in enumerate(self.groups):
             with tf.device(_device_of(self.variables[group[0]])):
                 self.states.append(device_stats.GroupState(
-                    self.layouts[group[0]], len(group),
-                    f"{source}_{number}"))
+                    self.layouts[group[0]], len(group)))
         # variable index -> (group number, row in the group)
         self._position = {index: (number, row)
                           for number, group in enumerate(self.groups)
@@ -139,8 +138,7 @@ class SourceWindows:
                 layout.exact, layout.heatmap, layout.encoding, record)
             new_state, out = step(gradients, *state.values(),
                                   layout.geometry)
-            for variable, value in zip(state.variables(), new_state):
-                variable.assign(value, read_value=False)
+            state.replace(new_state)
             if record:
                 for row, index in enumerate(group):
                     gated = self.layouts[index]
@@ -223,14 +221,16 @@ class SourceWindows:
                     stacked[number][row:row + 1],
                     *(value[row:row + 1] for value in state.values()),
                     layout.geometry)
-                state.compensation.scatter_nd_update([[row]], compensation)
+                state.compensation = tf.tensor_scatter_nd_update(
+                    state.compensation, [[row]], compensation)
             masked = out["reductions"].numpy()[0]
             l1 = stats.REDUCTIONS.index("accumulated_abs_l1")
             if np.isfinite(reductions[index, stats.REDUCTIONS.index("l1")]):
                 # G was finite (C was not): the main step counted ‖G‖₁
                 masked[l1] = reductions[index, l1]
             else:
-                state.accumulated_l1.scatter_nd_update([[row]], new_l1)
+                state.accumulated_l1 = tf.tensor_scatter_nd_update(
+                    state.accumulated_l1, [[row]], new_l1)
             reductions[index] = masked
             if histograms[index] is not None:
                 histograms[index] = out["histogram"].numpy()[0]
