@@ -80,8 +80,12 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         batched `tf.data.Dataset` of such tuples.
       probe_batches: at most this many batches of a probe dataset are used.
       probe_batch_size: batch size used to split probe arrays.
-      gradient_freq: log gradients every this many epochs (epochs with
-        ``epoch % gradient_freq == 0``).
+      gradient_freq: log gradients every this many windows (windows with
+        ``index % gradient_freq == 0``).
+      gradient_window: ``"epoch"`` (default): each record covers an epoch,
+        at the epoch's step; an int N: each record covers N optimizer steps
+        (windows may span epochs), at the global optimizer step of the
+        window's end; the last, partial window of a `fit` is recorded too.
       heatmap_cells: at most this many cells per variable heatmap (0: no
         heatmaps).
       heatmap_encoding: ``"uint8"`` (log-quantised, 1 byte per cell, 2.8 %
@@ -101,6 +105,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
 
     def __init__(self, log_dir="logs", source="training", probe_data=None,
                  probe_batches=8, probe_batch_size=128, gradient_freq=1,
+                 gradient_window="epoch",
                  heatmap_cells=128 * 128, heatmap_encoding="uint8",
                  histograms=True, histogram_buckets=30, timestep_layers=None,
                  timestep_samples=16, timestep_cells=512, timestep_channels=32,
@@ -110,6 +115,15 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             raise ValueError(f"`source` must be one of {SOURCE_CHOICES}. "
                              f"Received: source={source!r}")
         self.gradient_freq = _check_int("gradient_freq", gradient_freq, 1)
+        if gradient_window != "epoch":
+            if isinstance(gradient_window, str):
+                raise ValueError(
+                    "`gradient_window` must be 'epoch' or a number of "
+                    f"optimizer steps. Received: "
+                    f"gradient_window={gradient_window!r}")
+            gradient_window = _check_int("gradient_window", gradient_window,
+                                         1)
+        self.gradient_window = gradient_window
         self.heatmap_cells = _check_int("heatmap_cells", heatmap_cells, 0)
         self.probe_batches = _check_int("probe_batches", probe_batches, 1)
         self.probe_batch_size = _check_int("probe_batch_size",
@@ -162,6 +176,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._capture = None
         self._probe = None
         self._windows = {}
+        self._window_index = 0  # step windows ended by this callback
+        self._window_start = 0
         self._batch_writer = summary.BatchWriter()
 
     # -- lifecycle ---------------------------------------------------------
@@ -186,6 +202,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             self._guard_train_function(model)
         self._prepare_recurrent(model)
         super().on_train_begin(logs)
+        if self._step_windows:
+            self._begin_window()
 
     def _prepare_recurrent(self, model):
         """Finds the layers for timestep and per-gate gradients."""
@@ -252,45 +270,82 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
 
     def on_train_end(self, logs=None):
         try:
-            if self._capture is not None:
-                self._capture.detach()
+            if self._step_windows and self._optimizer_step() > (
+                    self._window_start):
+                # the last, partial window: users expect to see it
+                self._end_step_window()
         finally:
-            super().on_train_end(logs)
+            try:
+                if self._capture is not None:
+                    self._capture.detach()
+            finally:
+                super().on_train_end(logs)
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
-        if self._capture is not None and "training" in self._sources:
-            self._capture.begin_window()
+        if not self._step_windows:
+            self._begin_window()
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
+        if not self._step_windows:
+            self._guarded(self._log_gradients, epoch, epoch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, logs)
+        if (self._step_windows and self._optimizer_step() - self._window_start
+                >= self.gradient_window):
+            self._guarded(self._end_step_window)
+
+    # -- windows -----------------------------------------------------------
+
+    @property
+    def _step_windows(self):
+        return self.gradient_window != "epoch"
+
+    def _optimizer_step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def _begin_window(self):
+        if self._capture is not None and "training" in self._sources:
+            self._capture.begin_window()
+        self._window_start = self._optimizer_step()
+
+    def _end_step_window(self):
+        """Records the window that ends now, at the global optimizer step."""
+        self._log_gradients(self._window_index, self._optimizer_step())
+        self._window_index += 1
+        self._begin_window()
+
+    def _guarded(self, function, *args):
+        """Undoes the optimizer patch if the window's work raises."""
         try:
-            self._log_gradients(epoch)
+            function(*args)
         except BaseException:
             if self._capture is not None:
                 self._capture.detach()
             raise
 
-    # -- per-epoch work ----------------------------------------------------
+    def _should_log(self, index):
+        return index % self.gradient_freq == 0
 
-    def _should_log(self, epoch):
-        return epoch % self.gradient_freq == 0
-
-    def _log_gradients(self, epoch):
+    def _log_gradients(self, index, step):
+        """Ends window ``index`` (epoch or step window) and writes it at
+        summary step ``step`` if it is logged."""
         records = []
         if "training" in self._sources:
-            records.append(self._training_record(epoch))
-        if "probe" in self._sources and self._should_log(epoch):
+            records.append(self._training_record(index))
+        if "probe" in self._sources and self._should_log(index):
             records.append(self._probe_record())
         records = [r for r in records if r is not None]
-        if not records or not self._should_log(epoch):
+        if not records or not self._should_log(index):
             return
-        batch = summary.EpochBatch()
+        batch = summary.EpochBatch(window=self.gradient_window)
         for record in records:
             self._write_record(batch, record)
         if self._timesteps is not None:
             self._write_timesteps(batch)
-        self._batch_writer.write(self._train_writer, batch, epoch)
+        self._batch_writer.write(self._train_writer, batch, step)
         self._train_writer.flush()
 
     def _source_windows(self, source, variables, groups=None):
@@ -314,10 +369,10 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                 gate_counts, groups=groups)
         return state
 
-    def _training_record(self, epoch):
+    def _training_record(self, index):
         windows = self._source_windows("training", self._capture.variables,
                                        self._capture.groups)
-        logged = self._should_log(epoch)
+        logged = self._should_log(index)
         record = windows.end_window(self._capture.stacked_window_sums(),
                                     self._capture.window_scalars,
                                     record=logged)

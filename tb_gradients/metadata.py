@@ -12,7 +12,7 @@ from tensorboard.compat.proto import summary_pb2
 PLUGIN_NAME = "gradients"
 
 # Bumped whenever a tag, shape, dtype or JSON field changes meaning.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 SOURCES = ("training", "probe")
 

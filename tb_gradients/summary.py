@@ -61,7 +61,7 @@ def write_variable_stats(batch, source, variable, stat_values):
       stat_values: dict from `stats.variable_statistics`.
     """
     summary_metadata = plugin_metadata(
-        metadata.KIND_VARIABLE_STATS, source,
+        metadata.KIND_VARIABLE_STATS, source, window=batch.window,
         description=f"Gradient statistics of {variable['name']}",
         variable=variable["name"], layer=variable["layer"],
         index=variable["index"], shape=list(variable["shape"]),
@@ -81,7 +81,7 @@ def write_heatmap(batch, source, variable, encoded, block, encoding):
       block: ``(block_rows, block_cols)`` of the pooling.
     """
     summary_metadata = plugin_metadata(
-        metadata.KIND_HEATMAP, source,
+        metadata.KIND_HEATMAP, source, window=batch.window,
         description=f"Pooled gradient heatmaps of {variable['name']}",
         variable=variable["name"], layer=variable["layer"],
         index=variable["index"], shape=list(variable["shape"]),
@@ -106,7 +106,7 @@ def write_histogram(batch, source, variable, buckets):
 def write_steps(batch, source, step_table):
     """Per-step ``(l2, max_abs)`` rows of one epoch, float32 ``(n, 2)``."""
     summary_metadata = plugin_metadata(
-        metadata.KIND_STEPS, source,
+        metadata.KIND_STEPS, source, window=batch.window,
         description="Per-step global gradient L2 norm and max |g|",
         columns=list(metadata.STEP_COLUMNS))
     table = np.asarray(step_table, dtype=np.float32).reshape(-1, 2)
@@ -127,14 +127,14 @@ def write_timesteps(batch, source, info, view, samples):
                   channel_block=int(view["channel_block"]),
                   direction_ranges=view["direction_ranges"])
     summary_metadata = plugin_metadata(
-        metadata.KIND_TIMESTEPS, source,
+        metadata.KIND_TIMESTEPS, source, window=batch.window,
         description=f"d(loss)/d(output) of layer {info['layer']}", **fields)
     batch.tensor(metadata.timesteps_tag(source, info["layer"]),
                  view["values"], summary_metadata)
     if view["l2"] is None:
         return
     norms_metadata = plugin_metadata(
-        metadata.KIND_TIMESTEP_NORMS, source,
+        metadata.KIND_TIMESTEP_NORMS, source, window=batch.window,
         description=f"Per-timestep gradient norm of layer {info['layer']}",
         channels_axis0=list(metadata.TIMESTEP_NORM_CHANNELS), **fields)
     batch.tensor(metadata.timestep_norms_tag(source, info["layer"]),
@@ -149,7 +149,7 @@ def write_gates(batch, source, layer_name, kind, table, rows):
       rows: ``[{"direction", "role", "variable"}]`` naming each row.
     """
     summary_metadata = plugin_metadata(
-        metadata.KIND_GATES, source,
+        metadata.KIND_GATES, source, window=batch.window,
         description=f"Per-gate weight-gradient norms of layer {layer_name}",
         layer=layer_name, recurrent_kind=kind,
         gates=list(stats.GATES[kind]), rows=rows,
@@ -162,7 +162,7 @@ def write_gate_heatmap(batch, source, variable, layer_name, kind, pooled,
                        block):
     """Pooled mean |g| of each gate of one fused recurrent weight (float32)."""
     summary_metadata = plugin_metadata(
-        metadata.KIND_GATE_HEATMAP, source,
+        metadata.KIND_GATE_HEATMAP, source, window=batch.window,
         description=f"Per-gate gradient heatmaps of {variable}",
         variable=variable, layer=layer_name, recurrent_kind=kind,
         gates=list(stats.GATES[kind]), block=[int(b) for b in block])
@@ -171,9 +171,15 @@ def write_gate_heatmap(batch, source, variable, layer_name, kind, pooled,
 
 
 class EpochBatch:
-    """The summaries of one epoch, collected before they are written."""
+    """The summaries of one window, collected before they are written.
 
-    def __init__(self):
+    Args:
+      window: ``"epoch"`` or the window's length in optimizer steps, written
+        into every plugin series' metadata (FORMAT.md, version 2).
+    """
+
+    def __init__(self, window="epoch"):
+        self.window = window
         self.entries = []
 
     def tensor(self, tag, value, summary_metadata):

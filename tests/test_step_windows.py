@@ -1,0 +1,117 @@
+"""Windows of N optimizer steps (``gradient_window=N``).
+
+A 1-epoch run of 64 steps with windows of 16 steps writes 4 records, at the
+global optimizer steps 16, 32, 48, 64; each window gradient equals the sum
+of the 16 step gradients of an independent GradientTape loop, and the
+accumulated series is their running sum.
+"""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from tb_gradients import GradientTensorBoard
+from tb_gradients import metadata
+from tests import eventfiles
+from tests import reference
+
+LR = 0.05
+BATCH = 4
+STEPS = 64
+WINDOW = 16
+
+
+def make_data():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(STEPS * BATCH, 6)).astype("float32")
+    return x, (x[:, 0] + x[:, 1] > 0).astype("int64")
+
+
+def make_model():
+    keras.utils.set_random_seed(5)
+    return keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(5, activation="tanh", name="hidden"),
+        keras.layers.Dense(2, activation="softmax", name="out"),
+    ])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    keras.utils.clear_session()
+    x, y = make_data()
+    model = make_model()
+    twin = reference.clone_with_weights(model)
+    model.compile(keras.optimizers.SGD(LR),
+                  keras.losses.SparseCategoricalCrossentropy())
+    logdir = tmp_path_factory.mktemp("windows")
+    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
+              callbacks=[GradientTensorBoard(
+                  str(logdir), gradient_window=WINDOW,
+                  heatmap_encoding="float32")])
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+    steps = reference.tape_training(twin, loss_fn, x, y, BATCH, 1, LR)[0]
+    names = [v.path.split("/", 1)[1] for v in model.trainable_variables]
+    return {"series": eventfiles.load(logdir / "train"), "steps": steps,
+            "names": names}
+
+
+def test_one_record_per_window_at_the_global_step(run):
+    tag = metadata.variable_stats_tag("training", run["names"][0])
+    assert sorted(run["series"][tag]) == [16, 32, 48, 64]
+    content = json.loads(
+        run["series"]["__metadata__"][tag].plugin_data.content)
+    assert content["window"] == WINDOW
+    assert content["version"] == metadata.FORMAT_VERSION
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_window_gradients_and_accumulation(run, index):
+    name = run["names"][index]
+    heat_tag = metadata.heatmap_tag("training", name)
+    accumulated = 0
+    for k, end in enumerate([16, 32, 48, 64]):
+        steps = run["steps"][k * WINDOW:(k + 1) * WINDOW]
+        g = sum(step[index] for step in steps)
+        accumulated = accumulated + g
+        got = eventfiles.variable_stats(run["series"], "training", name, end)
+        assert got["steps"] == WINDOW
+        assert got["l2"] == pytest.approx(np.sqrt((g ** 2).sum()), rel=2e-4)
+        # float32 sums of 16 steps: the mean of a cancelling bias sits at
+        # their rounding, about 1e-7 of its elements
+        assert got["mean"] == pytest.approx(g.mean(), rel=2e-4,
+                                            abs=1e-6 * np.abs(g).max())
+        assert got["l2_accumulated"] == pytest.approx(
+            np.sqrt((accumulated ** 2).sum()), rel=2e-4)
+        heat = run["series"][heat_tag][end]
+        np.testing.assert_allclose(heat[0].reshape(-1),
+                                   np.abs(g).reshape(-1), rtol=2e-4,
+                                   atol=1e-7)
+        np.testing.assert_allclose(heat[2].reshape(-1),
+                                   np.abs(accumulated).reshape(-1),
+                                   rtol=2e-4, atol=1e-7)
+        table = run["series"][metadata.steps_tag("training")][end]
+        assert table.shape == (WINDOW, 2)
+
+
+def test_partial_window_at_the_end_of_fit(tmp_path):
+    x, y = make_data()
+    model = make_model()
+    model.compile(keras.optimizers.SGD(LR),
+                  keras.losses.SparseCategoricalCrossentropy())
+    model.fit(x[:40 * BATCH], y[:40 * BATCH], batch_size=BATCH, epochs=1,
+              verbose=0, callbacks=[GradientTensorBoard(
+                  str(tmp_path), gradient_window=WINDOW)])
+    series = eventfiles.load(tmp_path / "train")
+    tag = metadata.variable_stats_tag("training", "hidden/kernel")
+    assert sorted(series[tag]) == [16, 32, 40]
+    assert eventfiles.variable_stats(series, "training", "hidden/kernel",
+                                     40)["steps"] == 8
+
+
+@pytest.mark.parametrize("value", ["steps", 0, 2.5, True])
+def test_bad_gradient_window(tmp_path, value):
+    with pytest.raises((ValueError, TypeError), match="gradient_window"):
+        GradientTensorBoard(str(tmp_path), gradient_window=value)
