@@ -55,7 +55,7 @@ def run(tmp_path_factory):
     steps = reference.tape_training(twin, loss_fn, x, y, BATCH, 1, LR)[0]
     names = [v.path.split("/", 1)[1] for v in model.trainable_variables]
     return {"series": eventfiles.load(logdir / "train"), "steps": steps,
-            "names": names}
+            "names": names, "logdir": logdir}
 
 
 def test_one_record_per_window_at_the_global_step(run):
@@ -115,3 +115,24 @@ def test_partial_window_at_the_end_of_fit(tmp_path):
 def test_bad_gradient_window(tmp_path, value):
     with pytest.raises((ValueError, TypeError), match="gradient_window"):
         GradientTensorBoard(str(tmp_path), gradient_window=value)
+
+
+def test_the_plugin_serves_a_window_run(run):
+    """Today's routes answer a window run with its steps (the tab's step
+    axis is still to come)."""
+    from werkzeug import test as werkzeug_test
+
+    from tests.test_plugin_wsgi import get_json
+    from tests.test_plugin_wsgi import make_app
+
+    app, _, _ = make_app(run["logdir"])
+    client = werkzeug_test.Client(app)
+    runs = get_json(client, "/runs")["runs"]
+    assert [(r["run"], r["epochs"]) for r in runs] == [("train", 4)]
+    body = get_json(client, "/variable_stats", run="train",
+                    source="training")
+    assert body["epochs"] == [16, 32, 48, 64]
+    steps = get_json(client, "/steps", run="train", source="training")
+    assert [e["epoch"] for e in steps["epochs"]] == [16, 32, 48, 64]
+    assert get_json(client, "/heatmap", run="train", source="training",
+                    variable="hidden/kernel")
