@@ -73,6 +73,7 @@ def child(name, config, logdir):
     import keras
     import numpy as np
 
+    from bench import overhead
     from tb_gradients import GradientTensorBoard
 
     epochs, steps, batch = MODELS[name]
@@ -96,14 +97,7 @@ def child(name, config, logdir):
         callback = keras.callbacks.TensorBoard(logdir)
     else:
         callback = GradientTensorBoard(logdir)
-        original = callback._log_gradients
-
-        def timed(epoch):
-            began = time.perf_counter()
-            original(epoch)
-            spent.append(time.perf_counter() - began)
-
-        callback._log_gradients = timed
+        spent = overhead.time_window_ends(callback)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0,
               shuffle=False, callbacks=[Clock(), callback])

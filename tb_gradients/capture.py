@@ -75,7 +75,7 @@ def check_private_attributes(optimizer):
         )
 
 
-def _plain_variable(variable):
+def plain_variable(variable):
     """The ``tf.Variable`` behind a Keras variable."""
     return getattr(variable, "value", variable) if hasattr(
         variable, "path") else variable
@@ -252,7 +252,7 @@ class TrainingGradientCapture:
                 if len(group) > 1:
                     shape = (len(group), int(np.prod(shape, dtype=np.int64)))
                 with strategy.extended.colocate_vars_with(
-                        _plain_variable(first)):
+                        plain_variable(first)):
                     sums.append(self._zeros(shape, "sum"))
                 for row, index in enumerate(group):
                     self._slot[index] = (number, row, len(group) > 1)
@@ -317,15 +317,23 @@ class TrainingGradientCapture:
                     variable, self._record_replicated, args=(gradient,),
                     group=False)
             return
-        indices, l1s, squares, maxima = [], [], [], []
-        for gradient, variable in pairs:
-            index, l1, square, largest = self._record_variable(gradient,
-                                                               variable)
-            indices.append(index)
-            l1s.append(l1)
-            squares.append(square)
-            maxima.append(largest)
-        squares = 2.0 * tf.stack(squares)
+        self._add_step_figures(
+            [self._record_variable(g, v) for g, v in pairs])
+
+    def _record_replicated(self, variable, gradient):
+        """`_record_step` for one variable, in its update context."""
+        self._add_step_figures([self._record_variable(gradient, variable)])
+
+    def _add_step_figures(self, figures):
+        """Adds the per-variable scalars of one step (one scatter) and the
+        step's row of the per-step table (two).
+
+        Args:
+          figures: per variable, ``(index, ‖g‖₁, ‖g‖₂² / 2, max |g|)`` from
+            `_record_variable`.
+        """
+        indices, l1s, halves, maxima = zip(*figures)
+        squares = 2.0 * tf.stack(halves)
         self._window_scalars.scatter_add(tf.IndexedSlices(
             tf.cast(tf.stack([tf.ones_like(squares), tf.stack(l1s), squares],
                              axis=1), tf.float64),
@@ -335,20 +343,6 @@ class TrainingGradientCapture:
             tf.reshape(tf.reduce_sum(squares), [1]), row))
         self._step_max.scatter_max(tf.IndexedSlices(
             tf.reshape(tf.reduce_max(tf.stack(maxima)), [1]), row))
-
-    def _record_replicated(self, variable, gradient):
-        """`_record_step` for one variable, in its update context."""
-        index, l1, square, largest = self._record_variable(gradient,
-                                                           variable)
-        square = 2.0 * square
-        self._window_scalars.scatter_add(tf.IndexedSlices(
-            tf.cast(tf.stack([tf.ones_like(square), l1, square])[None],
-                    tf.float64), tf.constant([index], tf.int32)))
-        row = self._step_row()
-        self._step_sq.scatter_add(tf.IndexedSlices(
-            tf.reshape(square, [1]), row))
-        self._step_max.scatter_max(tf.IndexedSlices(
-            tf.reshape(largest, [1]), row))
 
     def _step_row(self):
         """The per-step table's row of this step (the last row collects
@@ -531,7 +525,7 @@ class ProbeGradients:
                 loss = model.compute_loss(
                     x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                     training=False)
-            grads = tape.gradient(loss, [_plain_variable(v) for v in variables])
+            grads = tape.gradient(loss, [plain_variable(v) for v in variables])
             return [tf.zeros(v.shape, tf.float32) if g is None else
                     tf.cast(tf.convert_to_tensor(g), tf.float32)
                     for g, v in zip(grads, variables)]

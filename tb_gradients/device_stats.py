@@ -301,6 +301,12 @@ def _squares(values):
     return tf.square(tf.math.reduce_euclidean_norm(values, axis=-1))
 
 
+def _stack_columns(columns, names):
+    """``(count, len(names))`` float64 from per-variable column tensors."""
+    return tf.stack([tf.cast(columns[name], tf.float64) for name in names],
+                    axis=1)
+
+
 def _dissolving_mean(pooled_abs, block_c, counts):
     dissolving = pooled_abs - block_c
     return tf.where(dissolving < 0, tf.zeros_like(dissolving),
@@ -396,12 +402,9 @@ def _group_step(exact, heatmap, encoding, record, gradient, accumulated,
         "nan_count": tf.zeros([count], tf.float64),
         "inf_count": tf.zeros([count], tf.float64),
     }
-    reductions = tf.stack([tf.cast(columns[name], tf.float64)
-                           for name in REDUCTIONS], axis=1)
-    out = {"reductions": reductions}
+    out = {"reductions": _stack_columns(columns, REDUCTIONS)}
     if heatmap:
-        scales = tf.stack([tf.cast(columns[name], tf.float64) for name in
-                           metadata.HEATMAP_CHANNEL_SCALES], axis=1)
+        scales = _stack_columns(columns, metadata.HEATMAP_CHANNEL_SCALES)
         out["heatmap"] = _channels(abs_g, block_abs, block_c,
                                    dissolving_mean, counts, scales,
                                    geometry, encoding)
@@ -460,11 +463,9 @@ def _masked_step(heatmap, encoding, gradient, accumulated, compensation,
         "nan_count": tf.math.count_nonzero(tf.math.is_nan(g), axis=1),
         "inf_count": tf.math.count_nonzero(tf.math.is_inf(g), axis=1),
     }
-    out = {"reductions": tf.stack([tf.cast(columns[name], tf.float64)
-                                   for name in REDUCTIONS], axis=1)}
+    out = {"reductions": _stack_columns(columns, REDUCTIONS)}
     if heatmap:
-        scales = tf.stack([tf.cast(columns[name], tf.float64) for name in
-                           metadata.HEATMAP_CHANNEL_SCALES], axis=1)
+        scales = _stack_columns(columns, metadata.HEATMAP_CHANNEL_SCALES)
         out["heatmap"] = _channels(raw_abs_g, block_abs, block_c,
                                    dissolving_mean, counts, scales,
                                    geometry, encoding)

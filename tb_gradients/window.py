@@ -11,15 +11,14 @@ counts, gate tables); the statistics are computed from it with
 import numpy as np
 import tensorflow as tf
 
+from tb_gradients import capture
 from tb_gradients import device_stats
 from tb_gradients import stats
 
 
 def _device_of(variable):
     """Where a (Keras or tf) variable lives, for colocating its state."""
-    plain = getattr(variable, "value", variable) if hasattr(
-        variable, "path") else variable
-    return getattr(plain, "device", None) or None
+    return getattr(capture.plain_variable(variable), "device", None) or None
 
 
 class WindowRecord:
