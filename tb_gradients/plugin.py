@@ -24,6 +24,7 @@ from tensorboard.util import tb_logging
 
 from tb_gradients import metadata
 from tb_gradients import plugin_data
+from tb_gradients import plugin_series
 
 logger = tb_logging.get_logger()
 
@@ -287,12 +288,15 @@ class GradientsPlugin(base_plugin.TBPlugin):
     # -- implementations ------------------------------------------------------
 
     def runs_impl(self, ctx, experiment):
-        """Runs with gradient data, their sources and logged epoch counts.
+        """Runs with gradient data: sources, window and logged epoch counts.
 
-        The epoch count of a source is the number of samples of its first
-        variable's statistics series, which the writer logs at every logged
-        epoch. Counting needs a read; its result is kept while those series'
-        last step and wall time (from the listing) are unchanged.
+        The epoch count of a source is the number of distinct steps of its
+        first variable's statistics series, which the writer logs at every
+        logged epoch or window (a step recorded twice, by a restarted run,
+        counts once). Counting needs a read; its result is kept while those
+        series' last step and wall time (from the listing) are unchanged.
+        The ``window`` (`plugin_series.run_window`) comes from the series'
+        metadata.
         """
         listing = self._list(ctx, experiment)
         firsts = {}
@@ -302,7 +306,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
             sources = plugin_data.sources_present(parsed)
             if not sources:
                 continue
-            runs.append({"run": run, "sources": sources})
+            runs.append({"run": run, "sources": sources,
+                         "window": plugin_series.run_window(parsed)})
             for source in sources:
                 entries = plugin_data.variable_entries(parsed, source)
                 if entries:
@@ -325,7 +330,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
         data = self._read(ctx, experiment,
                           runs=sorted({run for run, _ in firsts}),
                           tags=sorted(set(firsts.values())))
-        return {key: len(data.get(key[0], {}).get(tag, ()))
+        return {key: len(plugin_series.steps_of(
+                    data.get(key[0], {}).get(tag, ())))
                 for key, tag in firsts.items()}
 
     def variables_impl(self, ctx, experiment, run, source):
@@ -446,7 +452,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
                 "No heatmap of variable %r for run %r and source %r"
                 % (variable, run, source))
         data = self._read(ctx, experiment, runs=[run], tags=tags).get(run, {})
-        by_epoch = {int(d.step): d for d in data.get(heatmap_tag, [])}
+        by_epoch = plugin_series.by_step(data.get(heatmap_tag, []))
         epochs = sorted(by_epoch)
         if not epochs:
             raise errors.NotFoundError(
@@ -520,7 +526,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
             return {}
         data = self._read(ctx, experiment, runs=[run],
                           tags=sorted(set(tags.values()))).get(run, {})
-        return {key: plugin_data.epochs_of(data.get(tag, []))
+        return {key: plugin_series.steps_of(data.get(tag, []))
                 for key, tag in tags.items()}
 
     def timesteps_impl(self, ctx, experiment, run, layer, epoch=None):
@@ -559,7 +565,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
     def _timesteps_body(self, ctx, experiment, run, layer, epoch, content,
                         tags):
         data = self._read(ctx, experiment, runs=[run], tags=tags).get(run, {})
-        by_epoch = {int(d.step): d for d in data.get(tags[0], [])}
+        by_epoch = plugin_series.by_step(data.get(tags[0], []))
         epochs = sorted(by_epoch)
         if not epochs:
             raise errors.NotFoundError(
@@ -577,7 +583,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
                      "l2": None, "valid": None, "epoch_l2": None})
         norms = {}
         if len(tags) > 1:
-            norms = {int(d.step): d.numpy for d in data.get(tags[1], [])}
+            norms = {step: d.numpy for step, d in
+                     plugin_series.by_step(data.get(tags[1], [])).items()}
         if norms and tensor.ndim == 3:
             if epoch in norms:
                 l2, valid = plugin_data.timestep_norms(norms[epoch],
@@ -625,7 +632,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
                 "No gate heatmap of variable %r for run %r and source %r"
                 % (variable, run, source))
         data = self._read(ctx, experiment, runs=[run], tags=[tag])
-        by_epoch = {int(d.step): d for d in data.get(run, {}).get(tag, [])}
+        by_epoch = plugin_series.by_step(data.get(run, {}).get(tag, []))
         epochs = sorted(by_epoch)
         if not epochs:
             raise errors.NotFoundError(

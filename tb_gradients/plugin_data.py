@@ -16,6 +16,7 @@ import threading
 import numpy as np
 
 from tb_gradients import metadata
+from tb_gradients import plugin_series
 from tb_gradients import stats
 
 # Static assets: only these extensions are served, with these media types.
@@ -373,13 +374,14 @@ def stat_matrix(datums, columns):
       ``(epochs, matrix)``: sorted int64 epochs and a float64 matrix whose
       columns follow ``VARIABLE_STAT_NAMES`` (NaN where the file has no such
       column). An epoch whose tensor is not a vector of the announced
-      length is left out; of repeated epochs the last one wins.
+      length is left out; of repeated epochs the latest recording
+      (`plugin_series.latest_by_step`) wins.
     """
-    by_epoch = {}
-    for datum in datums:
-        vector = np.asarray(datum.numpy, dtype=np.float64).reshape(-1)
-        if vector.size == len(columns):
-            by_epoch[int(datum.step)] = vector
+    valid = [datum for datum in datums
+             if np.size(datum.numpy) == len(columns)]
+    by_epoch = {
+        int(datum.step): np.asarray(datum.numpy, dtype=np.float64).reshape(-1)
+        for datum in plugin_series.latest_by_step(valid)}
     width = len(metadata.VARIABLE_STAT_NAMES)
     if not by_epoch:
         return np.zeros(0, dtype=np.int64), np.zeros((0, width))
@@ -516,7 +518,8 @@ def scalar_series(tag_to_data, source):
     for name in metadata.GLOBAL_STAT_NAMES:
         data = tag_to_data.get(metadata.scalar_tag(source, name))
         if data:
-            by_stat[name] = {int(d.step): float(d.value) for d in data}
+            by_stat[name] = {int(d.step): float(d.value)
+                             for d in plugin_series.latest_by_step(data)}
     epochs = sorted({step for values in by_stat.values() for step in values})
     series = {
         name: [finite_or_none(values.get(epoch)) for epoch in epochs]
@@ -541,12 +544,14 @@ def step_columns(content):
 def step_epochs(datums, content):
     """Per-epoch lists of per-step ``l2`` and ``max_abs`` values.
 
+    Of repeated epochs, the latest recording (`plugin_series.latest_by_step`).
+
     Raises:
       ValueError: When a tensor is not a ``(steps, columns)`` table.
     """
     l2_column, max_column = step_columns(content)
     epochs = []
-    for datum in sorted(datums, key=lambda d: d.step):
+    for datum in plugin_series.latest_by_step(datums):
         table = np.asarray(datum.numpy, dtype=np.float64)
         if table.ndim != 2:
             raise ValueError("per-step tensor of epoch %r has shape %r"
@@ -812,11 +817,6 @@ def timestep_description(content):
     return {field: content.get(field) for field in TIMESTEP_FIELDS}
 
 
-def epochs_of(datums):
-    """Sorted distinct steps of a series' data."""
-    return sorted({int(datum.step) for datum in datums})
-
-
 def timestep_values(tensor):
     """The stored ``(samples, T', C')`` or ``(samples, C')`` gradient.
 
@@ -939,7 +939,7 @@ def gate_table(datums, content):
     Returns:
       ``(epochs, values)``: sorted epochs and, per epoch, the float64
       ``[row][gate][stat]`` table with ``None`` where non-finite. Of
-      repeated epochs the last one wins.
+      repeated epochs the latest recording (`plugin_series.latest_by_step`).
 
     Raises:
       ValueError: When a tensor is not ``(rows, gates, stats)`` as the
@@ -948,7 +948,7 @@ def gate_table(datums, content):
     gates, names = gate_columns(content)
     shape = (len(gate_rows(content)), len(gates), len(names))
     by_epoch = {}
-    for datum in datums:
+    for datum in plugin_series.latest_by_step(datums):
         table = np.asarray(datum.numpy, dtype=np.float64)
         if table.shape != shape:
             raise ValueError("gates tensor of epoch %r has shape %r, not %r"

@@ -172,7 +172,7 @@ def test_runs(client):
     assert [entry["run"] for entry in body["runs"]] == sorted(runs)
     assert runs["tanh/train"] == {"run": "tanh/train",
                                   "sources": ["training", "probe"],
-                                  "epochs": 4}
+                                  "window": "epoch", "epochs": 4}
     assert runs["exploding/train"]["sources"] == ["training"]
     assert runs["exploding/train"]["epochs"] == 3
     assert runs["long/train"]["epochs"] == LONG_EPOCHS
