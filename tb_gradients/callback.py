@@ -5,7 +5,9 @@ writes.
 """
 
 import functools
+import itertools
 import numbers
+import os
 import warnings
 
 import keras
@@ -14,6 +16,7 @@ import tensorflow as tf
 
 from tb_gradients import capture
 from tb_gradients import metadata
+from tb_gradients import resume
 from tb_gradients import stats
 from tb_gradients import summary
 from tb_gradients import timesteps
@@ -86,6 +89,12 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         at the epoch's step; an int N: each record covers N optimizer steps
         (windows may span epochs), at the global optimizer step of the
         window's end; the last, partial window of a `fit` is recorded too.
+      resume_state: write the accumulated gradient state to
+        ``<log_dir>/gradient_state/`` at each epoch end, and continue from
+        it when a `fit` resumes at a later epoch (`BackupAndRestore`,
+        ``initial_epoch``), so that the accumulated series go on as in an
+        uninterrupted run. False: nothing is written; a resumed run
+        accumulates anew.
       heatmap_cells: at most this many cells per variable heatmap (0: no
         heatmaps).
       heatmap_encoding: ``"uint8"`` (log-quantised, 1 byte per cell, 2.8 %
@@ -105,7 +114,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
 
     def __init__(self, log_dir="logs", source="training", probe_data=None,
                  probe_batches=8, probe_batch_size=128, gradient_freq=1,
-                 gradient_window="epoch",
+                 gradient_window="epoch", resume_state=True,
                  heatmap_cells=128 * 128, heatmap_encoding="uint8",
                  histograms=True, histogram_buckets=30, timestep_layers=None,
                  timestep_samples=16, timestep_cells=512, timestep_channels=32,
@@ -124,6 +133,10 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             gradient_window = _check_int("gradient_window", gradient_window,
                                          1)
         self.gradient_window = gradient_window
+        if not isinstance(resume_state, bool):
+            raise TypeError(f"`resume_state` must be True or False. "
+                            f"Received: resume_state={resume_state!r}")
+        self.resume_state = resume_state
         self.heatmap_cells = _check_int("heatmap_cells", heatmap_cells, 0)
         self.probe_batches = _check_int("probe_batches", probe_batches, 1)
         self.probe_batch_size = _check_int("probe_batch_size",
@@ -178,6 +191,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._windows = {}
         self._window_index = 0  # step windows ended by this callback
         self._window_start = 0
+        self._fit_begun = False
         self._batch_writer = summary.BatchWriter()
 
     # -- lifecycle ---------------------------------------------------------
@@ -202,8 +216,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             self._guard_train_function(model)
         self._prepare_recurrent(model)
         super().on_train_begin(logs)
-        if self._step_windows:
-            self._begin_window()
+        self._fit_begun = False
 
     def _prepare_recurrent(self, model):
         """Finds the layers for timestep and per-gate gradients."""
@@ -283,13 +296,22 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
-        if not self._step_windows:
+        first = not self._fit_begun
+        self._fit_begun = True
+        # Step windows begin with the fit's first epoch: by then every
+        # callback's on_train_begin ran (BackupAndRestore has restored the
+        # optimizer's step).
+        if first or not self._step_windows:
             self._begin_window()
+        if first and self.resume_state:
+            self._guarded(self._resume, epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
         if not self._step_windows:
             self._guarded(self._log_gradients, epoch, epoch)
+        if self.resume_state:
+            self._guarded(self._save_state, epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         super().on_train_batch_end(batch, logs)
@@ -347,6 +369,110 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             self._write_timesteps(batch)
         self._batch_writer.write(self._train_writer, batch, step)
         self._train_writer.flush()
+
+    # -- resume ------------------------------------------------------------
+
+    @property
+    def _state_directory(self):
+        return os.path.join(self._log_write_dir, resume.STATE_DIRECTORY)
+
+    def _source_variables(self, source):
+        if source == "training":
+            return self._capture.variables, self._capture.groups
+        return list(self.model.trainable_variables), None
+
+    def _state_is_current(self):
+        """Whether this callback holds state of the model being trained (a
+        later `fit` of the same model continues it in memory)."""
+        return any(
+            self._windows.get(source) is not None
+            and self._windows[source].key == tuple(
+                id(v) for v in self._source_variables(source)[0])
+            for source in self._sources)
+
+    def _variable_signature(self, variables):
+        return {"names": _unique_names(variables, self.model.name),
+                "shapes": [[int(d) for d in v.shape] for v in variables]}
+
+    def _save_state(self, epoch):
+        """Writes the state a resume at ``epoch + 1`` continues from."""
+        arrays = [resume.with_prefix(source, windows.state_arrays())
+                  for source, windows in self._windows.items()]
+        if self._step_windows and self._capture is not None:
+            arrays.append(resume.with_prefix(
+                "capture", self._capture.open_window_arrays()))
+        meta = {
+            "step": self._optimizer_step(),
+            "window": self.gradient_window,
+            "window_index": self._window_index,
+            "window_start": self._window_start,
+            "sources": {source: self._variable_signature(windows.variables)
+                        for source, windows in self._windows.items()},
+        }
+        try:
+            resume.save(self._state_directory, epoch, meta,
+                        itertools.chain.from_iterable(arrays))
+        except (OSError, tf.errors.OpError) as error:
+            # The logs are complete without it; only a resume would miss it.
+            warnings.warn(
+                f"GradientTensorBoard: cannot write the gradient state of "
+                f"epoch {epoch} to {self._state_directory} ({error}); a "
+                "resumed run would restart its accumulated series.",
+                stacklevel=2)
+
+    def _resume(self, epoch):
+        """At a fit's first epoch: continues the state saved at the end of
+        the epoch before, if this callback has none for the model."""
+        if self._state_is_current():
+            return
+        directory = self._state_directory
+        if epoch == 0:
+            resume.clear(directory)  # a new run in this log directory
+            return
+        try:
+            loaded = resume.load(directory, epoch - 1)
+            if loaded is None:
+                raise ValueError(f"no gradient state for epoch {epoch - 1} "
+                                 f"in {directory}")
+            self._restore(*loaded)
+        except ValueError as error:
+            self._windows = {}
+            warnings.warn(
+                f"GradientTensorBoard: the fit resumes at epoch {epoch} but "
+                f"the accumulated gradient state cannot be continued "
+                f"({error}); the accumulated series restart from zero at "
+                f"epoch {epoch}.", stacklevel=2)
+
+    def _restore(self, meta, arrays):
+        if meta.get("window") != self.gradient_window:
+            raise ValueError(
+                f"it was recorded with gradient_window="
+                f"{meta.get('window')!r}, this callback has "
+                f"gradient_window={self.gradient_window!r}")
+        saved = meta.get("sources", {})
+        for source in self._sources:
+            if source not in saved:
+                continue
+            variables, groups = self._source_variables(source)
+            if saved[source] != self._variable_signature(variables):
+                raise ValueError(f"the {source} variables differ from the "
+                                 "model's")
+            windows = self._source_windows(source, variables, groups)
+            windows.load_state_arrays(resume.under_prefix(source, arrays))
+        if not self._step_windows:
+            return
+        if self._capture is not None:
+            self._capture.load_open_window_arrays(
+                resume.under_prefix("capture", arrays))
+        self._window_index = int(meta["window_index"])
+        self._window_start = int(meta["window_start"])
+        if self._optimizer_step() != meta["step"]:
+            warnings.warn(
+                f"GradientTensorBoard: the gradient state was saved at "
+                f"optimizer step {meta['step']}, the resumed optimizer is at "
+                f"step {self._optimizer_step()}; step windows continue from "
+                "the saved step (restore the optimizer with the weights, as "
+                "BackupAndRestore and model.save do).", stacklevel=2)
 
     def _source_windows(self, source, variables, groups=None):
         """The accumulated state of a source, created for these variables.

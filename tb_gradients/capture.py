@@ -415,6 +415,39 @@ class TrainingGradientCapture:
 
         return tracing.TracedOnce(read)
 
+    def _open_window_variables(self):
+        named = [(f"sum/{number}", v)
+                 for number, v in enumerate(self._window_sums)]
+        return named + [("scalars", self._window_scalars),
+                        ("step_sq", self._step_sq),
+                        ("step_max", self._step_max),
+                        ("skipped", self._skipped),
+                        ("start", self._window_start)]
+
+    def open_window_arrays(self):
+        """The open window's sums and per-step figures, as ``(name, host
+        array)`` pairs read one at a time (`resume`, with step windows)."""
+        for name, variable in self._open_window_variables():
+            yield name, variable.numpy()
+
+    def load_open_window_arrays(self, arrays):
+        """Continues the window saved by `open_window_arrays`.
+
+        Raises ValueError (and assigns nothing) when a saved array is
+        missing or of another shape or dtype.
+        """
+        named = self._open_window_variables()
+        for name, variable in named:
+            array = arrays.get(name)
+            if (array is None or tuple(array.shape) != tuple(variable.shape)
+                    or array.dtype != variable.dtype.as_numpy_dtype):
+                raise ValueError(
+                    f"open window {name!r}: expected {variable.dtype.name} "
+                    f"{tuple(variable.shape)}, found "
+                    f"{None if array is None else (array.dtype.name, array.shape)}")
+        for name, variable in named:
+            variable.assign(arrays[name])
+
     def begin_window(self):
         """Starts the window's sums from zero at the current optimizer step."""
         if self._reset is None:

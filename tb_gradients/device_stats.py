@@ -168,6 +168,34 @@ class GroupState:
         return sum(int(v.shape.num_elements()) * v.dtype.size
                    for v in self.values())
 
+    def arrays(self):
+        """``(field, host array)`` pairs, read one at a time (bfloat16 as
+        its uint16 bits, which every numpy reads)."""
+        for name, value in zip(self.FIELDS, self.values()):
+            if value.dtype == tf.bfloat16:
+                value = tf.bitcast(value, tf.uint16)
+            yield name, value.numpy()
+
+    def load_arrays(self, arrays):
+        """Replaces the state with `arrays` output; raises ValueError when
+        a field is missing or its shape or dtype differs."""
+        values = []
+        for name, current in zip(self.FIELDS, self.values()):
+            array = arrays.get(name)
+            bits = tf.uint16 if current.dtype == tf.bfloat16 else current.dtype
+            if (array is None or tuple(array.shape) != tuple(current.shape)
+                    or array.dtype != bits.as_numpy_dtype):
+                raise ValueError(
+                    f"state field {name!r}: expected {bits.name} "
+                    f"{tuple(current.shape)}, found "
+                    f"{None if array is None else (array.dtype.name, array.shape)}")
+            with tf.device(current.device):
+                value = tf.constant(array)
+                if current.dtype == tf.bfloat16:
+                    value = tf.bitcast(value, tf.bfloat16)
+            values.append(value)
+        self.replace(values)
+
 
 # -- pure pieces (tensors in, tensors out) -----------------------------------
 

@@ -94,6 +94,35 @@ class SourceWindows:
         """Identifies the variables this state belongs to."""
         return tuple(id(v) for v in self.variables)
 
+    def state_arrays(self):
+        """The accumulated state as ``(name, host array)`` pairs, one group
+        at a time (`resume`)."""
+        for number, state in enumerate(self.states):
+            for name, array in state.arrays():
+                yield f"{number}/{name}", array
+
+    def load_state_arrays(self, arrays):
+        """Continues from `state_arrays` output of the same variables.
+
+        Raises ValueError (and changes nothing) when the groups or their
+        shapes differ.
+        """
+        numbers = {name.split("/", 1)[0] for name in arrays}
+        if numbers != {str(n) for n in range(len(self.states))}:
+            raise ValueError(f"{len(numbers)} state groups saved, "
+                             f"{len(self.states)} expected")
+        kept = [state.values() for state in self.states]
+        try:
+            for number, state in enumerate(self.states):
+                state.load_arrays({
+                    name.split("/", 1)[1]: array
+                    for name, array in arrays.items()
+                    if name.split("/", 1)[0] == str(number)})
+        except ValueError:
+            for state, values in zip(self.states, kept):
+                state.replace(values)
+            raise
+
     def stack(self, gradients):
         """Per-variable gradients as ``(count, size)`` tensors per group."""
         stacked = []

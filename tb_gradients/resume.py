@@ -1,0 +1,163 @@
+"""The gradient state saved beside the logs, so that a resumed run continues.
+
+A run that is killed and resumed (`keras.callbacks.BackupAndRestore`, or
+``fit(initial_epoch=e)`` after the user restored the model) re-runs from an
+epoch boundary. The accumulated gradient ``C``, the pooled ``A`` and the
+window counters are not in the model's or the optimizer's checkpoint (they
+must not be: a model saved with the callback is the model saved without
+it), so the callback writes them itself, at every epoch end, to
+
+    <log_dir>/gradient_state/epoch-<epoch>.npz
+
+(`STATE_DIRECTORY`), one file per epoch, the last `KEEP` epochs kept. The
+first epoch of a resumed `fit`, epoch ``e``, reads ``epoch-<e-1>``: the
+state as it was when the checkpoint it resumes from was taken.
+
+**Atomic.** A file is written under a temporary name and renamed into
+place, so a process killed while writing leaves the previous files intact
+and never a partial one under the final name. TensorBoard ignores the
+directory (it holds no event files).
+
+**Cost.** Per epoch, the state is read to the host and written one array at
+a time (the host holds one group's arrays at once, never the whole state):
+6 bytes per parameter (``C`` float32 and its bfloat16 compensation) plus
+8 bytes per heatmap cell and a few per variable; with step windows, the
+open window's sums as well (4 bytes per parameter). Nothing is written per
+step or per window.
+
+A file is an ``.npz`` archive: ``meta`` (a JSON string: `FORMAT`, the
+epoch, optimizer step, window settings and counters, and per source the
+variables' names and shapes, which a resume checks) and one array per
+state tensor, named ``<source>/<group>/<field>`` and ``capture/<name>``.
+"""
+
+import io
+import json
+import os
+import re
+import zipfile
+
+import numpy as np
+import tensorflow as tf
+
+STATE_DIRECTORY = "gradient_state"
+FORMAT = 1
+KEEP = 2
+_NAME = re.compile(r"^epoch-(\d+)\.npz$")
+
+
+def state_path(directory, epoch):
+    return os.path.join(directory, f"epoch-{epoch:06d}.npz")
+
+
+def saved_epochs(directory):
+    """The epochs that have a state file in ``directory``, ascending."""
+    if not tf.io.gfile.isdir(directory):
+        return []
+    epochs = []
+    for name in tf.io.gfile.listdir(directory):
+        match = _NAME.match(name)
+        if match:
+            epochs.append(int(match.group(1)))
+    return sorted(epochs)
+
+
+def save(directory, epoch, meta, arrays):
+    """Writes one epoch's state atomically; keeps the last `KEEP` epochs.
+
+    Args:
+      directory: the state directory (created if missing).
+      epoch: the epoch that just ended.
+      meta: a JSON-serialisable dict.
+      arrays: an iterable of ``(name, array)``; each array is converted
+        and written before the next one is read, so that the host holds
+        one at a time.
+    """
+    tf.io.gfile.makedirs(directory)
+    final = state_path(directory, epoch)
+    temporary = f"{final}.tmp-{os.getpid()}"
+    meta = dict(meta, format=FORMAT, epoch=int(epoch))
+    try:
+        with tf.io.gfile.GFile(temporary, "wb") as handle:
+            with zipfile.ZipFile(_WriteOnly(handle), "w", zipfile.ZIP_STORED,
+                                 allowZip64=True) as archive:
+                _write_array(archive, "meta", np.array(json.dumps(meta)))
+                for name, array in arrays:
+                    _write_array(archive, name, np.asarray(array))
+        tf.io.gfile.rename(temporary, final, overwrite=True)
+    except BaseException:
+        _remove(temporary)
+        raise
+    for old in saved_epochs(directory)[:-KEEP]:
+        _remove(state_path(directory, old))
+
+
+class _WriteOnly:
+    """A stream zipfile writes to sequentially (GFile cannot seek while
+    writing; zipfile then writes data descriptors instead)."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def write(self, data):
+        self._handle.write(data)
+        return len(data)
+
+    def flush(self):
+        self._handle.flush()
+
+
+def _write_array(archive, name, array):
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+def load(directory, epoch):
+    """The state written at the end of ``epoch``: ``(meta, arrays)``.
+
+    Returns None when there is no such file. A file that cannot be read
+    (damaged, or from a newer format) raises ValueError naming it.
+    """
+    path = state_path(directory, epoch)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            data = io.BytesIO(handle.read())
+        with np.load(data, allow_pickle=False) as archive:
+            meta = json.loads(str(archive["meta"]))
+            arrays = {name: archive[name] for name in archive.files
+                      if name != "meta"}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise ValueError(f"cannot read the gradient state {path}: "
+                         f"{error}") from error
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"the gradient state {path} has format "
+                         f"{meta.get('format') if isinstance(meta, dict) else None!r}"
+                         f"; this version reads format {FORMAT}")
+    return meta, arrays
+
+
+def clear(directory):
+    """Removes every state file (a run that starts again from epoch 0)."""
+    for epoch in saved_epochs(directory):
+        _remove(state_path(directory, epoch))
+
+
+def _remove(path):
+    try:
+        tf.io.gfile.remove(path)
+    except tf.errors.NotFoundError:
+        pass
+
+
+def with_prefix(prefix, arrays):
+    """``(name, array)`` pairs with ``prefix/`` in front of each name."""
+    return ((f"{prefix}/{name}", array) for name, array in arrays)
+
+
+def under_prefix(prefix, arrays):
+    """The arrays named ``prefix/...``, without the prefix."""
+    start = f"{prefix}/"
+    return {name[len(start):]: array for name, array in arrays.items()
+            if name.startswith(start)}
