@@ -10,6 +10,9 @@ same round, per parameter:
   epochs after the first, in ns per parameter;
 * first epoch: (first-epoch time - steady epoch time) with the callback
   minus the same for plain TensorBoard: the one-time cost of tracing;
+* state save: the epoch-end write of the gradient state a resume continues
+  from (`tb_gradients/resume.py`), timed inside the callback, median over
+  the epochs, in ns per parameter, and the file's bytes per parameter;
 * peak memory: peak resident set size of the process with the callback
   minus plain's, in bytes per parameter (the device here is the host), and
   the bytes per parameter the callback's own state holds, counted from its
@@ -75,6 +78,7 @@ def child(name, config, logdir):
 
     from bench import overhead
     from tb_gradients import GradientTensorBoard
+    from tb_gradients import resume
 
     epochs, steps, batch = MODELS[name]
     model, shape, classes = build(name)
@@ -92,19 +96,23 @@ def child(name, config, logdir):
         def on_train_end(self, logs=None):
             marks.append(time.perf_counter())
 
-    spent = []
+    spent, saves = [], []
     if config == "plain":
         callback = keras.callbacks.TensorBoard(logdir)
     else:
         callback = GradientTensorBoard(logdir)
         spent = overhead.time_window_ends(callback)
+        saves = time_calls(callback, "_save_state")
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0,
               shuffle=False, callbacks=[Clock(), callback])
     epoch_times = [b - a for a, b in zip(marks, marks[1:])]
-    state_bytes = 0
+    state_bytes = state_file_bytes = 0
     if config != "plain":
         state_bytes = callback_state_bytes(model, callback)
+        directory = os.path.join(logdir, resume.STATE_DIRECTORY)
+        state_file_bytes = os.path.getsize(resume.state_path(
+            directory, resume.saved_epochs(directory)[-1]))
     print(json.dumps({
         "params": params,
         "epoch_seconds": epoch_times,
@@ -113,7 +121,24 @@ def child(name, config, logdir):
             resource.RUSAGE_SELF).ru_maxrss * 1024,
         "rss_before_fit_bytes": rss_before,
         "state_bytes": state_bytes,
+        "state_save_seconds": saves,
+        "state_file_bytes": state_file_bytes,
     }))
+
+
+def time_calls(callback, method):
+    """Times each call of ``callback.<method>``; returns the list the
+    durations are appended to."""
+    spent = []
+    original = getattr(callback, method)
+
+    def timed(*args):
+        began = time.perf_counter()
+        original(*args)
+        spent.append(time.perf_counter() - began)
+
+    setattr(callback, method, timed)
+    return spent
 
 
 def callback_state_bytes(model, callback):
@@ -162,6 +187,9 @@ def measure_model(name, rounds):
     steady_ratio = statistics.median(
         statistics.median(p["gradients"]["epoch_seconds"][1:])
         / statistics.median(p["plain"]["epoch_seconds"][1:]) for p in pairs)
+    state_save = statistics.median(
+        statistics.median(p["gradients"]["state_save_seconds"])
+        for p in pairs)
     memory = statistics.median(p["gradients"]["peak_rss_bytes"]
                                - p["plain"]["peak_rss_bytes"] for p in pairs)
     return {
@@ -170,6 +198,10 @@ def measure_model(name, rounds):
         "epoch_end_ns_per_param": epoch_end / params * 1e9,
         "first_epoch_extra_seconds": first_extra,
         "steady_epoch_ratio": steady_ratio,
+        "state_save_seconds": state_save,
+        "state_save_ns_per_param": state_save / params * 1e9,
+        "state_file_bytes_per_param": pairs[0]["gradients"][
+            "state_file_bytes"] / params,
         "peak_memory_overhead_bytes": memory,
         "peak_memory_overhead_bytes_per_param": memory / params,
         "state_bytes_per_param": pairs[0]["gradients"]["state_bytes"] / params,
@@ -236,7 +268,11 @@ def main():
               f"+{result['peak_memory_overhead_bytes_per_param']:.1f} "
               f"bytes/param (state "
               f"{result['state_bytes_per_param']:.1f} bytes/param); steady "
-              f"epoch {result['steady_epoch_ratio']:.3f}x plain", flush=True)
+              f"epoch {result['steady_epoch_ratio']:.3f}x plain; state save "
+              f"{result['state_save_seconds'] * 1000:.0f} ms = "
+              f"{result['state_save_ns_per_param']:.2f} ns/param, "
+              f"{result['state_file_bytes_per_param']:.1f} bytes/param on "
+              "disk", flush=True)
     if args.fit_loop_rounds:
         print("fit(epochs=1) x 10, seed CNN:", flush=True)
         results["fit_loop"] = fit_loop(args.fit_loop_rounds)

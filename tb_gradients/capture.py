@@ -425,10 +425,9 @@ class TrainingGradientCapture:
                         ("start", self._window_start)]
 
     def open_window_arrays(self):
-        """The open window's sums and per-step figures, as ``(name, host
-        array)`` pairs read one at a time (`resume`, with step windows)."""
-        for name, variable in self._open_window_variables():
-            yield name, variable.numpy()
+        """The open window's sums and per-step figures, as ``(name,
+        variable)`` pairs (`resume`, with step windows)."""
+        return iter(self._open_window_variables())
 
     def load_open_window_arrays(self, arrays):
         """Continues the window saved by `open_window_arrays`.

@@ -169,12 +169,12 @@ class GroupState:
                    for v in self.values())
 
     def arrays(self):
-        """``(field, host array)`` pairs, read one at a time (bfloat16 as
-        its uint16 bits, which every numpy reads)."""
+        """``(field, tensor)`` pairs (bfloat16 as its uint16 bits, which
+        every numpy reads), for `resume` to write."""
         for name, value in zip(self.FIELDS, self.values()):
             if value.dtype == tf.bfloat16:
                 value = tf.bitcast(value, tf.uint16)
-            yield name, value.numpy()
+            yield name, value
 
     def load_arrays(self, arrays):
         """Replaces the state with `arrays` output; raises ValueError when

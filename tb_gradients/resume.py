@@ -18,8 +18,9 @@ place, so a process killed while writing leaves the previous files intact
 and never a partial one under the final name. TensorBoard ignores the
 directory (it holds no event files).
 
-**Cost.** Per epoch, the state is read to the host and written one array at
-a time (the host holds one group's arrays at once, never the whole state):
+**Cost.** Per epoch, the state is read to the host and written in chunks of
+at most `CHUNK_BYTES` (the host never holds the whole state, nor a whole
+large variable):
 6 bytes per parameter (``C`` float32 and its bfloat16 compensation) plus
 8 bytes per heatmap cell and a few per variable; with step windows, the
 open window's sums as well (4 bytes per parameter). Nothing is written per
@@ -43,6 +44,7 @@ import tensorflow as tf
 STATE_DIRECTORY = "gradient_state"
 FORMAT = 1
 KEEP = 2
+CHUNK_BYTES = 16 * 2**20
 _NAME = re.compile(r"^epoch-(\d+)\.npz$")
 
 
@@ -69,9 +71,9 @@ def save(directory, epoch, meta, arrays):
       directory: the state directory (created if missing).
       epoch: the epoch that just ended.
       meta: a JSON-serialisable dict.
-      arrays: an iterable of ``(name, array)``; each array is converted
-        and written before the next one is read, so that the host holds
-        one at a time.
+      arrays: an iterable of ``(name, array or tensor)``; each is written
+        before the next one is read, a tensor in chunks, so that the host
+        holds at most `CHUNK_BYTES` of state at a time.
     """
     tf.io.gfile.makedirs(directory)
     final = state_path(directory, epoch)
@@ -83,7 +85,7 @@ def save(directory, epoch, meta, arrays):
                                  allowZip64=True) as archive:
                 _write_array(archive, "meta", np.array(json.dumps(meta)))
                 for name, array in arrays:
-                    _write_array(archive, name, np.asarray(array))
+                    _write_array(archive, name, array)
         tf.io.gfile.rename(temporary, final, overwrite=True)
     except BaseException:
         _remove(temporary)
@@ -107,9 +109,24 @@ class _WriteOnly:
         self._handle.flush()
 
 
-def _write_array(archive, name, array):
+def _write_array(archive, name, value):
+    """One ``.npy`` member; a tensor is copied to the host in chunks of at
+    most `CHUNK_BYTES`, so the host never holds a whole large variable."""
     with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-        np.lib.format.write_array(member, array, allow_pickle=False)
+        if not isinstance(value, (tf.Tensor, tf.Variable)):
+            np.lib.format.write_array(member, np.asarray(value),
+                                      allow_pickle=False)
+            return
+        dtype = value.dtype.as_numpy_dtype
+        shape = tuple(int(d) for d in value.shape)
+        np.lib.format.write_array_header_2_0(member, {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+            "fortran_order": False, "shape": shape})
+        flat = tf.reshape(value, [-1])
+        size = int(np.prod(shape, dtype=np.int64))
+        chunk = max(1, CHUNK_BYTES // np.dtype(dtype).itemsize)
+        for start in range(0, size, chunk):
+            member.write(flat[start:start + chunk].numpy().tobytes())
 
 
 def load(directory, epoch):

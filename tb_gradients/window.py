@@ -95,8 +95,7 @@ class SourceWindows:
         return tuple(id(v) for v in self.variables)
 
     def state_arrays(self):
-        """The accumulated state as ``(name, host array)`` pairs, one group
-        at a time (`resume`)."""
+        """The accumulated state as ``(name, tensor)`` pairs (`resume`)."""
         for number, state in enumerate(self.states):
             for name, array in state.arrays():
                 yield f"{number}/{name}", array
