@@ -136,3 +136,54 @@ def test_the_plugin_serves_a_window_run(run):
     assert [e["epoch"] for e in steps["epochs"]] == [16, 32, 48, 64]
     assert get_json(client, "/heatmap", run="train", source="training",
                     variable="hidden/kernel")
+
+
+def test_probe_and_timesteps_follow_the_windows(tmp_path):
+    """With ``gradient_freq=2`` the probe gradient and the timestep
+    gradients are computed at every other window's end, on the weights of
+    that step, and the probe's accumulation runs over those windows."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(STEPS * BATCH, 5, 3)).astype("float32")
+    y = (x[:, :, 0].sum(axis=1) > 0).astype("int64")
+    probe_x, probe_y = x[:16], y[:16]
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([
+        keras.Input((5, 3)),
+        keras.layers.LSTM(4, name="encoder"),
+        keras.layers.Dense(2, activation="softmax", name="out"),
+    ])
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    model.compile(keras.optimizers.SGD(LR), loss)
+    window = 8
+    logged_ends = [8, 24, 40, 56]  # windows 0, 2, 4, 6
+    weights = {}
+
+    class WeightsAtWindowEnds(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            step = int(self.model.optimizer.iterations.numpy())
+            if step in logged_ends:
+                weights[step] = self.model.get_weights()
+
+    callback = GradientTensorBoard(
+        str(tmp_path), source="probe", probe_data=(probe_x, probe_y),
+        probe_batch_size=16, gradient_window=window, gradient_freq=2,
+        heatmap_cells=64)
+    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
+              callbacks=[WeightsAtWindowEnds(), callback])
+    series = eventfiles.load(tmp_path / "train")
+    assert sorted(series[metadata.timesteps_tag("probe", "encoder")]) == (
+        logged_ends)
+    clone = reference.clone_with_weights(model)
+    names = [str(v.path).split("/", 1)[1] for v in model.trainable_variables]
+    accumulated = None
+    for end in logged_ends:
+        clone.set_weights(weights[end])
+        gradients = reference.probe_gradient(clone, loss, probe_x, probe_y)
+        accumulated = gradients if accumulated is None else [
+            a + g for a, g in zip(accumulated, gradients)]
+        for name, g, c in zip(names, gradients, accumulated):
+            got = eventfiles.variable_stats(series, "probe", name, end)
+            assert got["l2"] == pytest.approx(np.sqrt((g ** 2).sum()),
+                                              rel=1e-4), (name, end)
+            assert got["l2_accumulated"] == pytest.approx(
+                np.sqrt((c ** 2).sum()), rel=1e-4), (name, end)
