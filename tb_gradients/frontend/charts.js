@@ -371,7 +371,7 @@ export function installHover(canvas, targets) {
         best = target;
       }
     }
-    if (best && bestDistance <= 12) {
+    if (best && bestDistance <= 12 && !canvas.dragging) {
       showTooltip(best.lines(), event.clientX, event.clientY);
     } else {
       hideTooltip();
@@ -382,6 +382,149 @@ export function installHover(canvas, targets) {
 
 function pointTarget(px, py, lines) {
   return {hit: (mx, my) => Math.hypot(mx - px, my - py), lines};
+}
+
+// One hover target for a whole series whose pixels are sorted by x: a
+// binary search finds the points near the pointer, so thousands of points
+// cost no object each (unsorted series get one target per point).
+function seriesTarget(pixels, describe) {
+  const points = pixels.filter(Boolean);
+  for (let i = 1; i < points.length; i++) {
+    if (points[i][0] < points[i - 1][0]) {
+      return points.map((p) => pointTarget(p[0], p[1], () => describe(p[2], p[3])));
+    }
+  }
+  let found = null;
+  const hit = (mx, my) => {
+    let low = 0;
+    let high = points.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (points[middle][0] < mx) low = middle + 1;
+      else high = middle;
+    }
+    let best = Infinity;
+    found = null;
+    for (let i = low - 1; i >= 0 && mx - points[i][0] <= best; i--) {
+      const distance = Math.hypot(mx - points[i][0], my - points[i][1]);
+      if (distance < best) [best, found] = [distance, points[i]];
+    }
+    for (let i = low; i < points.length && points[i][0] - mx <= best; i++) {
+      const distance = Math.hypot(mx - points[i][0], my - points[i][1]);
+      if (distance < best) [best, found] = [distance, points[i]];
+    }
+    return best;
+  };
+  return points.length ? [{hit, lines: () => describe(found[2], found[3])}] : [];
+}
+
+// At most four points per pixel column (first, lowest, highest, last) of a
+// line sorted by x: the drawn shape is the same, the path is short. Gaps
+// (null) are kept.
+export function decimate(pixels) {
+  const out = [];
+  let column = null;
+  let kept = [];
+  const flush = () => {
+    if (kept.length) out.push(...kept.filter((p, i) => kept.indexOf(p) === i).sort((a, b) => a[4] - b[4]));
+    kept = [];
+    column = null;
+  };
+  pixels.forEach((p, index) => {
+    if (!p) {
+      flush();
+      if (out.length && out[out.length - 1] !== null) out.push(null);
+      return;
+    }
+    const point = [p[0], p[1], p[2], p[3], index];
+    const c = Math.floor(p[0]);
+    if (c !== column) {
+      flush();
+      column = c;
+      kept = [point, point, point, point];
+      return;
+    }
+    kept[3] = point;
+    if (point[1] < kept[1][1]) kept[1] = point;
+    if (point[1] > kept[2][1]) kept[2] = point;
+  });
+  flush();
+  return out;
+}
+
+// ---------------------------------------------------------------- zoom
+
+// Drag across a line chart to zoom into that x range, double-click to go
+// back to the whole range. Every line chart has it; the chart's current
+// x domain and label are on the canvas (data-x-domain, data-x-label) for
+// tests and tools.
+function installZoom(canvas) {
+  if (canvas.zoomInstalled) return;
+  canvas.zoomInstalled = true;
+  let start = null;
+  let snapshot = null;
+  const position = (event) => {
+    const box = canvas.getBoundingClientRect();
+    const {left, right} = canvas.plotArea;
+    return Math.min(right, Math.max(left, event.clientX - box.left));
+  };
+  const ctxOf = () => {
+    const ctx = canvas.getContext('2d');
+    const ratio = canvas.width / canvas.cssWidth;
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    return ctx;
+  };
+  canvas.addEventListener('mousedown', (event) => {
+    if (event.button !== 0 || !canvas.plotArea) return;
+    const box = canvas.getBoundingClientRect();
+    const px = event.clientX - box.left;
+    const py = event.clientY - box.top;
+    const {left, right, top, bottom} = canvas.plotArea;
+    if (px < left || px > right || py < top || py > bottom) return;
+    event.preventDefault();
+    start = px;
+    snapshot = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+    canvas.dragging = true;
+    hideTooltip();
+    // Listened to on the window while dragging only, so that a release
+    // outside the canvas ends the drag too.
+    window.addEventListener('mousemove', move);
+    window.addEventListener('mouseup', release);
+  });
+  function move(event) {
+    if (start === null) return;
+    const now = position(event);
+    const ctx = canvas.getContext('2d');
+    ctx.putImageData(snapshot, 0, 0);
+    const draw = ctxOf();
+    draw.fillStyle = 'rgba(66, 133, 244, 0.18)';
+    const {top, bottom} = canvas.plotArea;
+    draw.fillRect(Math.min(start, now), top, Math.abs(now - start), bottom - top);
+  }
+  function release(event) {
+    window.removeEventListener('mousemove', move);
+    window.removeEventListener('mouseup', release);
+    if (start === null) return;
+    const end = position(event);
+    const from = start;
+    start = null;
+    canvas.dragging = false;
+    canvas.getContext('2d').putImageData(snapshot, 0, 0);
+    snapshot = null;
+    if (Math.abs(end - from) < 4) return;
+    const x = canvas.xScale;
+    const low = x.inverse(Math.min(from, end));
+    const high = x.inverse(Math.max(from, end));
+    if (high > low) {
+      canvas.zoom = [low, high];
+      drawLineChart(canvas, canvas.chartSpec);
+    }
+  }
+  canvas.addEventListener('dblclick', () => {
+    if (!canvas.zoom) return;
+    canvas.zoom = null;
+    drawLineChart(canvas, canvas.chartSpec);
+  });
 }
 
 // ---------------------------------------------------------------- charts
@@ -402,7 +545,16 @@ export function drawLineChart(canvas, spec) {
   const width = canvas.cssWidth;
   const height = canvas.cssHeight;
   const ctx = context(canvas);
-  const {area, x, y} = drawFrame(ctx, spec, width, height);
+  canvas.chartSpec = spec;
+  const xDomain = canvas.zoom || spec.xDomain;
+  const {area, x, y} = drawFrame(ctx, {...spec, xDomain}, width, height);
+  canvas.plotArea = area;
+  canvas.xScale = x;
+  canvas.dataset.xLabel = spec.xLabel || '';
+  canvas.dataset.xDomain = xDomain.map((value) => Number(value.toPrecision(6))).join(',');
+  canvas.dataset.zoomed = canvas.zoom ? 'true' : 'false';
+  installZoom(canvas);
+  const inView = (vx) => vx >= xDomain[0] && vx <= xDomain[1];
   const targets = [];
   const clampY = (value) => Math.min(area.bottom, Math.max(area.top, value));
 
@@ -469,7 +621,7 @@ export function drawLineChart(canvas, spec) {
   }
 
   for (const segment of spec.segments || []) {
-    if (!usable(segment.y0, spec.yLog) || !usable(segment.y1, spec.yLog)) continue;
+    if (!usable(segment.y0, spec.yLog) || !usable(segment.y1, spec.yLog) || !inView(segment.x)) continue;
     const px = x(segment.x);
     const p0 = clampY(y(segment.y0));
     const p1 = clampY(y(segment.y1));
@@ -494,23 +646,31 @@ export function drawLineChart(canvas, spec) {
     ctx.strokeStyle = series.color;
     ctx.fillStyle = series.color;
     ctx.lineWidth = series.width || 1.75;
-    const pixels = [];
+    const all = [];
     for (const [vx, vy] of series.points) {
-      pixels.push(usable(vx, false) && usable(vy, spec.yLog) ? [x(vx), y(vy), vx, vy] : null);
+      all.push(usable(vx, false) && usable(vy, spec.yLog) ? [x(vx), y(vy), vx, vy] : null);
     }
+    // Zoomed in: the points in view and, for lines, their neighbours
+    // outside it (the line leaves the plot area towards them).
+    const pixels = canvas.zoom
+      ? all.filter((p, i) => !p || inView(p[2]) || (!series.scatter && (
+        (all[i - 1] && inView(all[i - 1][2])) || (all[i + 1] && inView(all[i + 1][2])))))
+      : all;
+    const drawn = !series.scatter && pixels.length > 2 * area.width ? decimate(pixels) : pixels;
     if (series.scatter) {
       const radius = series.radius || 2;
+      ctx.beginPath();
       for (const p of pixels) {
         if (!p) continue;
-        ctx.beginPath();
+        ctx.moveTo(p[0] + radius, p[1]);
         ctx.arc(p[0], p[1], radius, 0, 2 * Math.PI);
-        ctx.fill();
       }
+      ctx.fill();
     } else {
       ctx.setLineDash(series.dash || []);
       ctx.beginPath();
       let drawing = false;
-      for (const p of pixels) {
+      for (const p of drawn) {
         if (!p) {
           drawing = false;
           continue;
@@ -521,7 +681,8 @@ export function drawLineChart(canvas, spec) {
       }
       ctx.stroke();
       ctx.setLineDash([]);
-      for (const p of pixels) {
+      const markers = drawn.length <= 200 ? drawn : [];
+      for (const p of markers) {
         if (!p) continue;
         ctx.beginPath();
         if (series.marker === 'tick') {
@@ -534,14 +695,10 @@ export function drawLineChart(canvas, spec) {
         }
       }
     }
-    for (const p of pixels) {
-      if (!p) continue;
-      const [px, py, vx, vy] = p;
-      targets.push(pointTarget(px, py, () => (series.describe
-        ? series.describe(vx, vy)
-        : [series.label, `${spec.xLabel || 'x'} ${formatNumber(vx)}`,
-           `${spec.yLabel || 'y'}: ${formatNumber(vy)}`])));
-    }
+    targets.push(...seriesTarget(pixels.filter((p) => !p || inView(p[2])), (vx, vy) => (series.describe
+      ? series.describe(vx, vy)
+      : [series.label, `${spec.xLabel || 'x'} ${formatNumber(vx)}`,
+         `${spec.yLabel || 'y'}: ${formatNumber(vy)}`])));
   }
   ctx.restore();
 

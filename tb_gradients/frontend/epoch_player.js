@@ -1,5 +1,11 @@
 // The epoch slider and play button of the animated views (heatmaps and
 // recurrent layers): which epoch is shown, and the loop that plays them.
+// In a run recorded per window of optimizer steps the "epochs" are the
+// steps where the windows end (16, 32, 48, ...): the slider moves over the
+// recorded values whatever they are.
+
+import {AXES} from './axis.js';
+import {el} from './dom.js';
 
 const PLAY_INTERVAL_MS = 700;
 
@@ -33,6 +39,7 @@ export function epochPlayer(slider, label, button, draw) {
 
   function stop() {
     playing = false;
+    if (!button) return;
     button.textContent = '▶ Play';
     button.setAttribute('aria-pressed', 'false');
   }
@@ -58,7 +65,7 @@ export function epochPlayer(slider, label, button, draw) {
     epochs = list;
     slider.max = String(Math.max(0, epochs.length - 1));
     slider.disabled = epochs.length < 2;
-    button.disabled = epochs.length < 2;
+    if (button) button.disabled = epochs.length < 2;
   }
 
   slider.addEventListener('input', () => {
@@ -67,7 +74,52 @@ export function epochPlayer(slider, label, button, draw) {
     show(current());
     draw();
   });
-  button.addEventListener('click', () => (playing ? stop() : play()));
+  if (button) button.addEventListener('click', () => (playing ? stop() : play()));
 
   return {current, show, stop, setEpochs};
+}
+
+/**
+ * One slider (and play button) per x axis of the shown runs: epochs of the
+ * epoch runs, steps of the window runs (axis.js). Each row is shown only
+ * while some run has that axis.
+ *
+ * names(axis) gives the row's {slider, label, play, aria} names: `slider`
+ * is the slider's id and data-control, `label` the data-role of its
+ * readout, `play` the play button's id and data-control (no button when
+ * absent). `draw(axis)` draws the runs of that axis at
+ * players.player(axis).current().
+ */
+export function axisPlayers(names, draw) {
+  const players = new Map();
+  const rows = AXES.map((axis) => {
+    const name = names(axis);
+    const slider = el('input', {attrs: {type: 'range', min: 0, max: 0, step: 1, value: 0,
+      id: name.slider, 'aria-label': name.aria}, dataset: {control: name.slider, axis}});
+    const label = el('span', {className: 'slider-label', dataset: {role: name.label}});
+    const button = name.play ? el('button', {text: '▶ Play',
+      attrs: {type: 'button', id: name.play, 'aria-pressed': 'false'}, dataset: {control: name.play}}) : null;
+    const caption = axis === 'step' ? 'Step ' : 'Epoch ';
+    const row = el('div', {className: 'control-row', dataset: {axis}}, [
+      el('label', {className: 'slider'}, [el('span', {text: caption}), slider, label]), button]);
+    row.hidden = true;
+    players.set(axis, {row, player: epochPlayer(slider, label, button, () => draw(axis))});
+    return row;
+  });
+  return {
+    rows,
+    player: (axis) => players.get(axis).player,
+    // `lists`: Map axis -> sorted recorded values of the shown runs.
+    setEpochs(lists) {
+      for (const [axis, {row, player}] of players) {
+        const list = lists.get(axis) || [];
+        row.hidden = !list.length;
+        player.setEpochs(list);
+        if (!list.length) {
+          player.stop();
+          player.show(null);
+        }
+      }
+    },
+  };
 }

@@ -6,7 +6,8 @@ import {fetchVariableStats} from './api.js';
 import {createCanvas, drawBarChart, drawMessage, extent, formatNumber, mergeExtents} from './charts.js';
 import {STAT_COLORS} from './colors.js';
 import {statColumn, statIndex} from './data.js';
-import {el} from './dom.js';
+import {atText, axisOf, byAxis} from './axis.js';
+import {axisPlayers} from './epoch_player.js';
 import {loadPanels, runPanels, viewSection, yDomainsOf} from './panels.js';
 
 const HEIGHT = 340;
@@ -20,33 +21,22 @@ export function createFlowView(state) {
     'Mean |element| (mean_abs) and largest |element| (max_abs) of every variable ' +
     'at one epoch, input → output, log axis. The y scale spans all epochs, so ' +
     'moving the slider shows how the flow changes.');
-  const slider = el('input', {
-    attrs: {type: 'range', min: 0, max: 0, step: 1, value: 0, id: 'flow-epoch', 'aria-label': 'Epoch of the gradient flow'},
-    dataset: {control: 'flow-epoch'},
-  });
-  const label = el('span', {className: 'slider-label'});
-  controls.append(el('label', {className: 'slider'}, [el('span', {text: 'Epoch '}), slider, label]));
+  // One slider per x axis (epoch runs, window runs); each at its right end
+  // follows the latest value (live runs).
+  const players = axisPlayers((axis) => ({
+    slider: `flow-${axis}`, label: `flow-${axis}-label`, aria: `${axis} of the gradient flow`,
+  }), (axis) => draw(axis));
+  controls.append(...players.rows);
 
-  let epochs = [];
-  let chosenEpoch = null;  // null follows the latest epoch (live runs)
   let drawn = [];
   let yDomainOf = () => [0.1, 10];
   let generation = 0;
 
-  slider.addEventListener('input', () => {
-    chosenEpoch = Number(slider.value) === epochs.length - 1 ? null : epochs[Number(slider.value)];
-    draw();
-  });
-
-  function currentEpoch() {
-    if (!epochs.length) return null;
-    return chosenEpoch !== null && epochs.includes(chosenEpoch) ? chosenEpoch : epochs[epochs.length - 1];
-  }
-
-  function draw() {
-    const epoch = currentEpoch();
-    label.textContent = epoch === null ? '–' : String(epoch);
-    for (const {panel, canvas} of drawn) {
+  function draw(axis) {
+    const player = players.player(axis);
+    const epoch = player.current();
+    player.show(epoch);
+    for (const {panel, canvas} of drawn.filter((item) => axisOf(item.panel.info) === axis)) {
       const data = panel.data;
       if (!panel.variables.length || !data.epochs.length) {
         drawMessage(canvas, data.epochs.length ? 'No variable matches the filter' : 'No epochs yet');
@@ -56,8 +46,9 @@ export function createFlowView(state) {
       const shown = data.epochs.filter((e) => e <= epoch).pop() ?? data.epochs[0];
       const row = data.epochs.indexOf(shown);
       const value = (variable, stat) => variable.values[row]?.[statIndex(data, stat)] ?? null;
+      const at = atText(panel.info, shown);
       drawBarChart(canvas, {
-        title: shown === epoch ? `epoch ${shown}` : `epoch ${shown} (latest ≤ ${epoch})`,
+        title: shown === epoch ? at : `${at} (latest ≤ ${epoch})`,
         yLabel: '|gradient element|', yLog: true, yDomain: yDomainOf(panel),
         bottomMargin: 92,
         categories: panel.variables.map((variable) => variable.name),
@@ -69,7 +60,7 @@ export function createFlowView(state) {
           const variable = panel.variables[index];
           return [
             variable.name,
-            `${panel.run}, epoch ${shown}, shape [${variable.shape.join(', ')}]`,
+            `${panel.run}, ${at}, shape [${variable.shape.join(', ')}]`,
             ...['mean_abs', 'max_abs', 'mean', 'std'].map((stat) => `${stat}: ${formatNumber(value(variable, stat))}`),
           ];
         },
@@ -82,15 +73,15 @@ export function createFlowView(state) {
     const panels = runPanels(body, state);
     const loaded = await loadPanels(panels, (panel) => fetchVariableStats(panel.run, state.source));
     if (mine !== generation) return;
-    const all = new Set();
     for (const panel of loaded) {
       panel.variables = panel.data.variables.filter((variable) => state.matches(variable.name));
-      panel.data.epochs.forEach((epoch) => all.add(epoch));
     }
-    epochs = [...all].sort((a, b) => a - b);
-    slider.max = String(Math.max(0, epochs.length - 1));
-    slider.disabled = epochs.length < 2;
-    slider.value = String(Math.max(0, epochs.indexOf(currentEpoch())));
+    const groups = byAxis(loaded, (panel) => panel.info);
+    const lists = new Map();
+    for (const [axis, members] of groups) {
+      lists.set(axis, [...new Set(members.flatMap((panel) => panel.data.epochs))].sort((a, b) => a - b));
+    }
+    players.setEpochs(lists);
     yDomainOf = yDomainsOf(state, loaded, (panel) => mergeExtents(panel.variables.flatMap(
       (variable) => BARS.map(({stat}) => extent(statColumn(panel.data, variable, stat), true)))), true, false);
     drawn = loaded.map((panel) => {
@@ -99,7 +90,7 @@ export function createFlowView(state) {
       panel.element.append(canvas);
       return {panel, canvas};
     });
-    draw();
+    for (const axis of groups.keys()) draw(axis);
   }
 
   return {id: 'flow', section, render};

@@ -8,7 +8,8 @@ import {fetchHeatmap, fetchVariables} from './api.js';
 import {BACKGROUND, createCanvas, formatNumber, sizeCanvas} from './charts.js';
 import {INF_COLOR, MISSING_COLOR, NAN_COLOR, rgbCss, viridis} from './colors.js';
 import {checkbox, el, errorBox, hideTooltip, notice, option, showTooltip} from './dom.js';
-import {availableEpoch, epochPlayer} from './epoch_player.js';
+import {atText, axisOf, byAxis} from './axis.js';
+import {availableEpoch, axisPlayers} from './epoch_player.js';
 import {runPanels, viewSection} from './panels.js';
 
 const PANELS = [
@@ -36,7 +37,8 @@ export function createHeatmapView(state) {
     'Pooled |gradient| of each variable (blocks of elements averaged, or their maximum), ' +
     'the dissolving gradient (Σ|G| − |ΣG|, the part that cancelled out) and the ' +
     '|accumulated gradient|, each divided by its maximum over all epochs. ' +
-    'Move the slider or press play to watch them evolve.');
+    'Move the slider or press play to watch them evolve (runs recorded per window of ' +
+    'optimizer steps have a step slider of their own).');
 
   // ---- controls
   const modeSelect = el('select', {attrs: {id: 'heatmap-mode', 'aria-label': 'Which variables'},
@@ -48,11 +50,12 @@ export function createHeatmapView(state) {
     id: 'heatmap-count', 'aria-label': 'Number of variables'}, dataset: {control: 'heatmap-count'}});
   const variableSelect = el('select', {attrs: {id: 'heatmap-variable', 'aria-label': 'Variable'},
     dataset: {control: 'heatmap-variable'}});
-  const slider = el('input', {attrs: {type: 'range', min: 0, max: 0, step: 1, value: 0,
-    id: 'epoch-slider', 'aria-label': 'Heatmap epoch'}, dataset: {control: 'epoch-slider'}});
-  const epochLabel = el('span', {className: 'slider-label', dataset: {role: 'epoch-label'}});
-  const playButton = el('button', {text: '▶ Play', attrs: {type: 'button', id: 'play-button', 'aria-pressed': 'false'},
-    dataset: {control: 'play'}});
+  // Epoch runs and window runs each have their own slider: epochs and
+  // steps are not one axis.
+  const players = axisPlayers((axis) => ({
+    slider: `${axis}-slider`, label: `${axis}-label`, aria: `Heatmap ${axis}`,
+    play: axis === 'epoch' ? 'play-button' : `${axis}-play-button`,
+  }), (axis) => drawAxis(axis));
   const colorBar = createCanvas('heatmap-colorbar', 280, 44, 'Colour scale of the heatmaps');
   controls.append(
     el('div', {className: 'control-row'}, [
@@ -62,10 +65,7 @@ export function createHeatmapView(state) {
       checkbox('Log colour scale', options.logColor,
         (value) => { options.logColor = value; drawColorBar(); drawAll(); }, {control: 'heatmap-log'}),
     ]),
-    el('div', {className: 'control-row'}, [
-      el('label', {className: 'slider'}, [el('span', {text: 'Epoch '}), slider, epochLabel]),
-      playButton,
-    ]),
+    ...players.rows,
     el('div', {className: 'control-row colorbar-row'}, [
       colorBar,
       el('span', {className: 'legend-item'}, [swatch(NAN_COLOR, '×'), el('span', {text: 'NaN'})]),
@@ -95,7 +95,6 @@ export function createHeatmapView(state) {
 
   // ---- state of the current rendering
   let cells = [];            // one per (run panel, variable): {panel, variable, canvases, epochs, data}
-  const player = epochPlayer(slider, epochLabel, playButton, drawAll);
   let generation = 0;
   let headers = [];
 
@@ -220,7 +219,7 @@ export function createHeatmapView(state) {
     const [blockRows, blockCols] = data.block || [1, 1];
     const lines = [
       data.variable,
-      `${canvas.dataset.run}, epoch ${data.epoch}, ${channelName}`,
+      `${canvas.dataset.run}, ${canvas.dataset.axis} ${data.epoch}, ${channelName}`,
       `block (${row}, ${col}) of ${data.rows}×${data.cols}`,
     ];
     if (blockRows * blockCols > 1) {
@@ -256,18 +255,23 @@ export function createHeatmapView(state) {
       data = await fetchHeatmap(cell.panel.run, state.source, cell.variable.name, epoch);
       cell.byEpoch.set(epoch, data);
     }
-    cell.shownEpoch.textContent = epoch === target ? `epoch ${epoch}` : `epoch ${epoch} (latest ≤ ${target})`;
+    const shown = atText(cell.panel.info, epoch);
+    cell.shownEpoch.textContent = epoch === target ? shown : `${shown} (latest ≤ ${target})`;
     for (const spec of PANELS) drawHeatmap(cell.canvases[spec.key], data, channelOf(spec));
   }
 
-  async function drawAll() {
+  // Draws the cells of the runs whose x axis is `axis` at its slider's value.
+  async function drawAxis(axis) {
+    const player = players.player(axis);
     const target = player.current();
     if (target === null) return;
     player.show(target);
-    await Promise.all(cells.map((cell) => drawCell(cell, target).catch((error) => {
+    await Promise.all(cells.filter((cell) => cell.axis === axis).map((cell) => drawCell(cell, target).catch((error) => {
       cell.error.replaceChildren(errorBox(error.message || String(error)));
     })));
   }
+
+  const drawAll = () => Promise.all([...byAxis(cells, (cell) => cell.panel.info).keys()].map(drawAxis));
 
   // ---- building the panels
 
@@ -286,6 +290,7 @@ export function createHeatmapView(state) {
     const row = el('div', {className: 'heatmap-row'}, PANELS.map((spec) => {
       const canvas = createCanvas('heatmap', size.width, size.height, `${spec.title} of ${variable.name}`);
       canvas.dataset.run = panel.run;
+      canvas.dataset.axis = axisOf(panel.info);
       canvas.dataset.variable = variable.name;
       canvas.dataset.panel = spec.key;
       attachHover(canvas);
@@ -303,7 +308,7 @@ export function createHeatmapView(state) {
       ]),
       row, error,
     ]));
-    return {panel, variable, canvases, shownEpoch, error, epochs: null, byEpoch: new Map()};
+    return {panel, variable, axis: axisOf(panel.info), canvases, shownEpoch, error, epochs: null, byEpoch: new Map()};
   }
 
   async function render() {
@@ -362,15 +367,13 @@ export function createHeatmapView(state) {
       }
     }));
     if (mine !== generation) return;
-    const all = new Set();
-    for (const cell of cells) (cell.epochs || []).forEach((epoch) => all.add(epoch));
-    const epochs = [...all].sort((a, b) => a - b);
-    player.setEpochs(epochs);
-    if (!epochs.length) {
-      player.stop();
-      player.show(null);
-      return;
+    const recorded = new Map();
+    for (const [axis, members] of byAxis(cells, (cell) => cell.panel.info)) {
+      const all = new Set();
+      for (const cell of members) (cell.epochs || []).forEach((epoch) => all.add(epoch));
+      recorded.set(axis, [...all].sort((a, b) => a - b));
     }
+    players.setEpochs(recorded);
     await drawAll();
   }
 

@@ -6,6 +6,7 @@
 import {fetchVariableStats} from './api.js';
 import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from './charts.js';
 import {statColumn} from './data.js';
+import {atText, axisOf} from './axis.js';
 import {checkbox} from './dom.js';
 import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from './panels.js';
 
@@ -17,7 +18,7 @@ export function createHighestView(state) {
     'Largest |element| of each variable\'s epoch gradient (highest_gradient, solid) ' +
     'and of its accumulated gradient (highest_accumulated, dashed), both divided by the ' +
     'variable\'s largest accumulated_max_abs over all epochs as in the seed figure. ' +
-    'Untick "Normalize" for the raw max_abs and accumulated_max_abs.');
+    'Untick "Normalize" for the raw max_abs and accumulated_max_abs. Drag across a chart to zoom into a range, double-click to see it all.');
   controls.append(
     checkbox('Normalize per variable', options.normalize,
       (value) => { options.normalize = value; render(); }, {control: 'highest-normalize'}),
@@ -69,7 +70,7 @@ export function createHighestView(state) {
       const series = [];
       for (const variable of panel.variables) {
         const {gradient, accumulated} = curves(panel.data, variable);
-        const describe = (stat) => (x, y) => [variable.name, `${panel.run}, epoch ${x}`, `${stat}: ${formatNumber(y)}`];
+        const describe = (stat) => (x, y) => [variable.name, `${panel.run}, ${atText(panel.info, x)}`, `${stat}: ${formatNumber(y)}`];
         series.push({
           label: variable.name, color: colorOf(variable), marker: epochs.length <= 40 ? 'tick' : null,
           points: epochs.map((epoch, i) => [epoch, gradient[i]]),
@@ -82,7 +83,7 @@ export function createHighestView(state) {
         });
       }
       drawLineChart(canvas, {
-        xLabel: 'epoch', yLabel, xInteger: true, xDomain: epochDomain(epochs), yDomain: yDomainOf(panel),
+        xLabel: axisOf(panel.info), yLabel, xInteger: true, xDomain: epochDomain(epochs), yDomain: yDomainOf(panel),
         yLog: options.log, series,
         legend: [
           {label: gradientStat, color: '#5f6368'},

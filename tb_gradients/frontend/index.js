@@ -3,6 +3,7 @@
 // here from the toolbar state and the views' modules.
 
 import {clearCache, fetchRuns, fetchScalars} from './api.js';
+import {axisOf, recordsText} from './axis.js';
 import {checkbox, el, errorBox, notice, option} from './dom.js';
 import {createFlowView} from './flow.js';
 import {createHeatmapView} from './heatmap.js';
@@ -56,7 +57,7 @@ async function loadHealth(info) {
   if (!state.health.has(key)) {
     state.health.set(key, fetchScalars(info.run, source).then((data) => {
       const epochsWhere = (stat) => data.epochs.filter((_, i) => (data.series[stat] || [])[i] > 0);
-      return {source, nanEpochs: epochsWhere('nan_count'), infEpochs: epochsWhere('inf_count')};
+      return {source, axis: axisOf(info), nanEpochs: epochsWhere('nan_count'), infEpochs: epochsWhere('inf_count')};
     }));
   }
   return state.health.get(key);
@@ -204,7 +205,7 @@ export async function render() {
         selectRuns(chosen);
       });
       const badgeSlot = el('span', {className: 'badge-slot'});
-      const epochs = el('span', {className: 'muted', text: ` ${info.epochs} epoch${info.epochs === 1 ? '' : 's'}`});
+      const epochs = el('span', {className: 'muted', text: ` ${recordsText(info)}`, dataset: {axis: axisOf(info)}});
       runPicker.append(el('label', {className: 'run-option', title: info.run, dataset: {run: info.run}},
         [input, el('span', {className: 'run-name', text: info.run}), epochs, badgeSlot]));
       // Badges of runs not shown yet load in the background.

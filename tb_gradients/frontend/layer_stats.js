@@ -4,6 +4,7 @@
 import {fetchVariableStats} from './api.js';
 import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from './charts.js';
 import {statColumn} from './data.js';
+import {atText, axisOf} from './axis.js';
 import {checkbox, el} from './dom.js';
 import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from './panels.js';
 
@@ -21,7 +22,7 @@ export function createLayerStatsView(state) {
   const {section, controls, body} = viewSection('layer-stats', 'Layer statistics',
     'Per variable and epoch: mean and standard deviation of the gradient elements, ' +
     'largest |element| (max_abs) and L2 norm (l2). A layer whose curves sit decades ' +
-    'below the others is not learning (vanishing gradient).');
+    'below the others is not learning (vanishing gradient). Drag across a chart to zoom into a range, double-click to see it all.');
   controls.append(checkbox('Log y axis (std, max_abs, l2)', options.log,
     (value) => { options.log = value; render(); }, {control: 'layer-stats-log'}));
   let generation = 0;
@@ -65,11 +66,11 @@ export function createLayerStatsView(state) {
             color: colorOf(variable),
             marker: epochs.length <= 30 ? 'dot' : null,
             points: epochs.map((epoch, i) => [epoch, column[i]]),
-            describe: (x, y) => [variable.name, `${panel.run}, epoch ${x}`, `${stat}: ${formatNumber(y)}`],
+            describe: (x, y) => [variable.name, `${panel.run}, ${atText(panel.info, x)}`, `${stat}: ${formatNumber(y)}`],
           };
         });
         drawLineChart(canvas, {
-          title, xLabel: 'epoch', xInteger: true, xDomain: epochDomain(epochs),
+          title, xLabel: axisOf(panel.info), xInteger: true, xDomain: epochDomain(epochs),
           yDomain: yDomains[stat](panel), yLog: options.log && !signed, series,
         });
       }

@@ -5,6 +5,7 @@
 import {fetchScalars} from './api.js';
 import {createCanvas, drawLineChart, extent, formatNumber, mergeExtents, niceDomain} from './charts.js';
 import {STAT_COLORS, paletteColor} from './colors.js';
+import {atText, axisOf, byAxis} from './axis.js';
 import {checkbox, el} from './dom.js';
 import {epochDomain, loadPanels, panelWidth, runPanels, viewSection, yDomainsOf} from './panels.js';
 
@@ -22,14 +23,15 @@ export function createNormsView(state) {
     'summed gradient (norm), of the accumulated gradient (norm_accumulated) and ' +
     'the running sum of norms (accumulated_norm). Dashed segments: ' +
     'dissolving_norm = accumulated_norm − norm_accumulated, the part of the ' +
-    'gradients that cancelled out.');
+    'gradients that cancelled out. Runs recorded per window of optimizer steps are drawn ' +
+    'against the step. Drag across a chart to zoom into a range, double-click to see it all.');
   controls.append(
     checkbox('Log y axis', options.log, (value) => { options.log = value; render(); },
       {control: 'norms-log'}),
     checkbox('Overlay runs', options.overlay, (value) => { options.overlay = value; render(); },
       {control: 'norms-overlay'}));
 
-  function seriesFor(data, color, withStyles) {
+  function seriesFor(data, info, color, withStyles) {
     const epochs = data.epochs;
     const series = LINES.map((line) => ({
       label: line.label,
@@ -37,7 +39,7 @@ export function createNormsView(state) {
       dash: withStyles ? line.dash : [],
       marker: epochs.length <= 40 ? 'tick' : null,
       points: epochs.map((epoch, i) => [epoch, (data.series[line.stat] || [])[i]]),
-      describe: (x, y) => [data.run, `epoch ${x}`, `${line.stat}: ${formatNumber(y)}`],
+      describe: (x, y) => [data.run, atText(info, x), `${line.stat}: ${formatNumber(y)}`],
     }));
     const upper = data.series.accumulated_norm || [];
     const lower = data.series.norm_accumulated || [];
@@ -47,7 +49,7 @@ export function createNormsView(state) {
       y0: lower[i],
       y1: upper[i],
       color: withStyles ? color : STAT_COLORS.dissolving,
-      describe: () => [data.run, `epoch ${epoch}`, `dissolving_norm: ${formatNumber(dissolving[i])}`],
+      describe: () => [data.run, atText(info, epoch), `dissolving_norm: ${formatNumber(dissolving[i])}`],
     }));
     return {series, segments};
   }
@@ -68,9 +70,9 @@ export function createNormsView(state) {
       const canvas = createCanvas('norms', panel.width, HEIGHT, `Gradient norms of ${panel.run}`);
       canvas.dataset.run = panel.run;
       panel.element.append(canvas);
-      const {series, segments} = seriesFor(panel.data, null, false);
+      const {series, segments} = seriesFor(panel.data, panel.info, null, false);
       drawLineChart(canvas, {
-        xLabel: 'epoch', yLabel: 'L1 norm (standardized)', xInteger: true,
+        xLabel: axisOf(panel.info), yLabel: 'L1 norm (standardized)', xInteger: true,
         xDomain: epochDomain(panel.data.epochs), yDomain: yDomainOf(panel),
         yLog: options.log, series, segments,
         legend: [
@@ -81,35 +83,41 @@ export function createNormsView(state) {
     }
   }
 
-  // All runs in one chart: colour = run, dash pattern = statistic.
+  // All runs in one chart: colour = run, dash pattern = statistic. Epoch
+  // runs and window runs get a chart each (epochs and steps are not one
+  // axis).
   async function renderOverlay(mine) {
     body.replaceChildren();
     const runs = state.selectedRuns().filter((info) => info.sources.includes(state.source));
     // One (normally empty) element per run to hold that run's error.
-    const panels = runs.map((info) => ({run: info.run, element: body.appendChild(el('div'))}));
+    const panels = runs.map((info) => ({run: info.run, info, element: body.appendChild(el('div'))}));
     const loaded = await loadPanels(panels, (panel) => fetchScalars(panel.run, state.source));
     if (mine !== generation) return;
-    const xDomain = epochDomain(loaded.flatMap((panel) => panel.data.epochs));
     const yDomain = niceDomain(mergeExtents(loaded.map((panel) => extentOf(panel.data))), options.log, !options.log);
-    const canvas = createCanvas('norms', panelWidth(body, 1), HEIGHT + 40, 'Gradient norms of the selected runs');
-    body.append(canvas);
-    const series = [];
-    const segments = [];
-    loaded.forEach((panel, index) => {
-      const parts = seriesFor(panel.data, paletteColor(index), true);
-      parts.series.forEach((s) => { s.label = `${panel.run} ${s.label}`; });
-      series.push(...parts.series);
-      segments.push(...parts.segments);
-    });
-    drawLineChart(canvas, {
-      xLabel: 'epoch', yLabel: 'L1 norm (standardized)', xInteger: true,
-      xDomain, yDomain, yLog: options.log, series, segments,
-      legend: [
-        ...loaded.map((panel, index) => ({label: panel.run, color: paletteColor(index), kind: 'box'})),
-        ...LINES.map((line) => ({label: line.label, color: '#5f6368', dash: line.dash})),
-        {label: 'dissolving_norm', color: '#5f6368', dash: [4, 3], kind: 'vline'},
-      ],
-    });
+    for (const [axis, members] of byAxis(loaded, (panel) => panel.info)) {
+      const xDomain = epochDomain(members.flatMap((panel) => panel.data.epochs));
+      const canvas = createCanvas('norms', panelWidth(body, 1), HEIGHT + 40, `Gradient norms of the selected runs, per ${axis}`);
+      canvas.dataset.axis = axis;
+      body.append(canvas);
+      const series = [];
+      const segments = [];
+      members.forEach((panel) => {
+        const color = paletteColor(loaded.indexOf(panel));
+        const parts = seriesFor(panel.data, panel.info, color, true);
+        parts.series.forEach((s) => { s.label = `${panel.run} ${s.label}`; });
+        series.push(...parts.series);
+        segments.push(...parts.segments);
+      });
+      drawLineChart(canvas, {
+        xLabel: axis, yLabel: 'L1 norm (standardized)', xInteger: true,
+        xDomain, yDomain, yLog: options.log, series, segments,
+        legend: [
+          ...members.map((panel) => ({label: panel.run, color: paletteColor(loaded.indexOf(panel)), kind: 'box'})),
+          ...LINES.map((line) => ({label: line.label, color: '#5f6368', dash: line.dash})),
+          {label: 'dissolving_norm', color: '#5f6368', dash: [4, 3], kind: 'vline'},
+        ],
+      });
+    }
   }
 
   return {id: 'norms', section, render};

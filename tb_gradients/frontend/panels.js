@@ -35,8 +35,9 @@ export function healthBadge(health) {
   if (health.nanEpochs.length) parts.push('NaN');
   if (health.infEpochs.length) parts.push('Inf');
   const details = [];
-  if (health.nanEpochs.length) details.push(`nan_count > 0 at epochs ${health.nanEpochs.join(', ')}`);
-  if (health.infEpochs.length) details.push(`inf_count > 0 at epochs ${health.infEpochs.join(', ')}`);
+  const at = `at ${health.axis || 'epoch'}s`;
+  if (health.nanEpochs.length) details.push(`nan_count > 0 ${at} ${health.nanEpochs.join(', ')}`);
+  if (health.infEpochs.length) details.push(`inf_count > 0 ${at} ${health.infEpochs.join(', ')}`);
   return el('span', {
     className: 'badge badge-warning',
     text: `⚠ ${parts.join(' / ')}`,
@@ -122,7 +123,7 @@ export function yDomainsOf(state, loaded, extentOf, log, includeZero) {
   return (panel) => (state.sharedY ? shared : niceDomain(own.get(panel), log, includeZero));
 }
 
-// x domain of a run's epochs. Runs keep their own: a 3-epoch run next to a
+// x domain of a run's epochs (or steps: axis.js). Runs keep their own: a 3-epoch run next to a
 // 150-epoch one would otherwise be squeezed against the axis.
 export function epochDomain(epochs) {
   const range = extent(epochs);

@@ -11,6 +11,7 @@
 import {fetchGateHeatmap, fetchGates, fetchTimestepLayers, fetchTimesteps} from './api.js';
 import {createCanvas, extent, mergeExtents, niceDomain} from './charts.js';
 import {NAN_COLOR, rgbCss} from './colors.js';
+import {axisOf} from './axis.js';
 import {checkbox, el, errorBox, notice, option} from './dom.js';
 import {availableEpoch, epochPlayer} from './epoch_player.js';
 import {GATE_DECADES, drawGateHeatmaps, gateCharts, gateExtent, gateSource} from './gates.js';
@@ -53,13 +54,15 @@ export function createRecurrentView(state) {
   const epochLabel = el('span', {className: 'slider-label', dataset: {role: 'recurrent-epoch-label'}});
   const playButton = el('button', {text: '▶ Play', attrs: {type: 'button', id: 'recurrent-play', 'aria-pressed': 'false'},
     dataset: {control: 'recurrent-play'}});
+  // "Step" when the runs shown were recorded per window of optimizer steps.
+  const sliderCaption = el('span', {text: 'Epoch '});
   const globalControls = [
     el('div', {className: 'control-row'}, [
       el('label', {className: 'field'}, [el('span', {text: 'Layer '}), layerSelect]),
       el('label', {className: 'field'}, [el('span', {text: 'Sample '}), sampleSelect]),
     ]),
     el('div', {className: 'control-row'}, [
-      el('label', {className: 'slider'}, [el('span', {text: 'Epoch '}), slider, epochLabel]),
+      el('label', {className: 'slider'}, [sliderCaption, slider, epochLabel]),
       playButton,
     ]),
   ];
@@ -213,6 +216,8 @@ export function createRecurrentView(state) {
       (run.gates ? run.gates.epochs : []).forEach((epoch) => all.add(epoch));
     }
     player.setEpochs([...all].sort((a, b) => a - b));
+    const axes = new Set(runs.filter((run) => run.layer).map((run) => axisOf(run.info)));
+    sliderCaption.textContent = axes.size > 1 ? 'Epoch / step ' : axes.has('step') ? 'Step ' : 'Epoch ';
 
     const samples = Math.max(0, ...runs.map((run) => (run.latest ? run.latest.values.length : 0)));
     if (options.sample !== MEAN && options.sample >= samples) options.sample = MEAN;

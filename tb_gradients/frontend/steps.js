@@ -1,10 +1,14 @@
 // View 5: one point per optimizer step, epochs concatenated: the global L2
 // norm of the applied gradient and log10 of its largest |element| (the
-// "why are gradients < 1" scatter). Dashed lines mark epoch boundaries.
+// "why are gradients < 1" scatter). Dashed lines mark epoch boundaries. A
+// run recorded per window of optimizer steps is drawn against the global
+// optimizer step itself (a window recorded at step S with n rows covers
+// steps S - n + 1 … S), dashed lines between windows.
 
 import {fetchSteps} from './api.js';
 import {createCanvas, drawLineChart, extent, formatNumber} from './charts.js';
 import {STAT_COLORS} from './colors.js';
+import {axisOf} from './axis.js';
 import {checkbox, el, notice} from './dom.js';
 import {loadPanels, runPanels, viewSection, yDomainsOf} from './panels.js';
 
@@ -14,32 +18,36 @@ const HEIGHT = 240;
 const SOURCE = 'training';
 
 // Flattens {epochs: [{epoch, l2: [...], max_abs: [...]}]} into points keyed
-// by the global step index, plus the indices where a new epoch starts.
-function concatenate(data) {
+// by the global step (epoch runs: the index of the step in the
+// concatenation; window runs: the optimizer step), plus the x where a new
+// epoch or window starts. `where` maps x to what it is.
+function concatenate(data, windows) {
   const l2 = [];
   const log10Max = [];
   const boundaries = [];
-  const where = [];
+  const where = new Map();
   let step = 0;
   for (const {epoch, l2: norms = [], max_abs: maxima = []} of data.epochs) {
-    if (step > 0) boundaries.push(step - 0.5);
     const count = Math.max(norms.length, maxima.length);
+    if (windows) step = epoch - count + 1;
+    if (l2.length) boundaries.push(step - 0.5);
     for (let i = 0; i < count; i++, step++) {
       const norm = norms[i] ?? null;
       const max = maxima[i] ?? null;
       l2.push([step, norm]);
       log10Max.push([step, typeof max === 'number' && max > 0 ? Math.log10(max) : null]);
-      where.push({epoch, index: i, max});
+      where.set(step, {epoch, index: i, max});
     }
   }
-  return {l2, log10Max, boundaries, where, steps: step};
+  return {l2, log10Max, boundaries, where};
 }
 
 export function createStepsView(state) {
   const options = {log: true};
   const {section, controls, body} = viewSection('steps', 'Per-step gradients (training source)',
     'Every optimizer step, epochs concatenated: global L2 norm of the gradient ' +
-    'the optimizer applied (l2) and log10 of its largest |element| (max_abs).');
+    'the optimizer applied (l2) and log10 of its largest |element| (max_abs). ' +
+    'Drag across a chart to zoom into a range, double-click to see it all.');
   controls.append(checkbox('Log y axis (l2)', options.log,
     (value) => { options.log = value; render(); }, {control: 'steps-log'}));
   let generation = 0;
@@ -55,7 +63,7 @@ export function createStepsView(state) {
     }
     const loaded = await loadPanels(panels, (panel) => fetchSteps(panel.run, SOURCE));
     if (mine !== generation) return;
-    for (const panel of loaded) panel.flat = concatenate(panel.data);
+    for (const panel of loaded) panel.flat = concatenate(panel.data, axisOf(panel.info) === 'step');
     const l2Domain = yDomainsOf(state, loaded,
       (panel) => extent(panel.flat.l2.map((p) => p[1]), options.log), options.log, !options.log);
     const maxDomain = yDomainsOf(state, loaded,
@@ -63,7 +71,9 @@ export function createStepsView(state) {
 
     for (const panel of loaded) {
       const {l2, log10Max, boundaries, where} = panel.flat;
-      if (!where.length) {
+      const windows = axisOf(panel.info) === 'step';
+      const record = windows ? 'windows' : 'epochs';
+      if (!l2.length) {
         panel.element.append(notice('No optimizer steps recorded yet.'));
         continue;
       }
@@ -71,10 +81,11 @@ export function createStepsView(state) {
       const stride = Math.ceil(boundaries.length / 40);
       const vlines = boundaries.filter((_, i) => (i + 1) % stride === 0)
         .map((x) => ({x, color: '#c8c8c8', dash: [3, 3]}));
-      const xDomain = [-0.5, Math.max(1, where.length) - 0.5];
+      const xDomain = [l2[0][0] - 0.5, Math.max(l2[0][0] + 1, l2[l2.length - 1][0]) + 0.5];
       const describe = (stat, text) => (x, y) => {
-        const at = where[x];
-        return [panel.run, `epoch ${at.epoch}, step ${at.index} (global ${x})`, text(y, at)];
+        const at = where.get(x);
+        return [panel.run, windows ? `step ${x} (window recorded at step ${at.epoch})`
+          : `epoch ${at.epoch}, step ${at.index} (global ${x})`, text(y, at)];
       };
       const charts = [
         {
@@ -92,12 +103,12 @@ export function createStepsView(state) {
         canvas.dataset.stat = chart.stat;
         panel.element.append(el('div', {className: 'chart'}, [canvas]));
         drawLineChart(canvas, {
-          title: stride > 1 ? `${chart.title}, dashed: every ${stride} epochs` : chart.title,
-          xLabel: 'optimizer step (epochs concatenated)', xInteger: true,
+          title: stride > 1 ? `${chart.title}, dashed: every ${stride} ${record}` : chart.title,
+          xLabel: windows ? 'step' : 'optimizer step (epochs concatenated)', xInteger: true,
           xDomain, yDomain: chart.yDomain, yLog: chart.yLog, vlines,
           series: [{
             label: chart.stat, color: chart.color, scatter: true,
-            radius: where.length > 2000 ? 1.2 : 2, points: chart.points,
+            radius: l2.length > 2000 ? 1.2 : 2, points: chart.points,
             describe: describe(chart.stat, chart.text),
           }],
         });
