@@ -303,7 +303,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         # optimizer's step).
         if first or not self._step_windows:
             self._begin_window()
-        if first and self.resume_state:
+        if first:
             self._guarded(self._resume, epoch)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -398,6 +398,9 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         """Writes the state a resume at ``epoch + 1`` continues from."""
         arrays = [resume.with_prefix(source, windows.state_arrays())
                   for source, windows in self._windows.items()]
+        if self._capture is not None:
+            arrays.append(resume.with_prefix(
+                "run", self._capture.run_arrays()))
         if self._step_windows and self._capture is not None:
             arrays.append(resume.with_prefix(
                 "capture", self._capture.open_window_arrays()))
@@ -421,9 +424,14 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                 stacklevel=2)
 
     def _resume(self, epoch):
-        """At a fit's first epoch: continues the state saved at the end of
-        the epoch before, if this callback has none for the model."""
+        """At a fit's first epoch: unless this callback holds the model's
+        state (a later fit continues it), starts the run's state anew and
+        continues the state saved at the end of the epoch before, if any."""
         if self._state_is_current():
+            return
+        if self._capture is not None:
+            self._capture.reset_run()
+        if not self.resume_state:
             return
         directory = self._state_directory
         if epoch == 0:
@@ -459,6 +467,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                                  "model's")
             windows = self._source_windows(source, variables, groups)
             windows.load_state_arrays(resume.under_prefix(source, arrays))
+        if self._capture is not None and "training" in saved:
+            self._capture.load_run_arrays(resume.under_prefix("run", arrays))
         if not self._step_windows:
             return
         if self._capture is not None:
@@ -499,9 +509,11 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         windows = self._source_windows("training", self._capture.variables,
                                        self._capture.groups)
         logged = self._should_log(index)
-        record = windows.end_window(self._capture.stacked_window_sums(),
-                                    self._capture.window_scalars,
-                                    record=logged)
+        record = windows.end_window(
+            self._capture.stacked_window_sums(), self._capture.window_scalars,
+            record=logged,
+            first_nonfinite=self._capture.first_nonfinite_steps()
+            if logged else None)
         if record is not None:
             record.step_table, record.skipped_steps = (
                 self._capture.read_steps())

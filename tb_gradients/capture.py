@@ -265,6 +265,10 @@ class TrainingGradientCapture:
                 tf.constant(0, tf.int64), trainable=False,
                 name="tb_gradients_window_start")
             self._skipped = self._zeros((), "skipped")
+            # not reset per window: the run's first non-finite step
+            self._first_nonfinite = tf.Variable(
+                tf.fill([len(variables)], tf.constant(-1.0, tf.float64)),
+                trainable=False, name="tb_gradients_first_nonfinite")
         self._window_sums, self._window_scalars = sums, scalars
         self._reset = self._step_read = None
         self._hooked_function = self._hooked_key = None
@@ -334,10 +338,19 @@ class TrainingGradientCapture:
         """
         indices, l1s, halves, maxima = zip(*figures)
         squares = 2.0 * tf.stack(halves)
+        positions = tf.constant(indices, tf.int32)
+        l1s = tf.stack(l1s)
         self._window_scalars.scatter_add(tf.IndexedSlices(
-            tf.cast(tf.stack([tf.ones_like(squares), tf.stack(l1s), squares],
-                             axis=1), tf.float64),
-            tf.constant(indices, tf.int32)))
+            tf.cast(tf.stack([tf.ones_like(squares), l1s, squares],
+                             axis=1), tf.float64), positions))
+        # ‖g‖₁ is not finite exactly when g held NaN or ±Inf (or its
+        # elements summed past float32's range)
+        first = tf.gather(self._first_nonfinite, positions)
+        step = tf.cast(tf.convert_to_tensor(self._inner.iterations),
+                       tf.float64)
+        self._first_nonfinite.scatter_update(tf.IndexedSlices(tf.where(
+            tf.logical_and(first < 0, tf.logical_not(tf.math.is_finite(l1s))),
+            step, first), positions))
         row = self._step_row()
         self._step_sq.scatter_add(tf.IndexedSlices(
             tf.reshape(tf.reduce_sum(squares), [1]), row))
@@ -423,6 +436,34 @@ class TrainingGradientCapture:
                         ("step_max", self._step_max),
                         ("skipped", self._skipped),
                         ("start", self._window_start)]
+
+    def first_nonfinite_steps(self):
+        """Per variable, the first optimizer step (0-based, the value of
+        ``iterations`` before that update) whose applied gradient was not
+        finite; -1 for none. Host array."""
+        return self._first_nonfinite.numpy()
+
+    def reset_run(self):
+        """Forgets the run state (a new run starts with this model)."""
+        self._first_nonfinite.assign(
+            tf.fill(self._first_nonfinite.shape,
+                    tf.constant(-1.0, tf.float64)))
+
+    def run_arrays(self):
+        """The state kept over the whole run, as ``(name, variable)``
+        pairs (`resume`)."""
+        return iter([("first_nonfinite", self._first_nonfinite)])
+
+    def load_run_arrays(self, arrays):
+        """Continues the run state saved by `run_arrays`; raises ValueError
+        when it is missing or of another shape."""
+        array = arrays.get("first_nonfinite")
+        if array is None or array.shape != tuple(self._first_nonfinite.shape):
+            raise ValueError(
+                "the run's first non-finite steps: expected "
+                f"{tuple(self._first_nonfinite.shape)}, found "
+                f"{None if array is None else array.shape}")
+        self._first_nonfinite.assign(array.astype(np.float64))
 
     def open_window_arrays(self):
         """The open window's sums and per-step figures, as ``(name,

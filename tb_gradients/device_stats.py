@@ -329,6 +329,16 @@ def _squares(values):
     return tf.square(tf.math.reduce_euclidean_norm(values, axis=-1))
 
 
+def zero_units(g, units):
+    """Per row of ``g`` ``(count, size)``: how many of its ``units`` output
+    units (the last axis of the variable) have a gradient that is exactly 0
+    in every element. NaN is not 0: a unit with NaN elements is not dead."""
+    count = tf.shape(g)[0]
+    by_unit = tf.reshape(g, [count, -1, units])
+    return tf.reduce_sum(tf.cast(tf.reduce_all(tf.equal(by_unit, 0), axis=1),
+                                 tf.float64), axis=1)
+
+
 def _stack_columns(columns, names):
     """``(count, len(names))`` float64 from per-variable column tensors."""
     return tf.stack([tf.cast(columns[name], tf.float64) for name in names],
@@ -429,6 +439,7 @@ def _group_step(exact, heatmap, encoding, record, gradient, accumulated,
         "dissolving_max": _finite_max(dissolving_mean),
         "nan_count": tf.zeros([count], tf.float64),
         "inf_count": tf.zeros([count], tf.float64),
+        "zero_units": zero_units(g, geometry[1]),
     }
     out = {"reductions": _stack_columns(columns, REDUCTIONS)}
     if heatmap:
@@ -490,6 +501,7 @@ def _masked_step(heatmap, encoding, gradient, accumulated, compensation,
         "dissolving_max": _finite_max(dissolving_mean),
         "nan_count": tf.math.count_nonzero(tf.math.is_nan(g), axis=1),
         "inf_count": tf.math.count_nonzero(tf.math.is_inf(g), axis=1),
+        "zero_units": zero_units(g, geometry[1]),
     }
     out = {"reductions": _stack_columns(columns, REDUCTIONS)}
     if heatmap:
@@ -552,6 +564,17 @@ def masked_step_function(heatmap, encoding):
 
 def gate_step_function():
     return _traced(("gates",), _gate_step)
+
+
+def _flat_l2(values):
+    return tf.sqrt(tf.reduce_sum(tf.square(tf.cast(values, tf.float64))))
+
+
+def weight_l2(variable):
+    """``‖W‖₂`` of a variable, float64, computed where it lives (one
+    compiled function for every variable)."""
+    with tf.device(variable.device):
+        return _traced(("flat_l2",), _flat_l2)(tf.reshape(variable, [-1]))
 
 
 def histogram_rows(low, high, counts):

@@ -49,6 +49,9 @@ VARIABLE_STAT_NAMES = (
     "inf_count",
     "within_epoch_dissolving_norm",
     "noise_scale",
+    "dead_units",
+    "weight_l2",
+    "first_nonfinite_step",
 )
 
 # Global scalars written as ``gradients/<source>/<name>`` (Scalars tab).

@@ -42,6 +42,7 @@ REDUCTIONS = (
     "dissolving_max",   # max over blocks of the block mean of D
     "nan_count",
     "inf_count",
+    "zero_units",       # output units (last axis) whose G is all 0
 )
 
 
@@ -58,7 +59,8 @@ def _quiet_non_finite(function):
 
 @_quiet_non_finite
 def variable_statistics(reductions, sizes, steps, step_l1=None,
-                        step_sq=None):
+                        step_sq=None, units=None, weight_l2=None,
+                        first_nonfinite_step=None):
     """Per-variable statistics (``VARIABLE_STAT_NAMES``) from reductions.
 
     Vectorised over variables: the device returns, per variable, the sums
@@ -72,6 +74,12 @@ def variable_statistics(reductions, sizes, steps, step_l1=None,
         batches.
       step_l1, step_sq: ``(variables,)`` sums over the window's steps of
         ``‖g_i‖₁`` and ``‖g_i‖₂²`` (training), or None.
+      units: ``(variables,)`` output units (the last axis; 0 for a scalar),
+        for ``dead_units``.
+      weight_l2: ``(variables,)`` ``‖W‖₂`` at the window's end, or None.
+      first_nonfinite_step: ``(variables,)`` the first optimizer step with
+        a non-finite applied gradient, negative for none (training), or
+        None.
 
     Returns:
       list of dicts name -> float, one per variable; with ``step_sq``, also
@@ -107,6 +115,14 @@ def variable_statistics(reductions, sizes, steps, step_l1=None,
     columns["dissolving_norm"] = (columns["accumulated_norm"]
                                   - columns["norm_accumulated"])
     nan = np.full(sizes.shape, np.nan)
+    units = nan if units is None else np.asarray(units, np.float64)
+    columns["dead_units"] = np.where(units > 0, r["zero_units"] / np.where(
+        units > 0, units, 1.0), np.nan)
+    columns["weight_l2"] = (nan if weight_l2 is None
+                            else np.asarray(weight_l2, np.float64))
+    first = (nan if first_nonfinite_step is None
+             else np.asarray(first_nonfinite_step, np.float64))
+    columns["first_nonfinite_step"] = np.where(first >= 0, first, np.nan)
     columns["within_epoch_dissolving_norm"] = nan
     columns["noise_scale"] = nan
     if step_l1 is not None:

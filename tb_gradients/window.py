@@ -88,6 +88,9 @@ class SourceWindows:
         self._order = [index for group in self.groups for index in group]
         self._sizes = np.array([layout.size for layout in self.layouts],
                                np.float64)
+        # output units: the last axis (0 for a scalar: no dead_units)
+        self._units = np.array([layout.shape[-1] if layout.shape else 0
+                                for layout in self.layouts], np.float64)
 
     @property
     def key(self):
@@ -132,7 +135,7 @@ class SourceWindows:
         return stacked
 
     def end_window(self, stacked, window_scalars=None, probe_batches=0,
-                   record=True):
+                   record=True, first_nonfinite=None):
         """Adds the window gradients to the state; returns a `WindowRecord`.
 
         Per group: one compiled step (shared by every layout) updates the
@@ -147,6 +150,8 @@ class SourceWindows:
           probe_batches: the probe's ``steps`` figure (number of batches).
           record: False for a window that is not logged: the state is
             updated, nothing is computed for the host.
+          first_nonfinite: ``(variables,)`` first optimizer step with a
+            non-finite applied gradient, negative for none (training).
         """
         scalars = None
         if window_scalars is not None and record:
@@ -156,7 +161,8 @@ class SourceWindows:
                                                    stacked)]
         if not record:
             return None
-        return self._host_record(outs, stacked, scalars, probe_batches)
+        return self._host_record(outs, stacked, scalars, probe_batches,
+                                 first_nonfinite)
 
     def _group_end(self, group, state, gradients, record):
         layout = self.layouts[group[0]]
@@ -177,7 +183,14 @@ class SourceWindows:
                                 gated.gate_geometry))
         return out
 
-    def _host_record(self, outs, stacked, scalars, probe_batches):
+    def weight_norms(self):
+        """``‖W‖₂`` of every variable now, float64 on the host."""
+        norms = [device_stats.weight_l2(capture.plain_variable(variable))
+                 for variable in self.variables]
+        return np.array([norm.numpy() for norm in norms], np.float64)
+
+    def _host_record(self, outs, stacked, scalars, probe_batches,
+                     first_nonfinite):
         count = len(self.variables)
         reductions = np.empty((count, len(stats.REDUCTIONS)))
         histograms = [None] * count
@@ -204,13 +217,16 @@ class SourceWindows:
                     (layout.gate_count,) + grid)
                     if layout.gate_cells else None, layout.gate_block)
         self._mask_non_finite(reductions, histograms, heatmaps, stacked)
+        extra = {"units": self._units, "weight_l2": self.weight_norms(),
+                 "first_nonfinite_step": first_nonfinite}
         if scalars is not None:
             per_variable = stats.variable_statistics(
                 reductions, self._sizes, scalars[:, 0], scalars[:, 1],
-                scalars[:, 2])
+                scalars[:, 2], **extra)
         else:
             per_variable = stats.variable_statistics(
-                reductions, self._sizes, np.full(count, float(probe_batches)))
+                reductions, self._sizes, np.full(count, float(probe_batches)),
+                **extra)
         result = WindowRecord(self.source)
         result.stats = per_variable
         result.gates = gates

@@ -173,6 +173,10 @@ def _expected(gradients, sizes_cells=None):
             "accumulated_max_abs": np.abs(c).max(),
             "nan_count": float(np.isnan(g).sum()),
             "inf_count": float(np.isinf(g).sum()),
+            # a unit (column) is dead when all its elements are exactly 0
+            # (NaN is not 0)
+            "dead_units": float(np.mean(np.all(g.reshape(-1, g.shape[-1])
+                                               == 0, axis=0))),
         })
     return rows
 
@@ -190,6 +194,7 @@ def test_window_statistics_of_stacked_groups(shape, count):
     for _ in range(3):
         gradients = [rng.normal(size=shape).astype(np.float32) * 1e-3
                      for _ in range(count)]
+        gradients[0][:, :3] = 0.0  # three dead units in the first variable
         record = windows.end_window(windows.stack(gradients),
                                     probe_batches=2)
         for index, g in enumerate(gradients):
@@ -212,8 +217,11 @@ def test_non_finite_elements_are_counted_and_left_out():
     history = []
     for step in range(3):
         g = rng.normal(size=(40, 30)).astype(np.float32)
+        g[:, 20:22] = 0.0  # two dead units
         if step == 1:
             g[3, 4], g[10, 0], g[7, 7] = np.nan, np.inf, -np.inf
+            g[:, 25] = 0.0
+            g[5, 25] = np.nan  # zeros and a NaN: not dead
         history.append(g.astype(np.float64))
         clean = np.ones((40, 30), np.float32)
         record = windows.end_window(windows.stack([g, clean]),

@@ -55,18 +55,21 @@ def run(tmp_path_factory):
               callbacks=[callback])
 
     loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
-    steps, probes = [], []
+    steps, probes, weights = [], [], []
     for _ in range(EPOCHS):
         steps += reference.tape_training(twin, loss_fn, x, y, BATCH, 1, LR)
         probes.append(reference.probe_gradient(twin, loss_fn, *probe))
+        weights.append([v.numpy().astype(np.float64)
+                        for v in twin.trainable_variables])
     names = [v.path.split("/", 1)[1] for v in model.trainable_variables]
     return {"series": eventfiles.load(logdir / "train"), "steps": steps,
-            "probes": probes, "names": names, "model": model, "twin": twin,
+            "probes": probes, "weights": weights, "names": names, "model": model, "twin": twin,
             "logdir": logdir}
 
 
-def expected_stats(gradients, step_grads=None):
-    """Per-epoch dicts of expected statistics of one variable."""
+def expected_stats(gradients, step_grads=None, weights=None):
+    """Per-epoch dicts of expected statistics of one variable (``weights``:
+    its values at each epoch's end)."""
     out = []
     cumulative = np.zeros_like(gradients[0])
     cumulative_abs = np.zeros_like(gradients[0])
@@ -92,9 +95,17 @@ def expected_stats(gradients, step_grads=None):
             "dissolving_max": dissolving.max(),
             "nan_count": 0,
             "inf_count": 0,
+            # output units = last axis; a unit is dead when all of its
+            # elements of G are exactly 0
+            "dead_units": np.mean(np.all(g.reshape(-1, g.shape[-1]) == 0,
+                                         axis=0)),
+            # no step of this run had a non-finite gradient
+            "first_nonfinite_step": np.nan,
             "_G": g, "_C": cumulative.copy(), "_D": dissolving,
         }
         row["dissolving_norm"] = row["accumulated_norm"] - row["norm_accumulated"]
+        if weights is not None:
+            row["weight_l2"] = np.sqrt((weights[e] ** 2).sum())
         if step_grads is not None:
             per_step = step_grads[e]
             n = len(per_step)
@@ -121,26 +132,30 @@ RTOL = 2e-4
 def test_training_variable_statistics(run, index):
     gradients, step_grads = training_gradients(run, index)
     name = run["names"][index]
-    for epoch, want in enumerate(expected_stats(gradients, step_grads)):
+    weights = [w[index] for w in run["weights"]]
+    wanted = expected_stats(gradients, step_grads, weights)
+    assert set(metadata.VARIABLE_STAT_NAMES) <= set(wanted[0])
+    for epoch, want in enumerate(wanted):
         got = eventfiles.variable_stats(run["series"], "training", name, epoch)
         for key, value in want.items():
             if key.startswith("_"):
                 continue
-            assert got[key] == pytest.approx(value, rel=RTOL, abs=1e-6), (
-                name, epoch, key)
+            assert got[key] == pytest.approx(value, rel=RTOL, abs=1e-6,
+                                             nan_ok=True), (name, epoch, key)
 
 
 @pytest.mark.parametrize("index", range(4))
 def test_probe_variable_statistics(run, index):
     gradients = [p[index] for p in run["probes"]]
     name = run["names"][index]
-    for epoch, want in enumerate(expected_stats(gradients)):
+    weights = [w[index] for w in run["weights"]]
+    for epoch, want in enumerate(expected_stats(gradients, weights=weights)):
         got = eventfiles.variable_stats(run["series"], "probe", name, epoch)
         for key, value in want.items():
             if key.startswith("_"):
                 continue
-            assert got[key] == pytest.approx(value, rel=RTOL, abs=1e-6), (
-                name, epoch, key)
+            assert got[key] == pytest.approx(value, rel=RTOL, abs=1e-6,
+                                             nan_ok=True), (name, epoch, key)
         assert np.isnan(got["noise_scale"])
 
 
