@@ -9,6 +9,10 @@ redraw of every view for all of them (data fetched, not cached).
 
 Usage: python bench/render_time.py [LOGDIR] [--samples N] [--load-fast]
 Default LOGDIR: bench/out/latency_logdir (made by bench/plugin_latency.py).
+A long run (2,000 windows x 60 variables): bench/render_logdir.py makes
+bench/out/render_logdir. Also reported: when each view had drawn (the
+frontend's ``gradients-view-<id>`` marks, from the iframe's creation), and
+the first sample alone (the plugin's caches cold).
 Writes bench/out/render_time.json.
 """
 
@@ -38,6 +42,11 @@ FRAME_MARK_JS = """
 () => [performance.timeOrigin,
        performance.getEntriesByName('gradients-rendered')[0].startTime]
 """
+VIEW_MARKS_JS = """
+() => Object.fromEntries(performance.getEntriesByType('mark')
+  .filter((mark) => mark.name.startsWith('gradients-view-'))
+  .map((mark) => [mark.name.slice('gradients-view-'.length), mark.startTime]))
+"""
 SELECT_ALL_JS = """
 () => new Promise((resolve) => {
   const start = performance.now();
@@ -60,10 +69,11 @@ def sample(browser, base):
         frame_origin, mark = frame.evaluate(FRAME_MARK_JS)
         first_ms = page.evaluate(RENDER_MS_JS, [frame_origin, mark])
         canvases = frame.evaluate("document.querySelectorAll('canvas').length")
+        views = frame.evaluate(VIEW_MARKS_JS)
         all_runs_ms = frame.evaluate(SELECT_ALL_JS)
         # `mark` alone: from the iframe's creation (TensorBoard's own page
         # loaded) to every view drawn, the part this plugin is responsible for.
-        return first_ms, all_runs_ms, canvases, mark
+        return first_ms, all_runs_ms, canvases, mark, views
     finally:
         context.close()
 
@@ -113,6 +123,9 @@ def main():
         "iframe_to_render_ms": {"median": statistics.median(in_frame),
                                  "min": min(in_frame), "max": max(in_frame),
                                  "all": in_frame},
+        "first_sample_render_ms": first[0],
+        "view_drawn_ms": {view: statistics.median(s[4].get(view, 0) for s in samples)
+                          for view in samples[0][4]},
         "all_runs_render_ms": {"median": statistics.median(all_runs),
                                "min": min(all_runs), "max": max(all_runs),
                                "all": all_runs},
@@ -125,7 +138,11 @@ def main():
           f"over {args.samples} samples ({len(runs)} runs, "
           f"{result['max_epochs']} epochs), of which iframe -> rendered "
           f"{result['iframe_to_render_ms']['median']:.0f} ms; all runs: median "
-          f"{result['all_runs_render_ms']['median']:.0f} ms")
+          f"{result['all_runs_render_ms']['median']:.0f} ms; first sample "
+          f"(cold caches) {first[0]:.0f} ms")
+    print("views drawn (median ms from the iframe's creation): " + ", ".join(
+        f"{view} {ms:.0f}" for view, ms in sorted(
+            result["view_drawn_ms"].items(), key=lambda item: item[1])))
     print(f"wrote {os.path.relpath(OUTPUT, ROOT)}")
 
 

@@ -110,10 +110,14 @@ def _guarded(route):
 
 
 def _json_response(request, body):
-    """Strict JSON; ``body`` may already be JSON text (cached bodies)."""
-    if not isinstance(body, str):
-        body = plugin_data.dumps(body)
-    return http_util.Respond(request, body, "application/json")
+    """Strict JSON; ``body`` may be gzip-compressed JSON (cached bodies,
+    `plugin_data.gzip_json`), which is sent as it is to clients that accept
+    gzip and decompressed for the others."""
+    if isinstance(body, bytes):
+        return http_util.Respond(request, body, "application/json",
+                                 content_encoding="gzip")
+    return http_util.Respond(request, plugin_data.dumps(body),
+                             "application/json")
 
 
 def _required(request, name):
@@ -364,7 +368,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
 
     def variable_stats_impl(self, ctx, experiment, run, source, pattern=None,
                             names=None):
-        """Every variable's statistics vectors over the epochs, as JSON text.
+        """Every variable's statistics vectors over the epochs, as gzip JSON.
 
         The body is kept in a cache while the run's series are unchanged:
         it is the largest one (variables x epochs x statistics) and the
@@ -386,7 +390,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         key = ("variable_stats", experiment, run, source,
                None if pattern is None else pattern.pattern, names,
                signature)
-        return self._cache.get_or_build(key, lambda: plugin_data.dumps(
+        return self._cache.get_or_build(key, lambda: plugin_data.gzip_json(
             self._variable_stats_body(ctx, experiment, run, source, entries,
                                       parsed, names)))
 
@@ -530,7 +534,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
                 for key, tag in tags.items()}
 
     def timesteps_impl(self, ctx, experiment, run, layer, epoch=None):
-        """The gradient w.r.t. one layer's output at one epoch, as JSON text.
+        """The gradient w.r.t. one layer's output at one epoch, as gzip JSON.
 
         Along with the epoch's values it summarises the per-timestep norms
         of every epoch (`plugin_data.epoch_l2`), so the frontend can
@@ -558,7 +562,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         tags = [tag, norms_tag] if has_norms else [tag]
         key = ("timesteps", experiment, run, layer, epoch,
                plugin_data.series_signature(listing, tags))
-        return self._cache.get_or_build(key, lambda: plugin_data.dumps(
+        return self._cache.get_or_build(key, lambda: plugin_data.gzip_json(
             self._timesteps_body(ctx, experiment, run, layer, epoch, content,
                                  tags)))
 

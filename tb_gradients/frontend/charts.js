@@ -418,36 +418,39 @@ function seriesTarget(pixels, describe) {
   return points.length ? [{hit, lines: () => describe(found[2], found[3])}] : [];
 }
 
-// At most four points per pixel column (first, lowest, highest, last) of a
-// line sorted by x: the drawn shape is the same, the path is short. Gaps
-// (null) are kept.
+// At most two points per pixel column (the lowest and the highest, in
+// their order) of a line sorted by x: the drawn shape is the same, the
+// path is short. Gaps (null) are kept. Allocates nothing per point.
 export function decimate(pixels) {
   const out = [];
   let column = null;
-  let kept = [];
+  let low = -1;
+  let high = -1;
   const flush = () => {
-    if (kept.length) out.push(...kept.filter((p, i) => kept.indexOf(p) === i).sort((a, b) => a[4] - b[4]));
-    kept = [];
+    if (column === null) return;
+    const kept = [low, high].sort((a, b) => a - b);
+    kept.forEach((index, i) => {
+      if (!i || index !== kept[i - 1]) out.push(pixels[index]);
+    });
     column = null;
   };
-  pixels.forEach((p, index) => {
+  for (let index = 0; index < pixels.length; index++) {
+    const p = pixels[index];
     if (!p) {
       flush();
       if (out.length && out[out.length - 1] !== null) out.push(null);
-      return;
+      continue;
     }
-    const point = [p[0], p[1], p[2], p[3], index];
     const c = Math.floor(p[0]);
     if (c !== column) {
       flush();
       column = c;
-      kept = [point, point, point, point];
-      return;
+      low = high = index;
+      continue;
     }
-    kept[3] = point;
-    if (point[1] < kept[1][1]) kept[1] = point;
-    if (point[1] > kept[2][1]) kept[2] = point;
-  });
+    if (p[1] < pixels[low][1]) low = index;
+    if (p[1] > pixels[high][1]) high = index;
+  }
   flush();
   return out;
 }
@@ -533,14 +536,21 @@ function installZoom(canvas) {
  * Line / scatter chart.
  *
  * spec: {title, xLabel, yLabel, xDomain, yDomain, yLog, xInteger, legend,
- *   series: [{label, color, dash, width, points: [[x, y]], marker: 'tick' |
- *     'dot' | null, scatter: bool, describe: (x, y) => [lines]}],
+ *   series: [{label, color, dash, width, points: [[x, y]] (or x: [..] and
+ *     y: [..], cheaper for long series), marker: 'tick' | 'dot' | null,
+ *     scatter: bool, describe: (x, y) => [lines]}],
  *   segments: [{x, y0, y1, color, dash, describe}],   // vertical segments
  *   vlines: [{x, color, dash}],                       // full-height markers
  *   hlines: [{y, color, dash}],                       // full-width markers
  *   bands: [{color, points: [[x, low, high]]}],       // shaded spreads
  *   hatches: [{x0, x1}]}                              // masked x ranges
  */
+// A series' x and y values, from `x` / `y` or from `points`.
+function coordinates(series) {
+  if (series.x) return {xs: series.x, ys: series.y};
+  return {xs: series.points.map((p) => p[0]), ys: series.points.map((p) => p[1])};
+}
+
 export function drawLineChart(canvas, spec) {
   const width = canvas.cssWidth;
   const height = canvas.cssHeight;
@@ -620,18 +630,24 @@ export function drawLineChart(canvas, spec) {
     ctx.stroke();
   }
 
+  // Segments of one style go into one path (thousands for long runs).
+  let segmentStyle = null;
+  ctx.lineWidth = 1.5;
   for (const segment of spec.segments || []) {
     if (!usable(segment.y0, spec.yLog) || !usable(segment.y1, spec.yLog) || !inView(segment.x)) continue;
     const px = x(segment.x);
     const p0 = clampY(y(segment.y0));
     const p1 = clampY(y(segment.y1));
-    ctx.strokeStyle = segment.color || '#9e9e9e';
-    ctx.lineWidth = 1.5;
-    ctx.setLineDash(segment.dash || [4, 3]);
-    ctx.beginPath();
+    const style = `${segment.color || '#9e9e9e'}|${(segment.dash || [4, 3]).join(',')}`;
+    if (style !== segmentStyle) {
+      if (segmentStyle !== null) ctx.stroke();
+      segmentStyle = style;
+      ctx.strokeStyle = segment.color || '#9e9e9e';
+      ctx.setLineDash(segment.dash || [4, 3]);
+      ctx.beginPath();
+    }
     ctx.moveTo(px, p0);
     ctx.lineTo(px, p1);
-    ctx.stroke();
     if (segment.describe) {
       targets.push({
         hit: (mx, my) => (my >= Math.min(p0, p1) - 4 && my <= Math.max(p0, p1) + 4)
@@ -640,6 +656,7 @@ export function drawLineChart(canvas, spec) {
       });
     }
   }
+  if (segmentStyle !== null) ctx.stroke();
   ctx.setLineDash([]);
 
   for (const series of spec.series) {
@@ -647,7 +664,10 @@ export function drawLineChart(canvas, spec) {
     ctx.fillStyle = series.color;
     ctx.lineWidth = series.width || 1.75;
     const all = [];
-    for (const [vx, vy] of series.points) {
+    const {xs, ys} = coordinates(series);
+    for (let i = 0; i < xs.length; i++) {
+      const vx = xs[i];
+      const vy = ys[i];
       all.push(usable(vx, false) && usable(vy, spec.yLog) ? [x(vx), y(vy), vx, vy] : null);
     }
     // Zoomed in: the points in view and, for lines, their neighbours
@@ -657,6 +677,9 @@ export function drawLineChart(canvas, spec) {
         (all[i - 1] && inView(all[i - 1][2])) || (all[i + 1] && inView(all[i + 1][2])))))
       : all;
     const drawn = !series.scatter && pixels.length > 2 * area.width ? decimate(pixels) : pixels;
+    // Long lines are drawn as hairlines, which the canvas rasterises much
+    // faster than wider strokes (hundreds of series of thousands of points).
+    if (drawn.length > 400) ctx.lineWidth = Math.min(ctx.lineWidth, 1);
     if (series.scatter) {
       const radius = series.radius || 2;
       ctx.beginPath();
@@ -702,7 +725,10 @@ export function drawLineChart(canvas, spec) {
   }
   ctx.restore();
 
-  if (!spec.series.some((s) => s.points.some(([vx, vy]) => usable(vx, false) && usable(vy, spec.yLog)))) {
+  if (!spec.series.some((s) => {
+    const {xs, ys} = coordinates(s);
+    return xs.some((vx, i) => usable(vx, false) && usable(ys[i], spec.yLog));
+  })) {
     ctx.fillStyle = AXIS_COLOR;
     ctx.textAlign = 'center';
     ctx.fillText(spec.emptyText || 'No finite values to plot',

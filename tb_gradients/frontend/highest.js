@@ -73,12 +73,12 @@ export function createHighestView(state) {
         const describe = (stat) => (x, y) => [variable.name, `${panel.run}, ${atText(panel.info, x)}`, `${stat}: ${formatNumber(y)}`];
         series.push({
           label: variable.name, color: colorOf(variable), marker: epochs.length <= 40 ? 'tick' : null,
-          points: epochs.map((epoch, i) => [epoch, gradient[i]]),
+          x: epochs, y: gradient,
           describe: describe(gradientStat),
         });
         series.push({
           label: variable.name, color: colorOf(variable), dash: [6, 4],
-          points: epochs.map((epoch, i) => [epoch, accumulated[i]]),
+          x: epochs, y: accumulated,
           describe: describe(accumulatedStat),
         });
       }

@@ -168,7 +168,10 @@ export async function render() {
     if (hasData && state.selected.length) {
       // The panels' badges fill in when their health arrives; the views do
       // not wait for it.
-      const results = await Promise.allSettled(views.map((view) => view.render()));
+      // A performance mark per view when it has drawn (`gradients-view-<id>`),
+      // for the render-time benchmark's breakdown.
+      const results = await Promise.allSettled(views.map((view) => view.render().finally(
+        () => performance.mark(`gradients-view-${view.id}`))));
       results.forEach((result, index) => {
         if (result.status === 'rejected') {
           showError(`The ${views[index].id} view failed: ${result.reason?.message || result.reason}`);

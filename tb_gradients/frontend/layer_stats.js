@@ -65,7 +65,7 @@ export function createLayerStatsView(state) {
             label: variable.name,
             color: colorOf(variable),
             marker: epochs.length <= 30 ? 'dot' : null,
-            points: epochs.map((epoch, i) => [epoch, column[i]]),
+            x: epochs, y: column,
             describe: (x, y) => [variable.name, `${panel.run}, ${atText(panel.info, x)}`, `${stat}: ${formatNumber(y)}`],
           };
         });
