@@ -14,7 +14,6 @@ Then: ``.venv/bin/python bench/render_time.py bench/out/render_logdir``.
 """
 
 import argparse
-import inspect
 import os
 import shutil
 import sys
@@ -67,15 +66,11 @@ def build(logdir=LOGDIR, steps=2000, window=1, rebuild=False):
     assert len(model.trainable_variables) == 2 * LAYERS
     model.compile(keras.optimizers.SGD(0.05),
                   keras.losses.SparseCategoricalCrossentropy())
-    # One fit from scratch: no accumulated state to save for a resume.
-    no_resume = ({"resume_state": False} if "resume_state" in
-                 inspect.signature(GradientTensorBoard).parameters else {})
     start = time.perf_counter()
     model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False,
               verbose=0, callbacks=[GradientTensorBoard(
                   log_dir=os.path.join(logdir, "long"),
-                  gradient_window=window, heatmap_cells=HEATMAP_CELLS,
-                  **no_resume)])
+                  gradient_window=window, heatmap_cells=HEATMAP_CELLS)])
     seconds = time.perf_counter() - start
     with open(marker, "w") as f:
         f.write("ok")

@@ -60,8 +60,7 @@ def _train(run_dir, seed, steps):
               callbacks=[GradientTensorBoard(
                   str(run_dir), source="both", probe_data=(x[:8], y[:8]),
                   timestep_samples=4, gradient_window=WINDOW,
-                  heatmap_encoding="float32", histograms=False,
-                  resume_state=False)])
+                  heatmap_encoding="float32", histograms=False)])
 
 
 def _read_file(path):
