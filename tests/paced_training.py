@@ -42,7 +42,7 @@ WAIT_LIMIT_S = 300
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-# -- the training process ------------------------------------------------------
+# -- the training process -----------------------------------------------------
 
 
 def _write_marker(path, text):
@@ -140,7 +140,7 @@ def main(argv=None):
     _write_marker(os.path.join(args.control, "done"), "done")
 
 
-# -- the parent's side ---------------------------------------------------------
+# -- the parent's side --------------------------------------------------------
 
 
 def window_ends(window, steps_per_epoch, epochs):
@@ -248,7 +248,7 @@ class PacedTraining:
         self.stop()
 
 
-# -- a TensorBoard process ------------------------------------------------------
+# -- a TensorBoard process
 
 
 def wait(condition, what):

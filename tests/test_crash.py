@@ -184,6 +184,10 @@ def _listing_if_loaded(get, expected):
         return None
     for run, steps in expected.items():
         body = get("/variable_stats", run=run, source="training")
-        if body is None or body["epochs"] != steps:
+        rows = get("/steps", run=run, source="training")
+        # a loader adds an event's values one series at a time: the
+        # per-step rows are the last series of a window's event
+        if (body is None or body["epochs"] != steps or rows is None
+                or [entry["epoch"] for entry in rows["epochs"]] != steps):
             return None
     return listing["runs"]

@@ -22,38 +22,54 @@ EPOCHS = 2
 ENDS = paced_training.window_ends(WINDOW, STEPS_PER_EPOCH, EPOCHS)
 RUN = "live/train"
 VARIABLES = ["hidden/kernel", "hidden/bias", "out/kernel", "out/bias"]
+# statistics that every window of this run has (finite)
+STATS = ["size", "steps", "norm", "l2", "l2_accumulated", "max_abs"]
 
 
 def served_windows(get):
     """What the plugin serves of the run: (count in /runs, the window steps
-    of /variable_stats, its body), or None before the run is listed."""
+    of /variable_stats, its body, the window steps of /steps), or None
+    before the run is listed."""
     runs = get("/runs")
     if runs is None:
         return None
     counts = {info["run"]: info["epochs"] for info in runs["runs"]}
     if RUN not in counts:
         return None
-    body = get("/variable_stats", run=RUN, source="training")
-    if body is None:
+    body = get("/variable_stats", run=RUN, source="training",
+               stats=",".join(STATS))
+    steps = get("/steps", run=RUN, source="training")
+    if body is None or steps is None:
         return None
-    return counts[RUN], body["epochs"], body
+    return (counts[RUN], body["epochs"], body,
+            [entry["epoch"] for entry in steps["epochs"]])
+
+
+def loaded(body):
+    """Whether every variable has a value at every window served (a loader
+    adds an event's values one series at a time)."""
+    return all(vector is not None for variable in body["variables"]
+               for vector in variable["values"])
 
 
 def wait_until_served(get, expected_steps, training):
     """Polls until the plugin serves exactly the windows `expected_steps`;
-    returns the body. Fails if it ever serves a window not written yet."""
+    returns the body of /variable_stats. Fails if it ever serves a window
+    that was not written yet."""
     deadline = time.monotonic() + paced_training.WAIT_LIMIT_S
     last = None
     while time.monotonic() < deadline:
         served = served_windows(get)
         if served is not None:
-            count, steps, body = served
-            last = (count, steps)
-            assert steps == ENDS[:len(steps)], steps
-            assert len(steps) <= len(expected_steps), (
-                f"served {steps} before the process wrote past "
-                f"{expected_steps}")
-            if count == len(expected_steps) and steps == expected_steps:
+            count, steps, body, step_rows = served
+            last = (count, steps, step_rows)
+            for listed in (steps, step_rows):
+                assert listed == ENDS[:len(listed)], listed
+                assert len(listed) <= len(expected_steps), (
+                    f"served {listed} before the process wrote past "
+                    f"{expected_steps}")
+            if (count == len(expected_steps) and steps == expected_steps
+                    and step_rows == expected_steps and loaded(body)):
                 return body
         if training is not None:
             assert training.process.poll() is None, training.output()
@@ -63,11 +79,12 @@ def wait_until_served(get, expected_steps, training):
 
 
 def check_complete(body, steps):
-    """Every variable has every statistic of every window served, and the
+    """Every variable has `STATS`, all finite, at every window served; the
     `steps` statistic counts the window's optimizer steps."""
     assert [v["name"] for v in body["variables"]] == VARIABLES
     lengths = [b - a for a, b in zip([0] + steps, steps)]
-    steps_column = body["stats"].index("steps")
+    assert body["stats"] == STATS
+    steps_column = STATS.index("steps")
     for variable in body["variables"]:
         assert len(variable["values"]) == len(steps)
         for vector, length in zip(variable["values"], lengths):
