@@ -12,11 +12,20 @@ Configurations: default (training source), probe, probe + heatmaps and
 histograms every epoch, and the naive approach (a GradientTape over the whole
 training set at every epoch end).
 
+Windows of N optimizer steps (``gradient_window=N``, default statistics) are
+measured apart, against plain TensorBoard in the same rounds: their window
+ends do not fall on epoch boundaries, so the figure is the time of
+``--window-spans`` whole windows (optimizer steps N to (spans + 1) * N, each
+window end included; the first window, which traces, left out) over the time
+of the same steps with plain TensorBoard.
+
 Usage: python bench/overhead.py [--rounds N] [--epochs E] [--models cnn,lstm]
+       [--window N] [--window-spans K]
 """
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -102,6 +111,32 @@ class EpochClock(keras.callbacks.Callback):
         return float(np.median(durations[1:]))
 
 
+class StepClock(keras.callbacks.Callback):
+    """Wall and CPU time at the end of chosen optimizer steps of one `fit`.
+
+    Put it after the callback being measured: a mark at a window's last
+    step then comes after that window's end (statistics, write, flush).
+    Counts batches (one optimizer step each) instead of reading the
+    optimizer's counter, so that it adds no device read of its own.
+    """
+
+    def __init__(self, steps):
+        super().__init__()
+        self.at = set(steps)
+
+    def on_train_begin(self, logs=None):
+        self.step = 0
+        self.marks = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step in self.at:
+            self.marks[self.step] = (time.perf_counter(), time.process_time())
+
+    def seconds(self, begin, end, clock=0):
+        return self.marks[end][clock] - self.marks[begin][clock]
+
+
 class NaiveFullTape(keras.callbacks.Callback):
     """The naive way: full training set through a GradientTape per epoch."""
 
@@ -185,6 +220,63 @@ def measure(task, rounds, epochs, names):
                                  for n, v in times.items()},
         "median_epoch_cpu_seconds": {n: statistics.median(v)
                                      for n, v in cpu_times.items()},
+    }
+
+
+def measure_windows(task, rounds, window, spans):
+    """Windows of ``window`` steps against plain TensorBoard, per round.
+
+    Each round trains a fresh model once with each (alternating order) for
+    enough epochs to reach step ``(spans + 1) * window``, and times steps
+    ``window`` to ``(spans + 1) * window``: ``spans`` whole windows, each
+    with its window end, after the first one (tracing) is done.
+    """
+    build, x, y, batch = task()
+    begin, end = window, window * (spans + 1)
+    epochs = math.ceil(end / math.ceil(len(x) / batch))
+    names = ["plain", "window"]
+    seconds = {name: [] for name in names}
+    cpu_seconds = {name: [] for name in names}
+    ratios, cpu_ratios, window_ends = [], [], []
+    with tempfile.TemporaryDirectory() as root:
+        for r in range(rounds):
+            order = names[r % 2:] + names[:r % 2]
+            for name in order:
+                keras.utils.clear_session()
+                keras.utils.set_random_seed(r)
+                model = build()
+                logdir = os.path.join(root, f"{name}_{r}")
+                if name == "plain":
+                    callback = keras.callbacks.TensorBoard(logdir)
+                else:
+                    callback = GradientTensorBoard(logdir,
+                                                   gradient_window=window)
+                    spent = time_window_ends(callback)
+                clock = StepClock([begin, end])
+                model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0,
+                          callbacks=[callback, clock])
+                seconds[name].append(clock.seconds(begin, end, 0))
+                cpu_seconds[name].append(clock.seconds(begin, end, 1))
+            # the window ends inside the timed steps (the first is traced)
+            window_ends += spent[1:spans + 1]
+            ratios.append(seconds["window"][-1] / seconds["plain"][-1])
+            cpu_ratios.append(cpu_seconds["window"][-1]
+                              / cpu_seconds["plain"][-1])
+            print(f"  window={window} round {r}: " + ", ".join(
+                f"{n}={seconds[n][-1]:.3f}s/{cpu_seconds[n][-1]:.3f}cpu-s"
+                for n in names) + f" for steps {begin}-{end}", flush=True)
+    return {
+        "window": window,
+        "spans": spans,
+        "steps": [begin, end],
+        "epochs_per_fit": epochs,
+        "median_ratio": statistics.median(ratios),
+        "median_cpu_ratio": statistics.median(cpu_ratios),
+        "ratios": ratios,
+        "cpu_ratios": cpu_ratios,
+        "median_seconds_per_window": {
+            n: statistics.median(v) / spans for n, v in seconds.items()},
+        "median_window_end_seconds": statistics.median(window_ends),
     }
 
 
@@ -278,6 +370,11 @@ def main():
     parser.add_argument("--models", default="cnn,lstm")
     parser.add_argument("--configs",
                         default="plain,default,probe,probe_full,naive")
+    parser.add_argument("--window", type=int, default=100,
+                        help="optimizer steps per window for the "
+                        "gradient_window measurement (0: skip it)")
+    parser.add_argument("--window-spans", type=int, default=2,
+                        help="whole windows timed per fit")
     parser.add_argument("--no-components", action="store_true",
                         help="skip the per-step / per-epoch breakdown")
     parser.add_argument("--out", default=os.path.join(
@@ -288,12 +385,17 @@ def main():
         names = ["plain"] + names
     tasks = {"cnn": cnn_task, "lstm": lstm_task}
     results = {"machine": machine.describe(), "rounds": args.rounds,
-               "epochs_per_fit": args.epochs, "models": {}}
+               "epochs_per_fit": args.epochs, "window": args.window,
+               "window_spans": args.window_spans, "models": {}}
     for model_name in args.models.split(","):
         print(f"{model_name}:", flush=True)
         results["models"][model_name] = measure(
             tasks[model_name], args.rounds, args.epochs, names)
         result = results["models"][model_name]
+        if args.window:
+            windows = result["window"] = measure_windows(
+                tasks[model_name], args.rounds, args.window,
+                args.window_spans)
         if not args.no_components:
             result["components"] = measure_components(tasks[model_name])
             parts = result["components"]
@@ -304,6 +406,13 @@ def main():
         for n, v in result["median_ratio"].items():
             print(f"  {n:>11}: {v:.3f}x plain fit (wall), "
                   f"{result['median_cpu_ratio'][n]:.3f}x (CPU)", flush=True)
+        if args.window:
+            print(f"  window={args.window}: "
+                  f"{windows['median_ratio']:.3f}x plain steps (wall), "
+                  f"{windows['median_cpu_ratio']:.3f}x (CPU); window end "
+                  f"{windows['median_window_end_seconds'] * 1000:.1f} ms of "
+                  f"{windows['median_seconds_per_window']['plain']:.2f} s",
+                  flush=True)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)

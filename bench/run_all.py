@@ -68,7 +68,10 @@ def overhead_section(data):
              "The naive approach runs the whole training set through a "
              "GradientTape at every epoch end.", "",
              f"Command: `python bench/overhead.py --rounds "
-             f"{data['rounds']} --epochs {data['epochs_per_fit']}`", "",
+             f"{data['rounds']} --epochs {data['epochs_per_fit']}"
+             + (f" --window {data['window']} --window-spans "
+                f"{data['window_spans']}" if data.get("window") else "")
+             + "`", "",
              "| model | clock | default (training source) | probe | "
              "probe + heatmaps + histograms + training | naive full-data "
              "tape | naive ÷ default | plain epoch (s) |",
@@ -103,6 +106,30 @@ def overhead_section(data):
                 f"{part['epoch_end_seconds'] * 1000:.1f} | "
                 f"{part['epoch_seconds']:.2f} | "
                 f"{part['estimated_default_ratio']:.3f} |")
+    windows = {m: r["window"] for m, r in data["models"].items()
+               if "window" in r}
+    if windows:
+        first = next(iter(windows.values()))
+        lines += ["", f"Windows of {first['window']} optimizer steps "
+                  f"(`gradient_window={first['window']}`, default "
+                  "statistics): time of optimizer steps "
+                  f"{first['steps'][0]} to {first['steps'][1]} "
+                  f"({first['spans']} whole windows, each window end "
+                  "included; the first window, which traces, left out) "
+                  "over the time of the same steps with plain "
+                  "`keras.callbacks.TensorBoard`, median over "
+                  f"{data['rounds']} paired, alternating rounds. Goal: at "
+                  "most 1.03.", "",
+                  "| model | window (steps) | wall | CPU | plain time per "
+                  "window (s) | window end (ms) |",
+                  "|---|---|---|---|---|---|"]
+        for model, result in windows.items():
+            lines.append(
+                f"| {model} | {result['window']} | "
+                f"{result['median_ratio']:.3f} | "
+                f"{result['median_cpu_ratio']:.3f} | "
+                f"{result['median_seconds_per_window']['plain']:.2f} | "
+                f"{result['median_window_end_seconds'] * 1000:.1f} |")
     lines += ["", f"Machine: {machine_line(data.get('machine'))}", ""]
     return lines
 
