@@ -15,14 +15,19 @@ import numpy as np
 import tensorflow as tf
 
 from tb_gradients import capture
+from tb_gradients import findings
 from tb_gradients import metadata
 from tb_gradients import resume
+from tb_gradients import series
 from tb_gradients import stats
 from tb_gradients import summary
 from tb_gradients import timesteps
 from tb_gradients import window
 
 SOURCE_CHOICES = ("training", "probe", "both")
+# Records per source the callback keeps for its findings (the rules look
+# at recent windows; docs/FINDINGS.md).
+FINDINGS_HISTORY = 64
 
 
 def _check_int(name, value, minimum):
@@ -89,6 +94,11 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         at the epoch's step; an int N: each record covers N optimizer steps
         (windows may span epochs), at the global optimizer step of the
         window's end; the last, partial window of a `fit` is recorded too.
+      stop_on: finding kinds (docs/FINDINGS.md, e.g. ``("nonfinite",)``)
+        that stop training: a new finding of such a kind sets
+        ``model.stop_training`` (a warning names it). Default: none. Every
+        new finding of severity warning or error is reported once with
+        `warnings.warn` and written to the Text tab either way.
       resume_state: write the accumulated gradient state to
         ``<log_dir>/gradient_state/`` at each epoch end, and continue from
         it when a `fit` resumes at a later epoch (`BackupAndRestore`,
@@ -114,7 +124,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
 
     def __init__(self, log_dir="logs", source="training", probe_data=None,
                  probe_batches=8, probe_batch_size=128, gradient_freq=1,
-                 gradient_window="epoch", resume_state=True,
+                 gradient_window="epoch", stop_on=(), resume_state=True,
                  heatmap_cells=128 * 128, heatmap_encoding="uint8",
                  histograms=True, histogram_buckets=30, timestep_layers=None,
                  timestep_samples=16, timestep_cells=512, timestep_channels=32,
@@ -137,6 +147,16 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             raise TypeError(f"`resume_state` must be True or False. "
                             f"Received: resume_state={resume_state!r}")
         self.resume_state = resume_state
+        if isinstance(stop_on, str) or not isinstance(stop_on, (list, tuple)):
+            raise TypeError(
+                "`stop_on` must be a list or tuple of finding kinds, e.g. "
+                f"('nonfinite',). Received: stop_on={stop_on!r}")
+        unknown = [kind for kind in stop_on if kind not in findings.KINDS]
+        if unknown:
+            raise ValueError(
+                f"`stop_on` names unknown finding kinds {unknown!r}; the "
+                f"kinds are {findings.KINDS}. Received: stop_on={stop_on!r}")
+        self.stop_on = tuple(stop_on)
         self.heatmap_cells = _check_int("heatmap_cells", heatmap_cells, 0)
         self.probe_batches = _check_int("probe_batches", probe_batches, 1)
         self.probe_batch_size = _check_int("probe_batch_size",
@@ -192,6 +212,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._window_index = 0  # step windows ended by this callback
         self._window_start = 0
         self._fit_begun = False
+        self._history = {}  # source -> recent records, for the findings
+        self._reported = set()  # Finding.key already reported
         self._batch_writer = summary.BatchWriter()
 
     # -- lifecycle ---------------------------------------------------------
@@ -364,11 +386,51 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             return
         batch = summary.EpochBatch(window=self.gradient_window)
         for record in records:
-            self._write_record(batch, record)
+            self._write_record(batch, record, step)
         if self._timesteps is not None:
             self._write_timesteps(batch)
+        self._report_findings(batch)
         self._batch_writer.write(self._train_writer, batch, step)
         self._train_writer.flush()
+
+    # -- findings ------------------------------------------------------------
+
+    def _remember(self, source, step, variables, record, global_values):
+        """Keeps the window's figures for the findings (the last
+        `FINDINGS_HISTORY` windows)."""
+        rows = np.array([[values[name] for name in
+                          metadata.VARIABLE_STAT_NAMES]
+                         for values in record.stats], np.float64)
+        history = self._history.setdefault(source, [])
+        history.append((step, variables, rows, global_values,
+                        record.step_table))
+        del history[:-FINDINGS_HISTORY]
+
+    def _report_findings(self, batch):
+        """Reports each new finding once: `warnings.warn` for warnings and
+        errors, the Text tab for all; stops training on `stop_on` kinds."""
+        by_source = {source: series.from_records(source, self.gradient_window,
+                                                 records)
+                     for source, records in self._history.items()}
+        found = findings.evaluate(by_source)
+        new = [f for f in found if f.key not in self._reported]
+        if not new:
+            return
+        self._reported.update(f.key for f in new)
+        summary.write_findings(batch, found,
+                               "epoch" if not self._step_windows else "step")
+        for finding in new:
+            if findings.severity_rank(finding.severity) >= (
+                    findings.severity_rank("warning")):
+                warnings.warn(f"GradientTensorBoard: {finding.severity}: "
+                              f"{finding.message}", stacklevel=2)
+        stopping = [f for f in new if f.kind in self.stop_on]
+        if stopping:
+            self.model.stop_training = True
+            warnings.warn(
+                f"GradientTensorBoard: stopping training (stop_on="
+                f"{self.stop_on!r}) on a {stopping[0].kind} finding: "
+                f"{stopping[0].message}", stacklevel=2)
 
     # -- resume ------------------------------------------------------------
 
@@ -526,14 +588,16 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         return windows.end_window(windows.stack(gradients),
                                   probe_batches=len(self._probe.batches))
 
-    def _write_record(self, batch, record):
+    def _write_record(self, batch, record, step):
         source = record.source
         variables = self._windows[source].variables
         names = _unique_names(variables, self.model.name)
+        described = []
         for i, (variable, name) in enumerate(zip(variables, names)):
             info = {"name": name, "layer": name.rsplit("/", 1)[0],
                     "index": i, "shape": tuple(int(d) for d in
                                                variable.shape)}
+            described.append(dict(info, shape=list(info["shape"])))
             summary.write_variable_stats(batch, source, info, record.stats[i])
             if record.heatmaps[i] is not None:
                 encoded, block = record.heatmaps[i]
@@ -549,6 +613,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         summary.write_global_scalars(batch, source, global_values)
         if record.step_table is not None:
             summary.write_steps(batch, source, record.step_table)
+        self._remember(source, step, described, record, global_values)
 
     def _write_timesteps(self, batch):
         results = self._timesteps.compute()

@@ -54,6 +54,10 @@ VARIABLE_STAT_NAMES = (
     "first_nonfinite_step",
 )
 
+# The callback's findings (docs/FINDINGS.md), a Markdown table for
+# TensorBoard's Text tab.
+FINDINGS_TAG = "gradients/findings"
+
 # Global scalars written as ``gradients/<source>/<name>`` (Scalars tab).
 GLOBAL_STAT_NAMES = (
     "norm",

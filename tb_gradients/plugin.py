@@ -24,6 +24,7 @@ from tensorboard.util import tb_logging
 
 from tb_gradients import metadata
 from tb_gradients import plugin_data
+from tb_gradients import plugin_findings
 from tb_gradients import plugin_series
 
 logger = tb_logging.get_logger()
@@ -212,6 +213,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
             "/timesteps": self.timesteps_route,
             "/gates": self.gates_route,
             "/gate_heatmap": self.gate_heatmap_route,
+            "/findings": self.findings_route,
         }
         for name in self._assets:
             apps["/" + name] = functools.partial(self._asset_route, name)
@@ -664,6 +666,20 @@ class GradientsPlugin(base_plugin.TBPlugin):
             "scale": plugin_data.gate_heatmap_scale(planes.values()),
         }
 
+    def findings_impl(self, ctx, experiment, run):
+        """The findings of one run (`plugin_findings`), kept while the run's
+        series are unchanged."""
+        listing = self._list(ctx, experiment, runs=[run]).get(run, {})
+        parsed = plugin_data.parse_listing(listing)
+        if not parsed:
+            raise errors.NotFoundError("No gradient data for run %r" % run)
+        key = ("findings", experiment, run,
+               plugin_data.series_signature(listing, parsed))
+        found = self._cache.get_or_build(
+            key, lambda: plugin_findings.run_findings(
+                self._data_provider, ctx, experiment, run, parsed))
+        return {"run": run, "findings": found}
+
     # -- routes --------------------------------------------------------------
 
     @wrappers.Request.application
@@ -687,6 +703,13 @@ class GradientsPlugin(base_plugin.TBPlugin):
         body = self.scalars_impl(ctx, experiment, _required(request, "run"),
                                  _source(request))
         return _json_response(request, body)
+
+    @wrappers.Request.application
+    @_guarded
+    def findings_route(self, request):
+        ctx, experiment = _context(request)
+        return _json_response(request, self.findings_impl(
+            ctx, experiment, _required(request, "run")))
 
     @wrappers.Request.application
     @_guarded

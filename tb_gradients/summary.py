@@ -16,6 +16,7 @@ import tensorflow as tf
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.util import tensor_util
 
 from tb_gradients import metadata
@@ -168,6 +169,36 @@ def write_gate_heatmap(batch, source, variable, layer_name, kind, pooled,
         gates=list(stats.GATES[kind]), block=[int(b) for b in block])
     batch.tensor(metadata.gate_heatmap_tag(source, variable),
                  np.asarray(pooled, np.float32), summary_metadata)
+
+
+def write_findings(batch, findings_list, where):
+    """The run's findings so far as a Markdown table (TensorBoard's Text
+    tab, tag `metadata.FINDINGS_TAG`), written when new ones appear.
+
+    Args:
+      findings_list: `findings.Finding`s, most severe first.
+      where: what the summary step is (``"epoch"`` or ``"step"``), for the
+        heading.
+    """
+    rows = ["| severity | kind | layer | variable | epoch | step | message |",
+            "|---|---|---|---|---|---|---|"]
+    for finding in findings_list:
+        cells = [finding.severity, finding.kind, finding.layer or "",
+                 finding.variable or "",
+                 "" if finding.epoch is None else str(finding.epoch),
+                 "" if finding.step is None else str(finding.step),
+                 finding.message]
+        rows.append("| " + " | ".join(
+            cell.replace("|", "\\|").replace("\n", " ") for cell in cells)
+            + " |")
+    text = (f"Gradient findings up to this {where} "
+            "(docs/FINDINGS.md):\n\n" + "\n".join(rows))
+    batch.tensor(metadata.FINDINGS_TAG,
+                 np.array(text.encode("utf-8"), dtype=object),
+                 text_metadata.create_summary_metadata(
+                     display_name="Gradient findings",
+                     description="What the gradients say is wrong, and "
+                                 "where it started"))
 
 
 class EpochBatch:
