@@ -236,9 +236,24 @@ def exploding(logdir, quick):
     gradients grow geometrically, overflow to Inf and turn into NaN within a
     few epochs, which the tab counts and marks.
     """
+    x, y = raw_diabetes()
+    # Full-batch steps, so that the blow-up spreads over several epochs.
+    return [_fit(exploding_mlp(), x, y, logdir,
+                 "exploding_high_learning_rate", 12 if quick else 20,
+                 len(x))]
+
+
+EXPLODING_LEARNING_RATE = 0.002
+
+
+def raw_diabetes():
+    """Standardised inputs, raw targets (values up to 346)."""
     diabetes = datasets.load_diabetes()
     x = StandardScaler().fit_transform(diabetes.data).astype("float32")
-    y = diabetes.target.astype("float32")[:, None]
+    return x, diabetes.target.astype("float32")[:, None]
+
+
+def exploding_mlp():
     keras.utils.set_random_seed(SEED)
     model = keras.Sequential([
         keras.Input((10,)),
@@ -246,10 +261,8 @@ def exploding(logdir, quick):
         keras.layers.Dense(32, name="dense_2"),
         keras.layers.Dense(1, name="output"),
     ])
-    model.compile(keras.optimizers.SGD(0.002), "mse")
-    # Full-batch steps, so that the blow-up spreads over several epochs.
-    return [_fit(model, x, y, logdir, "exploding_high_learning_rate",
-                 12 if quick else 20, len(x))]
+    model.compile(keras.optimizers.SGD(EXPLODING_LEARNING_RATE), "mse")
+    return model
 
 
 EXPERIMENTS = {

@@ -373,28 +373,52 @@ def exploding(data):
     return found
 
 
-def dead_units(data):
-    """Layers with many output units whose gradient was exactly zero for a
-    whole window (dead ReLUs)."""
-    found = []
+def _layer_dead_fractions(data):
+    """``[(layer, kernel index, units, (records,) dead fraction)]`` of the
+    layers with a kernel, in model order.
+
+    A unit is dead when its kernel column and its bias element are both
+    zero: a layer after a dead one has zero kernel gradients (no input)
+    but a live bias.
+    """
     dead = data.stat("dead_units")
     by_layer = {}
     for index, variable in enumerate(data.variables):
         by_layer.setdefault(variable["layer"], []).append(index)
-    last = len(data.steps) - 1
+    layers = []
     for layer, indices in by_layer.items():
-        kernel = [i for i in indices if len(data.variables[i]["shape"]) >= 2]
-        if not kernel:
+        kernels = [i for i in indices if len(data.variables[i]["shape"]) >= 2]
+        if not kernels:
             continue
-        kernel = kernel[0]
+        kernel = kernels[0]
         units = data.variables[kernel]["shape"][-1]
-        # a unit is dead when its kernel column and its bias element are
-        # both zero: a layer after a dead one has zero kernel gradients
-        # but a live bias
         bias = [i for i in indices if data.variables[i]["shape"] == [units]]
         fraction = dead[:, kernel]
         if bias:
             fraction = np.fmin(fraction, dead[:, bias[0]])
+        layers.append((layer, kernel, units, fraction))
+    return layers
+
+
+def dead_units(data):
+    """Layers with many output units whose gradient was exactly zero for a
+    whole window (dead ReLUs).
+
+    When every unit of several consecutive layers is dead, no gradient
+    reaches the earlier ones at all: one finding names the last of them
+    (nearest the output) and lists the others.
+    """
+    found = []
+    last = len(data.steps) - 1
+    layers = _layer_dead_fractions(data)
+    blocked = []  # fully dead layers before the current one
+    for position, (layer, kernel, units, fraction) in enumerate(layers):
+        following = layers[position + 1] if position + 1 < len(layers) else None
+        if fraction[last] >= 1.0 and following is not None and (
+                following[3][last] >= 1.0):
+            blocked.append(layer)
+            continue
+        upstream, blocked = blocked, []
         needed = min(DEAD_UNITS_RECORDS, len(fraction))
         severity = None
         for level, threshold in (("warning", DEAD_UNITS_WARNING),
@@ -410,15 +434,20 @@ def dead_units(data):
             start -= 1
         epoch, step, at = _location(data, start)
         variable = data.variables[kernel]
+        windows = "epochs" if data.per_epoch else "windows"
         found.append(Finding(
             "dead_units", severity, variable["name"], layer, epoch, step,
             f"{fraction[last]:.0%} of the {units} units of {layer} have had "
-            f"a zero gradient for whole {'epochs' if data.per_epoch else 'windows'} "
-            f"since {_where(data, start)}: they no longer learn (dead ReLUs); "
-            "a smaller learning rate, He initialisation, a zero or "
-            "positive bias initialiser or LeakyReLU usually revive them.",
+            f"a zero gradient for whole {windows} since "
+            f"{_where(data, start)}"
+            + (f", and no gradient reaches {', '.join(upstream)} before it"
+               if upstream else "")
+            + ": they no longer learn (dead ReLUs); a smaller learning "
+            "rate, He initialisation, a zero or positive bias initialiser "
+            "or LeakyReLU usually revive them.",
             {"dead_fraction": fraction[last], "units": units,
-             "dead_fraction_first": fraction[start]},
+             "dead_fraction_first": fraction[start],
+             "layers_without_gradient": upstream},
             data.source, at, "heatmap"))
     return found
 
