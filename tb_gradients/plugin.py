@@ -172,6 +172,26 @@ def _filter(request):
             "Received: filter=%r" % (error, text))
 
 
+def _points(request):
+    text = request.args.get("points")
+    try:
+        return plugin_data.parse_points(text)
+    except ValueError as error:
+        raise errors.InvalidArgumentError(
+            "Parameter 'points' %s. Received: points=%r" % (error, text))
+
+
+def _step_range(request):
+    texts = {name: request.args.get(name) for name in ("start", "end")}
+    try:
+        return plugin_data.parse_step_range(texts["start"], texts["end"])
+    except ValueError as error:
+        name, message = error.args
+        raise errors.InvalidArgumentError(
+            "Parameter %r %s. Received: start=%r, end=%r"
+            % (name, message, texts["start"], texts["end"]))
+
+
 def _context(request):
     return (plugin_util.context(request.environ),
             plugin_util.experiment_id(request.environ))
@@ -193,6 +213,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
         """
         self._data_provider = context.data_provider
         self._cache = plugin_data.BodyCache()
+        # `plugin_data.StatsTable`s, large (variables x epochs x 19): few.
+        self._tables = plugin_data.BodyCache(max_entries=4)
         self._known_contents = {}
         self._contents_lock = threading.Lock()
         if assets_dir is None:
@@ -353,8 +375,15 @@ class GradientsPlugin(base_plugin.TBPlugin):
             ],
         }
 
-    def scalars_impl(self, ctx, experiment, run, source):
-        """The global ``gradients/<source>/<stat>`` scalars of one run."""
+    def scalars_impl(self, ctx, experiment, run, source, points=None,
+                     start=None, end=None):
+        """The global ``gradients/<source>/<stat>`` scalars of one run.
+
+        Args:
+          points: At most this many buckets (`plugin_data.bucket_starts`),
+            or ``None`` for every epoch.
+          start, end: The step range (inclusive), ``None`` for open ends.
+        """
         tags = [metadata.scalar_tag(source, name)
                 for name in metadata.GLOBAL_STAT_NAMES]
         data = self._data_provider.read_scalars(
@@ -365,69 +394,64 @@ class GradientsPlugin(base_plugin.TBPlugin):
         if not series:
             raise errors.NotFoundError(
                 "No gradient scalars for run %r and source %r" % (run, source))
-        return {"run": run, "source": source, "epochs": epochs,
-                "series": series}
+        body = {"run": run, "source": source}
+        body.update(plugin_data.reduced_scalars(epochs, series, points,
+                                                start, end))
+        return body
 
     def variable_stats_impl(self, ctx, experiment, run, source, pattern=None,
-                            names=None):
+                            names=None, points=None, start=None, end=None):
         """Every variable's statistics vectors over the epochs, as gzip JSON.
 
-        The body is kept in a cache while the run's series are unchanged:
-        it is the largest one (variables x epochs x statistics) and the
-        frontend asks for it for several views. A view that draws a few
-        statistics asks for those only (``names``): the columns are most
-        of the body's size and of its encoding time (the reading is the
-        same either way).
+        The run's statistics (`plugin_data.StatsTable`, the reading of one
+        tensor per variable and epoch) and each body are kept in caches
+        while the run's series are unchanged: the frontend asks for several
+        columns, ranges and reductions of the same table. A view that draws
+        a few statistics asks for those only (``names``), and a chart of a
+        long run for a min/max envelope of ``points`` buckets: the numbers
+        are most of the body's size, of its encoding and of the browser's
+        work.
 
         Args:
           pattern: A compiled regex searched in variable names, or ``None``.
           names: The statistics to return, in this order (from
             `plugin_data.parse_stat_names`), or ``None`` for all of them.
+          points: At most this many buckets, or ``None`` for every epoch.
+          start, end: The step range (inclusive), ``None`` for open ends.
         """
         entries, parsed, signature = self._variables(ctx, experiment, run,
                                                      source)
-        if pattern is not None:
-            entries = [e for e in entries if pattern.search(e["name"])]
         names = tuple(names or metadata.VARIABLE_STAT_NAMES)
         key = ("variable_stats", experiment, run, source,
-               None if pattern is None else pattern.pattern, names,
-               signature)
-        return self._cache.get_or_build(key, lambda: plugin_data.gzip_json(
-            self._variable_stats_body(ctx, experiment, run, source, entries,
-                                      parsed, names)))
+               None if pattern is None else pattern.pattern, names, points,
+               start, end, signature)
 
-    def _variable_stats_body(self, ctx, experiment, run, source, entries,
-                             parsed, names):
+        def build():
+            table = self._tables.get_or_build(
+                ("table", experiment, run, source, signature),
+                lambda: self._stats_table(ctx, experiment, run, entries,
+                                          parsed))
+            selected = [i for i, entry in enumerate(table.entries)
+                        if pattern is None or pattern.search(entry["name"])]
+            body = {"run": run, "source": source}
+            body.update(plugin_data.variable_stats_body(
+                table, selected, names, points, start, end))
+            return plugin_data.gzip_json(body)
+
+        return self._cache.get_or_build(key, build)
+
+    def _stats_table(self, ctx, experiment, run, entries, parsed):
+        """The `plugin_data.StatsTable` of some variables: one read of all
+        their series (one data-provider call for the run's tags)."""
         data = {}
         if entries:
             data = self._read(ctx, experiment, runs=[run],
                               tags=[e["tag"] for e in entries]).get(run, {})
-        matrices = [
+        return plugin_data.StatsTable(entries, [
             plugin_data.stat_matrix(data.get(entry["tag"], []),
                                     plugin_data.stat_columns(
                                         parsed[entry["tag"]]))
-            for entry in entries
-        ]
-        epochs = np.unique(np.concatenate(
-            [steps for steps, _ in matrices] + [np.zeros(0, np.int64)]))
-        columns = [plugin_data.stat_index(name) for name in names]
-        variables = []
-        for entry, (steps, matrix) in zip(entries, matrices):
-            aligned, present = plugin_data.align(steps, matrix, epochs)
-            gradient, accumulated = plugin_data.highest_series(aligned,
-                                                               present)
-            variables.append({
-                "name": entry["name"],
-                "layer": entry["layer"],
-                "index": entry["index"],
-                "shape": entry["shape"],
-                "values": plugin_data.aligned_values(aligned, present,
-                                                     columns),
-                "highest_gradient": gradient,
-                "highest_accumulated": accumulated,
-            })
-        return {"run": run, "source": source, "stats": list(names),
-                "epochs": epochs.tolist(), "variables": variables}
+            for entry in entries])
 
     def steps_impl(self, ctx, experiment, run, source):
         """Per-step global L2 norm and max |g| of each epoch (training)."""
@@ -701,7 +725,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
     def scalars_route(self, request):
         ctx, experiment = _context(request)
         body = self.scalars_impl(ctx, experiment, _required(request, "run"),
-                                 _source(request))
+                                 _source(request), _points(request),
+                                 *_step_range(request))
         return _json_response(request, body)
 
     @wrappers.Request.application
@@ -717,7 +742,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
         ctx, experiment = _context(request)
         body = self.variable_stats_impl(
             ctx, experiment, _required(request, "run"), _source(request),
-            _filter(request), _stats(request))
+            _filter(request), _stats(request), _points(request),
+            *_step_range(request))
         return _json_response(request, body)
 
     @wrappers.Request.application

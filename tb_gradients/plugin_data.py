@@ -229,6 +229,50 @@ def parse_integer(text):
     return int(text)
 
 
+# Bounds of the ``points`` parameter: a bucket needs a first and a last
+# point, and no chart is wider than this many pixels.
+MIN_POINTS = 2
+MAX_POINTS = 100000
+
+
+def parse_points(text):
+    """The ``points`` parameter: ``None`` when absent, else an int.
+
+    Raises:
+      ValueError: When it is not a decimal integer in
+        ``[MIN_POINTS, MAX_POINTS]``.
+    """
+    if text is None or text == "":
+        return None
+    points = parse_integer(text)
+    if points is None or not MIN_POINTS <= points <= MAX_POINTS:
+        raise ValueError("must be an integer from %d to %d"
+                         % (MIN_POINTS, MAX_POINTS))
+    return points
+
+
+def parse_step_range(start_text, end_text):
+    """The ``start`` / ``end`` parameters: ``(start or None, end or None)``.
+
+    Raises:
+      ValueError: ``(name, message)`` when one is not a decimal integer, or
+        when ``start > end``.
+    """
+    bounds = []
+    for name, text in (("start", start_text), ("end", end_text)):
+        if text is None or text == "":
+            bounds.append(None)
+            continue
+        value = parse_integer(text)
+        if value is None:
+            raise ValueError(name, "must be an integer")
+        bounds.append(value)
+    start, end = bounds
+    if start is not None and end is not None and start > end:
+        raise ValueError("start", "must not be after end (%d)" % (end,))
+    return start, end
+
+
 def parse_stat_names(text):
     """The statistics asked for by ``stats=name1,name2``, or ``None``.
 
@@ -503,13 +547,186 @@ def highest_series(aligned, present):
       ``(highest_gradient, highest_accumulated)``, lists aligned with the
       rows holding ``None`` where the epoch is missing or non-finite.
     """
+    gradient, accumulated = highest_arrays(aligned, present)
+    return _nested_or_none(gradient), _nested_or_none(accumulated)
+
+
+def highest_arrays(aligned, present):
+    """`highest_series` as float64 arrays (NaN where `None`)."""
     max_abs = aligned[:, stat_index("max_abs")]
     accumulated = aligned[:, stat_index("accumulated_max_abs")]
     scale = max_finite(accumulated[present])
     if not scale:
         scale = 1.0
-    return (_nested_or_none(max_abs / scale),
-            _nested_or_none(accumulated / scale))
+    return max_abs / scale, accumulated / scale
+
+
+# -- /variable_stats ----------------------------------------------------------
+
+
+class StatsTable:
+    """Every variable's statistics of one run and source, on one epoch axis.
+
+    Reading the series is most of the cost of `/variable_stats` on a long
+    run (one tensor per variable and epoch); the table is what every
+    request of the run needs, whatever its columns, filter, range or
+    ``points``, so the plugin keeps it while the series are unchanged.
+
+    Attributes:
+      entries: `variable_entries` of the run and source.
+      epochs: Sorted int64 union of the variables' epochs.
+      aligned: Per entry, its `stat_matrix` placed on ``epochs`` (`align`).
+      present: Per entry, the mask of ``epochs`` it has a vector at.
+      highest: Per entry, `highest_arrays` over all its epochs.
+    """
+
+    def __init__(self, entries, matrices):
+        """Args: entries, and per entry the ``(epochs, matrix)`` of
+        `stat_matrix`."""
+        self.entries = list(entries)
+        self.epochs = np.unique(np.concatenate(
+            [steps for steps, _ in matrices] + [np.zeros(0, np.int64)]))
+        self.aligned, self.present, self.highest = [], [], []
+        for steps, matrix in matrices:
+            aligned, present = align(steps, matrix, self.epochs)
+            self.aligned.append(aligned)
+            self.present.append(present)
+            self.highest.append(highest_arrays(aligned, present))
+
+
+def _rows_or_none(array, present):
+    """`_nested_compact` rows (or values) with ``None`` where not present."""
+    rows = _nested_compact(array) if np.ndim(array) > 1 else \
+        _nested_or_none(array)
+    for index in np.flatnonzero(~present).tolist():
+        rows[index] = None
+    return rows
+
+
+def variable_stats_body(table, selected, names, points=None, start=None,
+                        end=None):
+    """The `/variable_stats` body (docs/API.md) of some variables of a table.
+
+    Args:
+      table: A `StatsTable`.
+      selected: Positions in ``table.entries`` of the variables to return.
+      names: The statistics, in order.
+      points: The ``points`` parameter (`bucket_starts`), or ``None``.
+      start, end: The step range (inclusive; ``None``: open).
+
+    Returns:
+      ``{"stats", "epochs", "buckets", "variables"}``.
+    """
+    columns = [stat_index(name) for name in names]
+    rows = in_range(table.epochs, start, end)
+    if selected:
+        rows &= np.logical_or.reduce([table.present[i] for i in selected])
+    else:
+        rows &= False
+    epochs = table.epochs[rows]
+    starts = bucket_starts(epochs, points)
+    variables = []
+    for i in selected:
+        entry = table.entries[i]
+        aligned = table.aligned[i][rows][:, columns]
+        present = table.present[i][rows]
+        gradient, accumulated = (a[rows] for a in table.highest[i])
+        variable = {key: entry[key]
+                    for key in ("name", "layer", "index", "shape")}
+        if starts is None:
+            variable.update({
+                "values": aligned_values(aligned, present),
+                "highest_gradient": _nested_or_none(gradient),
+                "highest_accumulated": _nested_or_none(accumulated),
+            })
+        else:
+            has = present_buckets(present, starts)
+            parts = [envelope(values, starts)
+                     for values in (aligned, gradient, accumulated)]
+            for side, name in enumerate(("min", "max")):
+                variable[name] = {
+                    "values": _rows_or_none(parts[0][side], has),
+                    "highest_gradient": _rows_or_none(parts[1][side], has),
+                    "highest_accumulated": _rows_or_none(parts[2][side], has),
+                }
+        variables.append(variable)
+    return {
+        "stats": list(names), "epochs": epochs.tolist(),
+        "buckets": None if starts is None else bucket_bounds(epochs, starts),
+        "variables": variables,
+    }
+
+
+# -- reduction of long series -------------------------------------------------
+
+
+def in_range(epochs, start=None, end=None):
+    """Boolean mask of the ``epochs`` within ``[start, end]`` (``None``: open)."""
+    epochs = np.asarray(epochs, dtype=np.int64)
+    mask = np.ones(len(epochs), dtype=bool)
+    if start is not None:
+        mask &= epochs >= start
+    if end is not None:
+        mask &= epochs <= end
+    return mask
+
+
+def bucket_starts(epochs, points):
+    """Where the buckets of ``epochs`` begin, or ``None`` when not reduced.
+
+    The steps from the first to the last epoch are split into ``points``
+    spans of equal length (bucket ``k`` holds the epochs ``e`` with
+    ``floor((e - first) * points / (last - first + 1)) == k``); buckets
+    without an epoch are left out. Nothing is reduced while there are at
+    most ``points`` epochs.
+
+    Args:
+      epochs: Sorted distinct int epochs.
+      points: The ``points`` parameter, or ``None``.
+
+    Returns:
+      ``None``, or the int64 indices into ``epochs`` of each bucket's first
+      epoch (the input of ``np.ufunc.reduceat``).
+    """
+    epochs = np.asarray(epochs, dtype=np.int64)
+    if points is None or len(epochs) <= points:
+        return None
+    first, last = int(epochs[0]), int(epochs[-1])
+    span = last - first + 1
+    index = ((epochs - first).astype(object) * points // span).astype(
+        np.int64) if span > 2**40 else (epochs - first) * points // span
+    return np.flatnonzero(np.diff(index, prepend=-1)).astype(np.int64)
+
+
+def bucket_bounds(epochs, starts):
+    """``{"first": [...], "last": [...]}``: each bucket's first and last epoch."""
+    epochs = np.asarray(epochs, dtype=np.int64)
+    ends = np.append(starts[1:], len(epochs)) - 1
+    return {"first": epochs[starts].tolist(), "last": epochs[ends].tolist()}
+
+
+def envelope(values, starts):
+    """Per bucket, the smallest and largest finite value along axis 0.
+
+    Args:
+      values: An array whose first axis follows the epochs (NaN where
+        absent).
+      starts: Output of `bucket_starts`.
+
+    Returns:
+      ``(low, high)`` arrays with one row per bucket; NaN where the bucket
+      has no finite value.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    values = np.where(np.isfinite(values), values, np.nan)
+    with np.errstate(invalid="ignore"):
+        return (np.fmin.reduceat(values, starts, axis=0),
+                np.fmax.reduceat(values, starts, axis=0))
+
+
+def present_buckets(present, starts):
+    """Whether each bucket holds at least one epoch that has data."""
+    return np.logical_or.reduceat(np.asarray(present, dtype=bool), starts)
 
 
 # -- scalars -----------------------------------------------------------------
@@ -538,6 +755,31 @@ def scalar_series(tag_to_data, source):
         for name, values in by_stat.items()
     }
     return epochs, series
+
+
+def reduced_scalars(epochs, series, points=None, start=None, end=None):
+    """`scalar_series` within a step range, reduced to ``points`` buckets.
+
+    Returns:
+      The ``epochs``, ``buckets`` and ``series`` (or, with buckets,
+      ``min`` and ``max``) fields of the `/scalars` body.
+    """
+    mask = in_range(epochs, start, end)
+    kept = np.asarray(epochs, dtype=np.int64)[mask]
+    starts = bucket_starts(kept, points)
+    indices = np.flatnonzero(mask).tolist()
+    if starts is None:
+        return {"epochs": kept.tolist(), "buckets": None,
+                "series": {name: [values[i] for i in indices]
+                           for name, values in series.items()}}
+    body = {"epochs": kept.tolist(), "buckets": bucket_bounds(kept, starts),
+            "min": {}, "max": {}}
+    for name, values in series.items():
+        array = np.array([values[i] for i in indices], dtype=np.float64)
+        low, high = envelope(array, starts)
+        body["min"][name] = _nested_or_none(low)
+        body["max"][name] = _nested_or_none(high)
+    return body
 
 
 # -- per-step table ------------------------------------------------------

@@ -337,6 +337,161 @@ def test_variable_stats_invalid_filter(client):
     assert "regular expression" in text
 
 
+# -- points, start, end: min/max envelopes of long series --------------------
+
+
+def _buckets(epochs, points):
+    """The documented bucketing, computed here: ``[[epochs of bucket]]``."""
+    first, last = epochs[0], epochs[-1]
+    groups = {}
+    for epoch in epochs:
+        groups.setdefault((epoch - first) * points // (last - first + 1),
+                          []).append(epoch)
+    return [groups[key] for key in sorted(groups)]
+
+
+def _finite_min_max(values):
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return None, None
+    return float(values.min()), float(values.max())
+
+
+def _check_envelope(body, points, epochs, expected):
+    """``expected(name, epoch) -> {column: value}`` of one variable (or the
+    scalars); checks every bucket's min and max against numpy."""
+    assert body["epochs"] == epochs
+    buckets = _buckets(epochs, points)
+    assert body["buckets"] == {"first": [b[0] for b in buckets],
+                               "last": [b[-1] for b in buckets]}
+    return buckets
+
+
+@pytest.mark.parametrize("points, start, end", [
+    (10, None, None), (7, 20, 99), (2, None, 60)])
+def test_variable_stats_envelope_matches_the_event_files(client, events,
+                                                         points, start, end):
+    names = ["max_abs", "mean", "l2"]
+    params = {"points": points}
+    params.update({k: v for k, v in (("start", start), ("end", end))
+                   if v is not None})
+    body = get_json(client, "/variable_stats", run="long/train",
+                    source="training", stats=",".join(names), **params)
+    series = events("long/train")
+    epochs = [e for e in range(LONG_EPOCHS)
+              if (start is None or e >= start) and (end is None or e <= end)]
+    buckets = _check_envelope(body, points, epochs, None)
+    assert body["stats"] == names
+    assert len(body["variables"]) == 6
+    for variable in body["variables"]:
+        assert "values" not in variable
+        rows = {e: eventfiles.variable_stats(series, "training",
+                                             variable["name"], e)
+                for e in range(LONG_EPOCHS)}
+        # The highest-gradient curves are divided by S over *all* epochs.
+        scale = max(row["accumulated_max_abs"] for row in rows.values()) \
+            or 1.0
+        for k, bucket in enumerate(buckets):
+            for column, name in enumerate(names):
+                low, high = _finite_min_max([rows[e][name] for e in bucket])
+                assert variable["min"]["values"][k][column] == low
+                assert variable["max"]["values"][k][column] == high
+            for key, stat in (("highest_gradient", "max_abs"),
+                              ("highest_accumulated", "accumulated_max_abs")):
+                low, high = _finite_min_max(
+                    [rows[e][stat] / scale for e in bucket])
+                assert variable["min"][key][k] == low
+                assert variable["max"][key][k] == high
+
+
+def test_variable_stats_envelope_of_the_nan_run(client, events):
+    body = get_json(client, "/variable_stats", run="exploding/train",
+                    source="training", points=2)
+    series = events("exploding/train")
+    buckets = _check_envelope(body, 2, [0, 1, 2], None)
+    nan_seen = False
+    for variable in body["variables"]:
+        for k, bucket in enumerate(buckets):
+            for column, name in enumerate(body["stats"]):
+                values = [eventfiles.variable_stats(
+                    series, "training", variable["name"], e)[name]
+                    for e in bucket]
+                nan_seen |= not all(map(math.isfinite, values))
+                low, high = _finite_min_max(values)
+                assert variable["min"]["values"][k][column] == low
+                assert variable["max"]["values"][k][column] == high
+    assert nan_seen
+
+
+def test_variable_stats_range_at_full_resolution(client, events):
+    """At most ``points`` epochs in the range: every epoch, as without
+    ``points``."""
+    body = get_json(client, "/variable_stats", run="long/train",
+                    source="training", points=10, start=40, end=49)
+    whole = get_json(client, "/variable_stats", run="long/train",
+                     source="training")
+    assert body["buckets"] is None and whole["buckets"] is None
+    assert body["epochs"] == list(range(40, 50))
+    for variable, full in zip(body["variables"], whole["variables"]):
+        assert variable["values"] == full["values"][40:50]
+        assert variable["highest_gradient"] == \
+            full["highest_gradient"][40:50]
+    one = get_json(client, "/variable_stats", run="long/train",
+                   source="training", start=149, end=149, stats="max_abs")
+    assert one["epochs"] == [149]
+    empty = get_json(client, "/variable_stats", run="long/train",
+                     source="training", start=500)
+    assert empty["epochs"] == [] and all(
+        v["values"] == [] for v in empty["variables"])
+
+
+@pytest.mark.parametrize("points, start, end", [(8, None, None),
+                                                 (5, 30, 120)])
+def test_scalars_envelope_matches_the_event_files(client, events, points,
+                                                  start, end):
+    params = {"points": points}
+    params.update({k: v for k, v in (("start", start), ("end", end))
+                   if v is not None})
+    body = get_json(client, "/scalars", run="long/train", source="training",
+                    **params)
+    series = events("long/train")
+    epochs = [e for e in range(LONG_EPOCHS)
+              if (start is None or e >= start) and (end is None or e <= end)]
+    buckets = _check_envelope(body, points, epochs, None)
+    assert "series" not in body
+    assert sorted(body["min"]) == sorted(body["max"])
+    assert "norm" in body["min"]
+    for name in body["min"]:
+        for k, bucket in enumerate(buckets):
+            low, high = _finite_min_max(
+                [eventfiles.scalar(series, "training", name, e)
+                 for e in bucket])
+            assert body["min"][name][k] == low, (name, k)
+            assert body["max"][name][k] == high, (name, k)
+    full = get_json(client, "/scalars", run="long/train", source="training",
+                    points=1000, start=10, end=12)
+    assert full["buckets"] is None and full["epochs"] == [10, 11, 12]
+    whole = get_json(client, "/scalars", run="long/train", source="training")
+    assert full["series"] == {name: values[10:13]
+                              for name, values in whole["series"].items()}
+
+
+@pytest.mark.parametrize("route", ["/variable_stats", "/scalars"])
+@pytest.mark.parametrize("params, name", [
+    ({"points": "1"}, "points"), ({"points": "0"}, "points"),
+    ({"points": "-5"}, "points"), ({"points": "x"}, "points"),
+    ({"points": "2.5"}, "points"), ({"points": "100001"}, "points"),
+    ({"points": "1" * 30}, "points"),
+    ({"start": "x"}, "start"), ({"end": "1.5"}, "end"),
+    ({"start": "1e3"}, "start"), ({"start": "9", "end": "3"}, "start"),
+])
+def test_bad_points_and_ranges_are_400(client, route, params, name):
+    text = assert_error(client, 400, route, [repr(name)], run="long/train",
+                        source="training", **params)
+    assert f"{name}=" in text
+
+
 # -- /steps ------------------------------------------------------------------
 
 
