@@ -72,13 +72,33 @@ function getJson(route, params) {
 
 export const fetchRuns = () => getJson('runs');
 export const fetchVariables = (run, source) => getJson('variables', {run, source});
-export const fetchScalars = (run, source) => getJson('scalars', {run, source});
+// `range` (optional): {points, start, end} of docs/API.md: at most `points`
+// min/max buckets of the steps from `start` to `end`.
+export const fetchScalars = (run, source, range = {}) =>
+  getJson('scalars', {run, source, points: range.points, start: range.start, end: range.end});
 // The statistics columns the views draw (layer statistics, flow, raw
 // highest elements); asking for these few instead of all nineteen halves
 // the body and the server's work.
 export const VARIABLE_STATS_COLUMNS = ['mean', 'std', 'mean_abs', 'max_abs', 'accumulated_max_abs', 'l2'];
-export const fetchVariableStats = (run, source) =>
-  getJson('variable_stats', {run, source, stats: VARIABLE_STATS_COLUMNS.join(',')});
+export const fetchVariableStats = (run, source, range = {}, stats = VARIABLE_STATS_COLUMNS) =>
+  getJson('variable_stats', {run, source, stats: stats.join(','),
+    points: range.points, start: range.start, end: range.end});
+// What the views draw first (layer statistics, flow; the highest-gradient
+// curves come with every body): the raw highest elements add
+// accumulated_max_abs when the user asks for them.
+export const OVERVIEW_COLUMNS = ['mean', 'std', 'mean_abs', 'max_abs', 'l2'];
+export const RAW_HIGHEST_COLUMNS = [...OVERVIEW_COLUMNS, 'accumulated_max_abs'];
+// Buckets of a long run's overview charts (one request for the views that
+// share it): about one per 4 pixels of a run's panel, each a min/max
+// envelope, so a spike survives; a zoomed range is fetched again
+// (fetchZoomedStats).
+export const overviewPoints = (width) => Math.max(64, Math.round(width / 4));
+export const fetchOverviewStats = (run, source, width, stats = OVERVIEW_COLUMNS) =>
+  fetchVariableStats(run, source, {points: overviewPoints(width)}, stats);
+// The statistics of an x range, at full resolution when the range holds at
+// most as many epochs as the overview has buckets.
+export const fetchZoomedStats = (run, source, [low, high], width, stats = OVERVIEW_COLUMNS) =>
+  fetchVariableStats(run, source, {points: overviewPoints(width), start: Math.ceil(low), end: Math.floor(high)}, stats);
 export const fetchSteps = (run, source) => getJson('steps', {run, source});
 export const fetchHeatmap = (run, source, variable, epoch) =>
   getJson('heatmap', {run, source, variable, epoch});

@@ -520,13 +520,34 @@ function installZoom(canvas) {
     const high = x.inverse(Math.max(from, end));
     if (high > low) {
       canvas.zoom = [low, high];
-      drawLineChart(canvas, canvas.chartSpec);
+      const base = canvas.baseSpec;
+      drawLineChart(canvas, base, true);
+      loadZoomed(canvas, base);
     }
   }
   canvas.addEventListener('dblclick', () => {
     if (!canvas.zoom) return;
     canvas.zoom = null;
-    drawLineChart(canvas, canvas.chartSpec);
+    canvas.zoomTicket = (canvas.zoomTicket || 0) + 1;
+    drawLineChart(canvas, canvas.baseSpec);
+  });
+}
+
+// A chart whose spec has `zoomData(range)` (a long run's envelope) is
+// redrawn with the series it resolves to for the zoomed x range, if it is
+// still zoomed there when they arrive. data-zoom-loading tells tests.
+function loadZoomed(canvas, base) {
+  if (!base.zoomData) return;
+  const ticket = canvas.zoomTicket = (canvas.zoomTicket || 0) + 1;
+  const range = canvas.zoom;
+  canvas.dataset.zoomLoading = 'true';
+  base.zoomData(range).then((zoomed) => {
+    if (ticket !== canvas.zoomTicket) return;
+    drawLineChart(canvas, {...base, ...zoomed}, true);
+  }, (error) => {
+    console.warn('Zoomed data failed:', error);
+  }).finally(() => {
+    if (ticket === canvas.zoomTicket) canvas.dataset.zoomLoading = 'false';
   });
 }
 
@@ -551,11 +572,20 @@ function coordinates(series) {
   return {xs: series.points.map((p) => p[0]), ys: series.points.map((p) => p[1])};
 }
 
-export function drawLineChart(canvas, spec) {
+// `zoomedDraw`: a redraw of the zoomed chart (the spec it was drawn with
+// first stays the one a double-click returns to). spec.resolution
+// ('full' / 'envelope') is shown as data-resolution, and the number of
+// points of the first series in view as data-points-in-view.
+export function drawLineChart(canvas, spec, zoomedDraw = false) {
   const width = canvas.cssWidth;
   const height = canvas.cssHeight;
   const ctx = context(canvas);
   canvas.chartSpec = spec;
+  if (!zoomedDraw) {
+    canvas.baseSpec = spec;
+    canvas.zoomTicket = (canvas.zoomTicket || 0) + 1;
+  }
+  canvas.dataset.resolution = spec.resolution || 'full';
   const xDomain = canvas.zoom || spec.xDomain;
   const {area, x, y} = drawFrame(ctx, {...spec, xDomain}, width, height);
   canvas.plotArea = area;
@@ -718,6 +748,7 @@ export function drawLineChart(canvas, spec) {
         }
       }
     }
+    if (series === spec.series[0]) canvas.dataset.pointsInView = String(pixels.filter((p) => p && inView(p[2])).length);
     targets.push(...seriesTarget(pixels.filter((p) => !p || inView(p[2])), (vx, vy) => (series.describe
       ? series.describe(vx, vy)
       : [series.label, `${spec.xLabel || 'x'} ${formatNumber(vx)}`,

@@ -2,10 +2,10 @@
 // variable in input → output order on a log axis, so that layers whose
 // gradients vanish or explode stand out from their neighbours.
 
-import {fetchVariableStats} from './api.js';
+import {OVERVIEW_COLUMNS, fetchOverviewStats, fetchVariableStats} from './api.js';
 import {createCanvas, drawBarChart, drawMessage, extent, formatNumber, mergeExtents} from './charts.js';
 import {STAT_COLORS} from './colors.js';
-import {statColumn, statIndex} from './data.js';
+import {columnOf, statIndex, variableLine} from './data.js';
 import {atText, axisOf, byAxis} from './axis.js';
 import {axisPlayers} from './epoch_player.js';
 import {loadPanels, runPanels, viewSection, yDomainsOf} from './panels.js';
@@ -32,20 +32,35 @@ export function createFlowView(state) {
   let yDomainOf = () => [0.1, 10];
   let generation = 0;
 
-  function draw(axis) {
+  // The statistics vectors of one epoch: a row of the body, or, when the
+  // body is a long run's envelope (buckets), that epoch fetched alone.
+  async function epochValues(panel, shown) {
+    let data = panel.data;
+    if (data.buckets) {
+      data = await fetchVariableStats(panel.run, state.source, {start: shown, end: shown}, OVERVIEW_COLUMNS);
+    }
+    const row = data.epochs.indexOf(shown);
+    const byName = new Map(data.variables.map((variable) => [variable.name, variable.values[row]]));
+    return (variable, stat) => byName.get(variable.name)?.[statIndex(data, stat)] ?? null;
+  }
+
+  async function draw(axis) {
     const player = players.player(axis);
     const epoch = player.current();
     player.show(epoch);
-    for (const {panel, canvas} of drawn.filter((item) => axisOf(item.panel.info) === axis)) {
+    await Promise.all(drawn.filter((item) => axisOf(item.panel.info) === axis).map(async (item) => {
+      const {panel, canvas} = item;
       const data = panel.data;
       if (!panel.variables.length || !data.epochs.length) {
         drawMessage(canvas, data.epochs.length ? 'No variable matches the filter' : 'No epochs yet');
-        continue;
+        return;
       }
       // A shorter run shows its last epoch not after the chosen one.
       const shown = data.epochs.filter((e) => e <= epoch).pop() ?? data.epochs[0];
-      const row = data.epochs.indexOf(shown);
-      const value = (variable, stat) => variable.values[row]?.[statIndex(data, stat)] ?? null;
+      const ticket = item.ticket = (item.ticket || 0) + 1;
+      const value = await epochValues(panel, shown);
+      if (ticket !== item.ticket) return;  // a later epoch was chosen meanwhile
+
       const at = atText(panel.info, shown);
       drawBarChart(canvas, {
         title: shown === epoch ? at : `${at} (latest ≤ ${epoch})`,
@@ -65,13 +80,13 @@ export function createFlowView(state) {
           ];
         },
       });
-    }
+    }));
   }
 
   async function render() {
     const mine = ++generation;
     const panels = runPanels(body, state);
-    const loaded = await loadPanels(panels, (panel) => fetchVariableStats(panel.run, state.source));
+    const loaded = await loadPanels(panels, (panel) => fetchOverviewStats(panel.run, state.source, panel.width));
     if (mine !== generation) return;
     for (const panel of loaded) {
       panel.variables = panel.data.variables.filter((variable) => state.matches(variable.name));
@@ -83,14 +98,14 @@ export function createFlowView(state) {
     }
     players.setEpochs(lists);
     yDomainOf = yDomainsOf(state, loaded, (panel) => mergeExtents(panel.variables.flatMap(
-      (variable) => BARS.map(({stat}) => extent(statColumn(panel.data, variable, stat), true)))), true, false);
+      (variable) => BARS.map(({stat}) => extent(variableLine(panel.data, variable, columnOf(panel.data, stat)).y, true)))), true, false);
     drawn = loaded.map((panel) => {
       const canvas = createCanvas('flow', panel.width, HEIGHT, `Gradient flow of ${panel.run}`);
       canvas.dataset.run = panel.run;
       panel.element.append(canvas);
       return {panel, canvas};
     });
-    for (const axis of groups.keys()) draw(axis);
+    await Promise.all([...groups.keys()].map(draw));
   }
 
   return {id: 'flow', section, render};

@@ -3,10 +3,10 @@
 // the accumulated gradient (highest_accumulated, dashed), one colour per
 // variable.
 
-import {fetchVariableStats} from './api.js';
+import {OVERVIEW_COLUMNS, RAW_HIGHEST_COLUMNS, fetchOverviewStats, fetchZoomedStats} from './api.js';
 import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from './charts.js';
-import {statColumn} from './data.js';
-import {atText, axisOf} from './axis.js';
+import {columnOf, variableLine, xText} from './data.js';
+import {axisOf} from './axis.js';
 import {checkbox} from './dom.js';
 import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from './panels.js';
 
@@ -31,18 +31,22 @@ export function createHighestView(state) {
   // are the max_abs and accumulated_max_abs statistics.
   function curves(data, variable) {
     if (options.normalize) {
-      return {gradient: variable.highest_gradient || [], accumulated: variable.highest_accumulated || []};
+      return {
+        gradient: variableLine(data, variable, (part) => part.highest_gradient || []),
+        accumulated: variableLine(data, variable, (part) => part.highest_accumulated || []),
+      };
     }
     return {
-      gradient: statColumn(data, variable, 'max_abs'),
-      accumulated: statColumn(data, variable, 'accumulated_max_abs'),
+      gradient: variableLine(data, variable, columnOf(data, 'max_abs')),
+      accumulated: variableLine(data, variable, columnOf(data, 'accumulated_max_abs')),
     };
   }
 
   async function render() {
     const mine = ++generation;
     const panels = runPanels(body, state);
-    const loaded = await loadPanels(panels, (panel) => fetchVariableStats(panel.run, state.source));
+    const columns = options.normalize ? OVERVIEW_COLUMNS : RAW_HIGHEST_COLUMNS;
+    const loaded = await loadPanels(panels, (panel) => fetchOverviewStats(panel.run, state.source, panel.width, columns));
     if (mine !== generation) return;
     for (const panel of loaded) {
       panel.variables = panel.data.variables.filter((variable) => state.matches(variable.name));
@@ -50,7 +54,7 @@ export function createHighestView(state) {
     const {variables: shown, colorOf} = variableColors(loaded);
     const yDomainOf = yDomainsOf(state, loaded, (panel) => mergeExtents(panel.variables.map((variable) => {
       const {gradient, accumulated} = curves(panel.data, variable);
-      return extent([...gradient, ...accumulated], options.log);
+      return mergeExtents([extent(gradient.y, options.log), extent(accumulated.y, options.log)]);
     })), options.log, !options.log);
     const yLabel = options.normalize ? 'highest |element| (normalized)' : 'max_abs (raw)';
 
@@ -67,24 +71,32 @@ export function createHighestView(state) {
         continue;
       }
       const epochs = panel.data.epochs;
-      const series = [];
-      for (const variable of panel.variables) {
-        const {gradient, accumulated} = curves(panel.data, variable);
-        const describe = (stat) => (x, y) => [variable.name, `${panel.run}, ${atText(panel.info, x)}`, `${stat}: ${formatNumber(y)}`];
-        series.push({
-          label: variable.name, color: colorOf(variable), marker: epochs.length <= 40 ? 'tick' : null,
-          x: epochs, y: gradient,
-          describe: describe(gradientStat),
-        });
-        series.push({
-          label: variable.name, color: colorOf(variable), dash: [6, 4],
-          x: epochs, y: accumulated,
-          describe: describe(accumulatedStat),
-        });
-      }
+      const names = new Set(panel.variables.map((variable) => variable.name));
+      // The variables' lines of one body (the overview or a zoomed range).
+      const linesOf = (data) => {
+        const series = [];
+        for (const variable of data.variables.filter((v) => names.has(v.name))) {
+          const {gradient, accumulated} = curves(data, variable);
+          const describe = (stat) => (x, y) => [variable.name, `${panel.run}, ${xText(data, axisOf(panel.info), x)}`, `${stat}: ${formatNumber(y)}`];
+          series.push({
+            label: variable.name, color: colorOf(variable), marker: epochs.length <= 40 ? 'tick' : null,
+            x: gradient.x, y: gradient.y,
+            describe: describe(gradientStat),
+          });
+          series.push({
+            label: variable.name, color: colorOf(variable), dash: [6, 4],
+            x: accumulated.x, y: accumulated.y,
+            describe: describe(accumulatedStat),
+          });
+        }
+        return {series, resolution: data.buckets ? 'envelope' : 'full'};
+      };
       drawLineChart(canvas, {
         xLabel: axisOf(panel.info), yLabel, xInteger: true, xDomain: epochDomain(epochs), yDomain: yDomainOf(panel),
-        yLog: options.log, series,
+        yLog: options.log, ...linesOf(panel.data),
+        zoomData: panel.data.buckets
+          ? (range) => fetchZoomedStats(panel.run, state.source, range, panel.width, columns).then(linesOf)
+          : null,
         legend: [
           {label: gradientStat, color: '#5f6368'},
           {label: accumulatedStat, color: '#5f6368', dash: [6, 4]},

@@ -1,10 +1,10 @@
 // View 3: per-variable statistics over epochs (the vanishing-gradient seed's
 // mean / S.D. plots, plus max_abs and l2), one small chart per statistic.
 
-import {fetchVariableStats} from './api.js';
+import {fetchOverviewStats, fetchZoomedStats} from './api.js';
 import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from './charts.js';
-import {statColumn} from './data.js';
-import {atText, axisOf} from './axis.js';
+import {columnOf, variableLine, xText} from './data.js';
+import {axisOf} from './axis.js';
 import {checkbox, el} from './dom.js';
 import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from './panels.js';
 
@@ -30,7 +30,7 @@ export function createLayerStatsView(state) {
   async function render() {
     const mine = ++generation;
     const panels = runPanels(body, state);
-    const loaded = await loadPanels(panels, (panel) => fetchVariableStats(panel.run, state.source));
+    const loaded = await loadPanels(panels, (panel) => fetchOverviewStats(panel.run, state.source, panel.width));
     if (mine !== generation) return;
     for (const panel of loaded) {
       panel.variables = panel.data.variables.filter((variable) => state.matches(variable.name));
@@ -41,7 +41,7 @@ export function createLayerStatsView(state) {
     for (const {stat, signed} of STATS) {
       const log = options.log && !signed;
       yDomains[stat] = yDomainsOf(state, loaded, (panel) => mergeExtents(panel.variables.map(
-        (variable) => extent(statColumn(panel.data, variable, stat), log))), log, !log && !signed);
+        (variable) => extent(variableLine(panel.data, variable, columnOf(panel.data, stat)).y, log))), log, !log && !signed);
     }
 
     body.prepend(variableLegend(shown, colorOf));
@@ -59,19 +59,27 @@ export function createLayerStatsView(state) {
           continue;
         }
         const epochs = panel.data.epochs;
-        const series = panel.variables.map((variable) => {
-          const column = statColumn(panel.data, variable, stat);
-          return {
-            label: variable.name,
-            color: colorOf(variable),
-            marker: epochs.length <= 30 ? 'dot' : null,
-            x: epochs, y: column,
-            describe: (x, y) => [variable.name, `${panel.run}, ${atText(panel.info, x)}`, `${stat}: ${formatNumber(y)}`],
-          };
-        });
+        const names = new Set(panel.variables.map((variable) => variable.name));
+        // The variables' lines of one body (the overview or a zoomed range).
+        const linesOf = (data) => {
+          const lines = data.variables.filter((variable) => names.has(variable.name)).map((variable) => {
+            const {x, y} = variableLine(data, variable, columnOf(data, stat));
+            return {
+              label: variable.name,
+              color: colorOf(variable),
+              marker: epochs.length <= 30 ? 'dot' : null,
+              x, y,
+              describe: (vx, vy) => [variable.name, `${panel.run}, ${xText(data, axisOf(panel.info), vx)}`, `${stat}: ${formatNumber(vy)}`],
+            };
+          });
+          return {series: lines, resolution: data.buckets ? 'envelope' : 'full'};
+        };
         drawLineChart(canvas, {
           title, xLabel: axisOf(panel.info), xInteger: true, xDomain: epochDomain(epochs),
-          yDomain: yDomains[stat](panel), yLog: options.log && !signed, series,
+          yDomain: yDomains[stat](panel), yLog: options.log && !signed, ...linesOf(panel.data),
+          zoomData: panel.data.buckets
+            ? (range) => fetchZoomedStats(panel.run, state.source, range, panel.width).then(linesOf)
+            : null,
         });
       }
     }
