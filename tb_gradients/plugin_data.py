@@ -674,11 +674,13 @@ def in_range(epochs, start=None, end=None):
 def bucket_starts(epochs, points):
     """Where the buckets of ``epochs`` begin, or ``None`` when not reduced.
 
-    The steps from the first to the last epoch are split into ``points``
-    spans of equal length (bucket ``k`` holds the epochs ``e`` with
-    ``floor((e - first) * points / (last - first + 1)) == k``); buckets
-    without an epoch are left out. Nothing is reduced while there are at
-    most ``points`` epochs.
+    The steps from the first epoch to the last are split into
+    ``points - 1`` spans of equal length, and the last epoch is a bucket
+    of its own: bucket ``k`` holds the epochs ``e`` with
+    ``floor((e - first) * (points - 1) / (last - first)) == k`` (so the
+    latest values of a live run are exact). Buckets without an epoch are
+    left out. Nothing is reduced while there are at most ``points``
+    epochs.
 
     Args:
       epochs: Sorted distinct int epochs.
@@ -692,9 +694,9 @@ def bucket_starts(epochs, points):
     if points is None or len(epochs) <= points:
         return None
     first, last = int(epochs[0]), int(epochs[-1])
-    span = last - first + 1
-    index = ((epochs - first).astype(object) * points // span).astype(
-        np.int64) if span > 2**40 else (epochs - first) * points // span
+    offsets = (epochs - first).astype(object)  # exact for any int64 step
+    index = np.array((offsets * (points - 1)) // (last - first),
+                     dtype=np.int64)
     return np.flatnonzero(np.diff(index, prepend=-1)).astype(np.int64)
 
 

@@ -112,14 +112,64 @@ def test_zoom_fetches_and_draws_the_range_at_full_resolution(tab):
     assert problems == []
 
 
-def test_flow_shows_the_latest_step(tab):
-    """The flow view draws one step's vectors, fetched alone when the
-    overview is an envelope."""
-    _, frame, _, problems, requests = tab
+def _flow_bars(frame):
+    """The tooltip lines of every bar pair of the flow chart."""
+    canvas = frame.locator(f"canvas[data-view=flow][data-run='{RUN}']")
+    return frame.evaluate(
+        """(run) => document.querySelector(`canvas[data-view=flow][data-run="${run}"]`)
+             .hoverTargets.map((target) => target.lines())""", RUN), canvas
+
+
+def _expected_bar(base, step, name):
+    query = urllib.parse.urlencode({"run": RUN, "source": "training",
+                                    "stats": "mean_abs,max_abs",
+                                    "start": step, "end": step})
+    body = harness.get_json(
+        f"{base}{harness.PLUGIN_PREFIX}/variable_stats?{query}")
+    variable = next(v for v in body["variables"] if v["name"] == name)
+    return variable["values"][0]
+
+
+def _formatted(value):
+    """charts.formatNumber of a finite number."""
+    magnitude = abs(value)
+    if magnitude >= 1e5 or magnitude < 1e-3:
+        mantissa, exponent = f"{value:.3e}".split("e")
+        return f"{mantissa}e{int(exponent):+d}"
+    return f"{float(f'{value:.4g}'):g}" if value else "0"
+
+
+def test_flow_shows_exact_values_of_the_step(tab):
+    """The flow view draws one step's own vectors: the latest from the
+    envelope's last bucket (the last step alone), another step fetched
+    alone when the slider moves to it."""
+    base, frame, page, problems, requests = tab
+    last = 4 * EPOCHS
     label = frame.locator("[data-role=flow-step-label]")
-    assert label.text_content().startswith(f"{4 * EPOCHS} /")
-    assert any("variable_stats" in url and f"start={4 * EPOCHS}" in url
-               and f"end={4 * EPOCHS}" in url for url in requests)
+    assert label.text_content().startswith(f"{last} /")
+    bars, canvas = _flow_bars(frame)
+    name = bars[0][0]
+    mean_abs, max_abs = _expected_bar(base, last, name)
+    assert f"mean_abs: {_formatted(mean_abs)}" in bars[0]
+    assert f"max_abs: {_formatted(max_abs)}" in bars[0]
+
+    before = len(requests)
+    slider = frame.locator("[data-control=flow-step]")
+    slider.scroll_into_view_if_needed()
+    slider.focus()
+    page.keyboard.press("Home")
+    frame.wait_for_function(
+        "() => document.querySelector('[data-role=flow-step-label]')"
+        ".textContent.startsWith('1 /')", timeout=TIMEOUT_MS)
+    frame.wait_for_function(
+        """(run) => document.querySelector(`canvas[data-view=flow][data-run="${run}"]`)
+             .hoverTargets[0].lines()[1].includes('step 1,')""", arg=RUN,
+        timeout=TIMEOUT_MS)
+    bars, _ = _flow_bars(frame)
+    mean_abs, max_abs = _expected_bar(base, 1, name)
+    assert f"mean_abs: {_formatted(mean_abs)}" in bars[0]
+    assert any("variable_stats" in url and "start=1&" in url
+               for url in requests[before:])
     pixels = frame.evaluate(harness.CANVAS_PIXELS_JS, "flow")
-    assert pixels and all(canvas["saturated"] > 0 for canvas in pixels)
+    assert pixels and all(c["saturated"] > 0 for c in pixels)
     assert problems == []

@@ -345,7 +345,7 @@ def _buckets(epochs, points):
     first, last = epochs[0], epochs[-1]
     groups = {}
     for epoch in epochs:
-        groups.setdefault((epoch - first) * points // (last - first + 1),
+        groups.setdefault((epoch - first) * (points - 1) // (last - first),
                           []).append(epoch)
     return [groups[key] for key in sorted(groups)]
 
@@ -363,6 +363,7 @@ def _check_envelope(body, points, epochs, expected):
     scalars); checks every bucket's min and max against numpy."""
     assert body["epochs"] == epochs
     buckets = _buckets(epochs, points)
+    assert buckets[-1] == [epochs[-1]]  # the last epoch alone
     assert body["buckets"] == {"first": [b[0] for b in buckets],
                                "last": [b[-1] for b in buckets]}
     return buckets

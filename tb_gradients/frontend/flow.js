@@ -32,15 +32,26 @@ export function createFlowView(state) {
   let yDomainOf = () => [0.1, 10];
   let generation = 0;
 
-  // The statistics vectors of one epoch: a row of the body, or, when the
-  // body is a long run's envelope (buckets), that epoch fetched alone.
+  // The statistics vectors of one epoch: a row of the body; when the body
+  // is a long run's envelope (buckets), the bucket that holds that epoch
+  // alone (the latest one always is), else the epoch fetched alone.
   async function epochValues(panel, shown) {
     let data = panel.data;
+    let vectorOf = (variable, row) => variable.values[row];
+    let row;
     if (data.buckets) {
-      data = await fetchVariableStats(panel.run, state.source, {start: shown, end: shown}, OVERVIEW_COLUMNS);
+      const {first, last} = data.buckets;
+      row = first.indexOf(shown);
+      if (row >= 0 && last[row] === shown) {
+        vectorOf = (variable, k) => variable.min.values[k];
+      } else {
+        data = await fetchVariableStats(panel.run, state.source, {start: shown, end: shown}, OVERVIEW_COLUMNS);
+        row = data.epochs.indexOf(shown);
+      }
+    } else {
+      row = data.epochs.indexOf(shown);
     }
-    const row = data.epochs.indexOf(shown);
-    const byName = new Map(data.variables.map((variable) => [variable.name, variable.values[row]]));
+    const byName = new Map(data.variables.map((variable) => [variable.name, vectorOf(variable, row)]));
     return (variable, stat) => byName.get(variable.name)?.[statIndex(data, stat)] ?? null;
   }
 
