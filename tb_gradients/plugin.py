@@ -215,6 +215,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
         self._cache = plugin_data.BodyCache()
         # `plugin_data.StatsTable`s, large (variables x epochs x 19): few.
         self._tables = plugin_data.BodyCache(max_entries=4)
+        # Heatmap series of single variables (`_heatmap_series`).
+        self._series = plugin_data.BodyCache(max_entries=64)
         self._known_contents = {}
         self._contents_lock = threading.Lock()
         if assets_dir is None:
@@ -222,6 +224,12 @@ class GradientsPlugin(base_plugin.TBPlugin):
         else:
             self._assets_dir = assets_dir
             self._assets = plugin_data.asset_map(assets_dir)
+
+    def clear_caches(self):
+        """Forgets every cached body, table and series (benchmarks of the
+        cold path)."""
+        for cache in (self._cache, self._tables, self._series):
+            cache.clear()
 
     def get_plugin_apps(self):
         apps = {
@@ -475,14 +483,22 @@ class GradientsPlugin(base_plugin.TBPlugin):
         heatmap_tag = metadata.heatmap_tag(source, variable)
         stats_tag = metadata.variable_stats_tag(source, variable)
         tags = [heatmap_tag, stats_tag]
-        parsed = self._contents(ctx, experiment, run, tags)
+        listing = self._list(ctx, experiment, runs=[run],
+                             tags=tags).get(run, {})
+        parsed = plugin_data.parse_listing(listing)
         content = parsed.get(heatmap_tag)
         if content is None or content["kind"] != metadata.KIND_HEATMAP:
             raise errors.NotFoundError(
                 "No heatmap of variable %r for run %r and source %r"
                 % (variable, run, source))
-        data = self._read(ctx, experiment, runs=[run], tags=tags).get(run, {})
-        by_epoch = plugin_series.by_step(data.get(heatmap_tag, []))
+        # The frontend asks for several variables' heatmaps at once and for
+        # every epoch while playing: the two series are read once while
+        # they are unchanged.
+        key = ("heatmap", experiment, run, source, variable,
+               plugin_data.series_signature(listing, tags))
+        by_epoch, rows = self._series.get_or_build(
+            key, lambda: self._heatmap_series(ctx, experiment, run, tags,
+                                              parsed))
         epochs = sorted(by_epoch)
         if not epochs:
             raise errors.NotFoundError(
@@ -494,12 +510,6 @@ class GradientsPlugin(base_plugin.TBPlugin):
             raise errors.NotFoundError(
                 "No heatmap of variable %r at epoch %r for run %r and source "
                 "%r" % (variable, epoch, run, source))
-        rows = {}
-        stats_content = parsed.get(stats_tag) or {}
-        if stats_content.get("kind") == metadata.KIND_VARIABLE_STATS:
-            rows = plugin_data.stat_rows(
-                data.get(stats_tag, []),
-                plugin_data.stat_columns(parsed[stats_tag]))
         tensor = by_epoch[epoch].numpy
         channels = plugin_data.heatmap_channels(tensor, content, rows, epoch)
         return {
@@ -512,6 +522,19 @@ class GradientsPlugin(base_plugin.TBPlugin):
             "encoding": content.get("encoding"),
             "channels": channels,
         }
+
+    def _heatmap_series(self, ctx, experiment, run, tags, parsed):
+        """``(by_epoch, rows)`` of a heatmap series and its variable's
+        statistics (`plugin_data.stat_rows`, for the channels' scales)."""
+        heatmap_tag, stats_tag = tags
+        data = self._read(ctx, experiment, runs=[run], tags=tags).get(run, {})
+        rows = {}
+        stats_content = parsed.get(stats_tag) or {}
+        if stats_content.get("kind") == metadata.KIND_VARIABLE_STATS:
+            rows = plugin_data.stat_rows(
+                data.get(stats_tag, []),
+                plugin_data.stat_columns(parsed[stats_tag]))
+        return plugin_series.by_step(data.get(heatmap_tag, [])), rows
 
     def timestep_layers_impl(self, ctx, experiment, run):
         """The recurrent layers of one run, in model order.
