@@ -8,12 +8,14 @@ selected by default). A second figure: from ticking "all" runs to the
 redraw of every view for all of them (data fetched, not cached).
 
 Usage: python bench/render_time.py [LOGDIR] [--samples N] [--load-fast]
+[--output FILE]
 Default LOGDIR: bench/out/latency_logdir (made by bench/plugin_latency.py).
 A long run (2,000 windows x 60 variables): bench/render_logdir.py makes
-bench/out/render_logdir. Also reported: when each view had drawn (the
+bench/out/render_logdir; bench/run_all.py measures it into
+bench/out/render_time_long.json. Also reported: when each view had drawn (the
 frontend's ``gradients-view-<id>`` marks, from the iframe's creation), and
 the first sample alone (the plugin's caches cold).
-Writes bench/out/render_time.json.
+Writes bench/out/render_time.json (or FILE).
 """
 
 import argparse
@@ -84,6 +86,8 @@ def main():
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--load-fast", action="store_true",
                         help="use TensorBoard's Rust data server")
+    parser.add_argument("--output", default=OUTPUT,
+                        help="the JSON file to write (default: %(default)s)")
     args = parser.parse_args()
     if not os.path.isdir(args.logdir):
         sys.exit(f"No logdir {args.logdir!r}: run bench/plugin_latency.py first "
@@ -131,8 +135,9 @@ def main():
                                "all": all_runs},
         "machine": machine.describe(),
     }
-    os.makedirs(os.path.dirname(OUTPUT), exist_ok=True)
-    with open(OUTPUT, "w") as f:
+    output = os.path.abspath(args.output)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    with open(output, "w") as f:
         json.dump(result, f, indent=2)
     print(f"first complete render: median {result['first_render_ms']['median']:.0f} ms "
           f"over {args.samples} samples ({len(runs)} runs, "
@@ -143,7 +148,7 @@ def main():
     print("views drawn (median ms from the iframe's creation): " + ", ".join(
         f"{view} {ms:.0f}" for view, ms in sorted(
             result["view_drawn_ms"].items(), key=lambda item: item[1])))
-    print(f"wrote {os.path.relpath(OUTPUT, ROOT)}")
+    print(f"wrote {os.path.relpath(output, ROOT)}")
 
 
 if __name__ == "__main__":
