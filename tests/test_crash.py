@@ -37,7 +37,7 @@ CASES = {
     "window_end": {"hold_at": 12},
     "mid_window": {"hold_at": 14},
     # the hold only makes sure the process is still in `fit` when killed
-    "free": {"batch_sleep": 0.1, "hold_at": ENDS[-1] - 1},
+    "free": {"batch_sleep": 0.01, "hold_at": ENDS[-1] - 1},
     "complete": {},
 }
 
