@@ -212,6 +212,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._window_index = 0  # step windows ended by this callback
         self._window_start = 0
         self._fit_begun = False
+        self._epoch_start_step = 0
         self._history = {}  # source -> recent records, for the findings
         self._reported = set()  # Finding.key already reported
         self._batch_writer = summary.BatchWriter()
@@ -327,6 +328,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             self._begin_window()
         if first:
             self._guarded(self._resume, epoch)
+        if self._step_windows:
+            self._epoch_start_step = self._optimizer_step()
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
@@ -337,7 +340,15 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
 
     def on_train_batch_end(self, batch, logs=None):
         super().on_train_batch_end(batch, logs)
-        if (self._step_windows and self._optimizer_step() - self._window_start
+        if not self._step_windows:
+            return
+        # At most batch + 1 optimizer steps were taken this epoch, so the
+        # window cannot have ended before that bound reaches it; only then
+        # is the step counter read (a device read, which would synchronise
+        # every step on an accelerator).
+        bound = self._epoch_start_step + batch + 1
+        if (bound - self._window_start >= self.gradient_window
+                and self._optimizer_step() - self._window_start
                 >= self.gradient_window):
             self._guarded(self._end_step_window)
 
