@@ -113,12 +113,15 @@ def _write_array(archive, name, value):
     """One ``.npy`` member; a tensor is copied to the host in chunks of at
     most `CHUNK_BYTES`, so the host never holds a whole large variable."""
     with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-        if not isinstance(value, (tf.Tensor, tf.Variable)):
+        dtype = getattr(value, "dtype", None)
+        shape = tuple(int(d) for d in getattr(value, "shape", ()))
+        small = not isinstance(value, (tf.Tensor, tf.Variable)) or (
+            int(np.prod(shape, dtype=np.int64)) * dtype.size <= CHUNK_BYTES)
+        if small:  # one read: the eager slicing costs more than it saves
             np.lib.format.write_array(member, np.asarray(value),
                                       allow_pickle=False)
             return
-        dtype = value.dtype.as_numpy_dtype
-        shape = tuple(int(d) for d in value.shape)
+        dtype = dtype.as_numpy_dtype
         np.lib.format.write_array_header_2_0(member, {
             "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
             "fortran_order": False, "shape": shape})

@@ -220,3 +220,20 @@ def test_a_damaged_state_file_is_named(tmp_path):
         handle.write(b"PK\x03\x04 not a zip")
     with pytest.raises(ValueError, match="epoch-000003.npz"):
         resume.load(str(tmp_path), 3)
+
+
+def test_large_tensors_are_written_in_chunks_and_read_back_exactly(
+        tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.setattr(resume, "CHUNK_BYTES", 64)  # 16 float32 per chunk
+    values = tf.random.stateless_normal([37, 11], seed=[1, 2])
+    bits = tf.bitcast(tf.cast(values, tf.bfloat16), tf.uint16)
+    variable = tf.Variable(tf.range(50, dtype=tf.float64))
+    resume.save(str(tmp_path), 2, {}, [("values", values), ("bits", bits),
+                                       ("variable", variable)])
+    _, loaded = resume.load(str(tmp_path), 2)
+    np.testing.assert_array_equal(loaded["values"], values.numpy())
+    np.testing.assert_array_equal(loaded["bits"], bits.numpy())
+    assert loaded["bits"].dtype == np.uint16
+    np.testing.assert_array_equal(loaded["variable"], np.arange(50.0))
