@@ -18,6 +18,8 @@ import numpy as np
 from tb_gradients import metadata
 
 SEVERITIES = ("info", "warning", "error")
+# The tab's views a finding links to (their ids in frontend/*.js).
+VIEWS = ("norms", "layer-stats", "flow", "steps", "heatmap")
 KINDS = ("nonfinite", "vanishing", "exploding", "dead_units",
          "cancellation")
 
@@ -68,7 +70,7 @@ class Finding:
       source: ``"training"`` or ``"probe"``.
       at: the summary step of the record that shows it (an epoch, or the
         end step of a window): where the tab opens the evidence.
-      view: the tab's view that shows the evidence.
+      view: the id of the tab's view that shows the evidence (`VIEWS`).
     """
 
     kind: str
@@ -234,7 +236,7 @@ def nonfinite(data):
             {"first_nonfinite_step": int(earliest), "variables": names,
              "variables_nonfinite_later": later,
              "nan_inf_count": counts[record, culprits[0]]},
-            data.source, at, "stats"))
+            data.source, at, "layer-stats"))
     elif np.isfinite(counts).any() and (counts > 0).any():
         # the probe (or files without first_nonfinite_step): the first
         # record whose gradient held NaN or Inf
@@ -253,7 +255,7 @@ def nonfinite(data):
             "learning rate that is too high, or bad input values.",
             {"variables": [data.variables[i]["name"] for i in culprits],
              "nan_inf_count": counts[record, culprits[0]]},
-            data.source, at, "stats"))
+            data.source, at, "layer-stats"))
     skipped = data.scalar("skipped_steps")
     applied = data.scalar("steps")
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -270,7 +272,7 @@ def nonfinite(data):
             "rather than the loss scale is the usual cause.",
             {"skipped_fraction": [fraction[start + k]
                                   for k in range(SKIPPED_RECORDS)]},
-            data.source, at, "scalars"))
+            data.source, at, "norms"))
     return found
 
 
@@ -308,7 +310,7 @@ def vanishing(data):
              data.variables[i]["layer"]: relative[start, k]
              for k, i in enumerate(kernels)},
          "records": int(np.sum(holds))},
-        data.source, at, "layers")]
+        data.source, at, "flow")]
 
 
 def exploding(data):

@@ -378,7 +378,7 @@ def test_command_in_process_equals_the_plugin_route(logdir):
                                          "epoch", "step")} for f in found]
         for finding in served:
             assert finding["source"] in metadata.SOURCES
-            assert finding["view"]
+            assert finding["view"] in findings.VIEWS
 
 
 # -- the reader --------------------------------------------------------------
