@@ -385,7 +385,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
 
     def scalars_impl(self, ctx, experiment, run, source, points=None,
                      start=None, end=None):
-        """The global ``gradients/<source>/<stat>`` scalars of one run.
+        """The global ``gradients/<source>/<stat>`` scalars, as gzip JSON.
 
         Args:
           points: At most this many buckets (`plugin_data.bucket_starts`),
@@ -394,18 +394,34 @@ class GradientsPlugin(base_plugin.TBPlugin):
         """
         tags = [metadata.scalar_tag(source, name)
                 for name in metadata.GLOBAL_STAT_NAMES]
-        data = self._data_provider.read_scalars(
+        tag_filter = provider.RunTagFilter(runs=[run], tags=tags)
+        # Reading a long run's scalars costs far more than listing them:
+        # the body is kept while their last step and wall time are the same.
+        listing = self._data_provider.list_scalars(
             ctx, experiment_id=experiment, plugin_name=_SCALARS_PLUGIN,
-            downsample=_DOWNSAMPLE,
-            run_tag_filter=provider.RunTagFilter(runs=[run], tags=tags))
-        epochs, series = plugin_data.scalar_series(data.get(run, {}), source)
-        if not series:
+            run_tag_filter=tag_filter).get(run, {})
+        if not listing:
             raise errors.NotFoundError(
                 "No gradient scalars for run %r and source %r" % (run, source))
-        body = {"run": run, "source": source}
-        body.update(plugin_data.reduced_scalars(epochs, series, points,
-                                                start, end))
-        return body
+        key = ("scalars", experiment, run, source, points, start, end,
+               plugin_data.series_signature(listing, tags))
+
+        def build():
+            data = self._data_provider.read_scalars(
+                ctx, experiment_id=experiment, plugin_name=_SCALARS_PLUGIN,
+                downsample=_DOWNSAMPLE, run_tag_filter=tag_filter)
+            epochs, series = plugin_data.scalar_series(data.get(run, {}),
+                                                       source)
+            if not series:
+                raise errors.NotFoundError(
+                    "No gradient scalars for run %r and source %r"
+                    % (run, source))
+            body = {"run": run, "source": source}
+            body.update(plugin_data.reduced_scalars(epochs, series, points,
+                                                    start, end))
+            return plugin_data.gzip_json(body)
+
+        return self._cache.get_or_build(key, build)
 
     def variable_stats_impl(self, ctx, experiment, run, source, pattern=None,
                             names=None, points=None, start=None, end=None):
