@@ -139,6 +139,12 @@ def overhead_section(data):
     return lines
 
 
+def _optional(result, key, spec):
+    """A figure older result files lack, as text ("–" when absent)."""
+    value = result.get(key)
+    return "–" if value is None else format(value, spec)
+
+
 def scale_section(data):
     lines = ["## Cost at scale", "",
              "`python bench/scale.py`: each model trained in its own process "
@@ -148,12 +154,15 @@ def scale_section(data):
              "window-end work, median over epochs after the first. First "
              "epoch: extra one-time cost (tracing). Peak memory: peak RSS "
              "with the callback minus plain's. State: bytes held in the "
-             "callback's variables. Goals: epoch end at most 5 ns/param, "
-             "first epoch at most 1 s at ResNet50 size, peak memory at most "
-             "12 bytes/param.", "",
+             "callback's variables. State save: the epoch-end write of the "
+             "gradient state a resume continues from (time per parameter, "
+             "file bytes per parameter). Goals: epoch end at most 5 "
+             "ns/param, first epoch at most 1 s at ResNet50 size, peak "
+             "memory at most 12 bytes/param.", "",
              "| model | parameters | epoch end | ns/param | first epoch "
              "extra (s) | peak memory (bytes/param) | state (bytes/param) "
-             "| steady epoch ratio |", "|---|---|---|---|---|---|---|---|"]
+             "| steady epoch ratio | state save (ns/param) | state file "
+             "(bytes/param) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for model, result in data.get("models", {}).items():
         lines.append(
             f"| {model} | {result['params'] / 1e6:.1f} M | "
@@ -162,7 +171,9 @@ def scale_section(data):
             f"{result['first_epoch_extra_seconds']:.2f} | "
             f"{result['peak_memory_overhead_bytes_per_param']:.1f} | "
             f"{result['state_bytes_per_param']:.1f} | "
-            f"{result['steady_epoch_ratio']:.3f} |")
+            f"{result['steady_epoch_ratio']:.3f} | "
+            f"{_optional(result, 'state_save_ns_per_param', '.2f')} | "
+            f"{_optional(result, 'state_file_bytes_per_param', '.1f')} |")
     loop = data.get("fit_loop")
     if loop:
         lines += ["", f"`fit(epochs=1)` {loop['fits']} times in a loop on the "

@@ -399,3 +399,42 @@ def test_reader_equals_tensorboards_reader(logdir):
     frame = training.to_pandas()
     assert len(frame) == len(training.steps) * len(training.names)
     assert list(frame.columns[:2]) == ["step", "variable"]
+
+
+# -- loss scaling ------------------------------------------------------------
+
+
+def _loss_scaled_run(logdir, nan_from):
+    """A model trained with a LossScaleOptimizer; the layer ``bad``'s
+    gradient is NaN from train step ``nan_from`` on (None: never)."""
+    x, y = _blobs(64, 4)
+    keras.utils.set_random_seed(2)
+    bad = (NaNGradientFrom(nan_from, name="bad") if nan_from is not None
+           else keras.layers.Dense(3, use_bias=False, name="bad"))
+    model = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(5, activation="tanh", name="first"), bad,
+        keras.layers.Dense(2, activation="softmax", name="out"),
+    ])
+    model.compile(keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(0.05)), "sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=8, epochs=4, verbose=0,
+              callbacks=[GradientTensorBoard(str(logdir))])
+
+
+def test_steps_that_keep_being_skipped_are_a_warning_not_an_error(
+        tmp_path):
+    """Under loss scaling a non-finite gradient is skipped, never applied:
+    no `nonfinite` error, but a warning once every step is skipped for
+    several epochs in a row."""
+    _loss_scaled_run(tmp_path / "skipping", nan_from=0)
+    series = eventfiles.load(tmp_path / "skipping" / "train")
+    skipped = [eventfiles.scalar(series, "training", "skipped_steps", e)
+               for e in range(4)]
+    assert skipped == [8, 8, 8, 8]
+    found = [f for f in _findings_of(tmp_path / "skipping" / "train")
+             if f.kind == "nonfinite"]
+    assert [(f.severity, f.epoch) for f in found] == [("warning", 0)]
+    _loss_scaled_run(tmp_path / "healthy", nan_from=None)
+    assert not [f for f in _findings_of(tmp_path / "healthy" / "train")
+                if f.kind == "nonfinite"]
