@@ -100,6 +100,8 @@ export const fetchOverviewStats = (run, source, width, stats = OVERVIEW_COLUMNS)
 export const fetchZoomedStats = (run, source, [low, high], width, stats = OVERVIEW_COLUMNS) =>
   fetchVariableStats(run, source, {points: overviewPoints(width), start: Math.ceil(low), end: Math.floor(high)}, stats);
 export const fetchSteps = (run, source) => getJson('steps', {run, source});
+// Each run's findings, most severe first (docs/FINDINGS.md).
+export const fetchFindings = (run) => getJson('findings', {run});
 export const fetchHeatmap = (run, source, variable, epoch) =>
   getJson('heatmap', {run, source, variable, epoch});
 // Recurrent layers (docs/API.md): per-timestep gradients exist for the probe

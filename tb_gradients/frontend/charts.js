@@ -779,6 +779,7 @@ export function drawBarChart(canvas, spec) {
   const width = canvas.cssWidth;
   const height = canvas.cssHeight;
   const ctx = context(canvas);
+  canvas.chartSpec = spec;  // what it draws (download.js: CSV)
   const count = Math.max(1, spec.categories.length);
   const frameSpec = {...spec, xDomain: [0, count], xCategories: true};
   const {area, x, y} = drawFrame(ctx, frameSpec, width, height);
@@ -839,6 +840,7 @@ export function drawBarChart(canvas, spec) {
 // no data).
 export function drawMessage(canvas, message) {
   const ctx = context(canvas);
+  canvas.chartSpec = null;
   ctx.fillStyle = AXIS_COLOR;
   ctx.textAlign = 'center';
   ctx.textBaseline = 'middle';
