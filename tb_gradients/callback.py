@@ -216,6 +216,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._history = {}  # source -> recent records, for the findings
         self._reported = set()  # Finding.key already reported
         self._batch_writer = summary.BatchWriter()
+        self._state_writer = resume.StateWriter()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -314,6 +315,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             try:
                 if self._capture is not None:
                     self._capture.detach()
+                self._warn_state_error(self._state_writer.wait())
             finally:
                 super().on_train_end(logs)
 
@@ -485,16 +487,18 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             "sources": {source: self._variable_signature(windows.variables)
                         for source, windows in self._windows.items()},
         }
-        try:
-            resume.save(self._state_directory, epoch, meta,
-                        itertools.chain.from_iterable(arrays))
-        except (OSError, tf.errors.OpError) as error:
-            # The logs are complete without it; only a resume would miss it.
+        self._warn_state_error(self._state_writer.submit(
+            self._state_directory, epoch, meta,
+            itertools.chain.from_iterable(arrays)))
+
+    def _warn_state_error(self, error):
+        """The logs are complete without the state; only a resume would
+        miss it: a failed write is a warning."""
+        if error is not None:
             warnings.warn(
-                f"GradientTensorBoard: cannot write the gradient state of "
-                f"epoch {epoch} to {self._state_directory} ({error}); a "
-                "resumed run would restart its accumulated series.",
-                stacklevel=2)
+                f"GradientTensorBoard: cannot write the gradient state to "
+                f"{self._state_directory} ({error}); a resumed run would "
+                "restart its accumulated series.", stacklevel=2)
 
     def _resume(self, epoch):
         """At a fit's first epoch: unless this callback holds the model's
@@ -506,6 +510,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             self._capture.reset_run()
         if not self.resume_state:
             return
+        # a write left running by a fit that raised
+        self._warn_state_error(self._state_writer.wait())
         directory = self._state_directory
         if epoch == 0:
             resume.clear(directory)  # a new run in this log directory

@@ -450,9 +450,9 @@ class TrainingGradientCapture:
                     tf.constant(-1.0, tf.float64)))
 
     def run_arrays(self):
-        """The state kept over the whole run, as ``(name, variable)``
-        pairs (`resume`)."""
-        return iter([("first_nonfinite", self._first_nonfinite)])
+        """The state kept over the whole run, as ``(name, tensor)`` pairs
+        read now (`resume`)."""
+        return iter([("first_nonfinite", self._first_nonfinite.read_value())])
 
     def load_run_arrays(self, arrays):
         """Continues the run state saved by `run_arrays`; raises ValueError
@@ -467,8 +467,9 @@ class TrainingGradientCapture:
 
     def open_window_arrays(self):
         """The open window's sums and per-step figures, as ``(name,
-        variable)`` pairs (`resume`, with step windows)."""
-        return iter(self._open_window_variables())
+        tensor)`` pairs read now (`resume`, with step windows)."""
+        return iter([(name, variable.read_value())
+                     for name, variable in self._open_window_variables()])
 
     def load_open_window_arrays(self, arrays):
         """Continues the window saved by `open_window_arrays`.

@@ -18,7 +18,8 @@ place, so a process killed while writing leaves the previous files intact
 and never a partial one under the final name. TensorBoard ignores the
 directory (it holds no event files).
 
-**Cost.** Per epoch, the state is read to the host and written in chunks of
+**Cost.** Per epoch, the state is written by a background thread
+(`StateWriter`) while training goes on: it is read to the host in chunks of
 at most `CHUNK_BYTES` (the host never holds the whole state, nor a whole
 large variable):
 6 bytes per parameter (``C`` float32 and its bfloat16 compensation) plus
@@ -36,6 +37,7 @@ import io
 import json
 import os
 import re
+import threading
 import zipfile
 
 import numpy as np
@@ -107,6 +109,47 @@ class _WriteOnly:
 
     def flush(self):
         self._handle.flush()
+
+
+class StateWriter:
+    """Writes state files on a background thread, one at a time.
+
+    The window-end state is made of immutable tensors (each window replaces
+    them), so a save can hold the epoch's tensors and write them while
+    training goes on: the epoch end does not wait for the device-to-host
+    copy and the disk. Mutable inputs (variables) must be read into tensors
+    before `submit`. `wait` (before the next save, and at the end of
+    training) joins the write and returns its error, if any.
+    """
+
+    def __init__(self):
+        self._thread = None
+        self._error = None
+
+    def submit(self, directory, epoch, meta, arrays):
+        """Starts writing (after the previous write has finished); returns
+        the previous write's error, or None."""
+        error = self.wait()
+        arrays = list(arrays)
+        self._thread = threading.Thread(
+            target=self._write, args=(directory, epoch, meta, arrays),
+            name=f"tb_gradients-state-{epoch}")
+        self._thread.start()
+        return error
+
+    def _write(self, directory, epoch, meta, arrays):
+        try:
+            save(directory, epoch, meta, arrays)
+        except Exception as error:  # reported by the next wait()
+            self._error = error
+
+    def wait(self):
+        """Joins the running write; returns its error (or None)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        return error
 
 
 def _write_array(archive, name, value):

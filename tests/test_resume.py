@@ -237,3 +237,16 @@ def test_large_tensors_are_written_in_chunks_and_read_back_exactly(
     np.testing.assert_array_equal(loaded["bits"], bits.numpy())
     assert loaded["bits"].dtype == np.uint16
     np.testing.assert_array_equal(loaded["variable"], np.arange(50.0))
+
+
+def test_a_state_that_cannot_be_written_is_a_warning(tmp_path):
+    """The state is written by a background thread; a failure (here: its
+    directory is a file) is reported, and training and logging go on."""
+    (tmp_path / resume.STATE_DIRECTORY).write_text("not a directory")
+    x, y = _data()
+    with pytest.warns(UserWarning, match="cannot write the gradient state"):
+        _model().fit(x, y, epochs=2, verbose=0, callbacks=[
+            GradientTensorBoard(str(tmp_path), heatmap_cells=16)])
+    series = gradient_series(str(tmp_path))
+    tag = metadata.variable_stats_tag("training", "dense/kernel")
+    assert sorted(series[tag]) == [0, 1]
