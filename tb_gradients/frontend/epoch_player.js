@@ -21,8 +21,9 @@ export function availableEpoch(epochs, target) {
 
 // Wires `slider`, its `label` and the play `button` to `draw` (async, draws
 // player.current()). The slider at its right end follows the latest epoch,
-// so a refresh during training moves on with it.
-export function epochPlayer(slider, label, button, draw) {
+// so a refresh during training moves on with it. `changed(epoch)` (optional)
+// hears the user's moves of the slider (null: the latest).
+export function epochPlayer(slider, label, button, draw, changed = null) {
   let epochs = [];       // the union of the shown epochs, sorted
   let chosen = null;     // null follows the latest epoch
   let playing = false;
@@ -61,6 +62,14 @@ export function epochPlayer(slider, label, button, draw) {
     }
   }
 
+  // Shows `epoch` from the next draw on (null or the last one: follow the
+  // latest); false when it is not among the epochs.
+  function select(epoch) {
+    if (epoch !== null && !epochs.includes(epoch)) return false;
+    chosen = epoch === null || epoch === epochs[epochs.length - 1] ? null : epoch;
+    return true;
+  }
+
   function setEpochs(list) {
     epochs = list;
     slider.max = String(Math.max(0, epochs.length - 1));
@@ -73,10 +82,11 @@ export function epochPlayer(slider, label, button, draw) {
     chosen = index === epochs.length - 1 ? null : epochs[index];
     show(current());
     draw();
+    if (changed) changed(chosen);
   });
   if (button) button.addEventListener('click', () => (playing ? stop() : play()));
 
-  return {current, show, stop, setEpochs};
+  return {current, show, stop, select, setEpochs};
 }
 
 /**
@@ -88,9 +98,10 @@ export function epochPlayer(slider, label, button, draw) {
  * is the slider's id and data-control, `label` the data-role of its
  * readout, `play` the play button's id and data-control (no button when
  * absent). `draw(axis)` draws the runs of that axis at
- * players.player(axis).current().
+ * players.player(axis).current(). `changed(axis, epoch)` (optional) hears the
+ * user's moves of a slider.
  */
-export function axisPlayers(names, draw) {
+export function axisPlayers(names, draw, changed = null) {
   const players = new Map();
   const rows = AXES.map((axis) => {
     const name = names(axis);
@@ -103,12 +114,17 @@ export function axisPlayers(names, draw) {
     const row = el('div', {className: 'control-row', dataset: {axis}}, [
       el('label', {className: 'slider'}, [el('span', {text: caption}), slider, label]), button]);
     row.hidden = true;
-    players.set(axis, {row, player: epochPlayer(slider, label, button, () => draw(axis))});
+    players.set(axis, {row, player: epochPlayer(slider, label, button, () => draw(axis),
+      changed && ((epoch) => changed(axis, epoch)))});
     return row;
   });
   return {
     rows,
     player: (axis) => players.get(axis).player,
+    // Selects `epoch` on every slider that has it (null: the latest).
+    select(epoch) {
+      for (const {player} of players.values()) player.select(epoch);
+    },
     // `lists`: Map axis -> sorted recorded values of the shown runs.
     setEpochs(lists) {
       for (const [axis, {row, player}] of players) {

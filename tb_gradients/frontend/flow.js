@@ -25,7 +25,7 @@ export function createFlowView(state) {
   // follows the latest value (live runs).
   const players = axisPlayers((axis) => ({
     slider: `flow-${axis}`, label: `flow-${axis}-label`, aria: `${axis} of the gradient flow`,
-  }), (axis) => draw(axis));
+  }), (axis) => draw(axis), (axis, epoch) => state.remember?.({at: epoch}));
   controls.append(...players.rows);
 
   let drawn = [];
@@ -108,6 +108,7 @@ export function createFlowView(state) {
       lists.set(axis, [...new Set(members.flatMap((panel) => panel.data.epochs))].sort((a, b) => a - b));
     }
     players.setEpochs(lists);
+    players.select(state.at ?? null);
     yDomainOf = yDomainsOf(state, loaded, (panel) => mergeExtents(panel.variables.flatMap(
       (variable) => BARS.map(({stat}) => extent(variableLine(panel.data, variable, columnOf(panel.data, stat)).y, true)))), true, false);
     drawn = loaded.map((panel) => {

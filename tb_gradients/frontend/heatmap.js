@@ -55,7 +55,7 @@ export function createHeatmapView(state) {
   const players = axisPlayers((axis) => ({
     slider: `${axis}-slider`, label: `${axis}-label`, aria: `Heatmap ${axis}`,
     play: axis === 'epoch' ? 'play-button' : `${axis}-play-button`,
-  }), (axis) => drawAxis(axis));
+  }), (axis) => drawAxis(axis), (axis, epoch) => state.remember?.({at: epoch}));
   const colorBar = createCanvas('heatmap-colorbar', 280, 44, 'Colour scale of the heatmaps');
   controls.append(
     el('div', {className: 'control-row'}, [
@@ -84,14 +84,23 @@ export function createHeatmapView(state) {
     variableSelect.disabled = options.mode !== 'one';
   }
   syncModeControls();
-  modeSelect.addEventListener('change', () => { options.mode = modeSelect.value; syncModeControls(); render(); });
+  modeSelect.addEventListener('change', () => {
+    options.mode = modeSelect.value;
+    syncModeControls();
+    if (options.mode !== 'one') state.remember?.({variable: null});
+    render();
+  });
   countInput.addEventListener('change', () => {
     const value = Math.round(Number(countInput.value));
     options.count = Number.isFinite(value) && value > 0 ? value : 1;
     countInput.value = String(options.count);
     render();
   });
-  variableSelect.addEventListener('change', () => { options.variable = variableSelect.value; render(); });
+  variableSelect.addEventListener('change', () => {
+    options.variable = variableSelect.value;
+    state.remember?.({variable: options.variable});
+    render();
+  });
 
   // ---- state of the current rendering
   let cells = [];            // one per (run panel, variable): {panel, variable, canvases, epochs, data}
@@ -327,7 +336,17 @@ export function createHeatmapView(state) {
     lists.forEach((list) => (list || []).forEach((variable) => {
       if (variable.heatmap && state.matches(variable.name) && !names.includes(variable.name)) names.push(variable.name);
     }));
+    // The tab's variable (its URL, a finding's link) shows that one alone.
+    if (state.variable && names.includes(state.variable)) {
+      options.mode = 'one';
+      options.variable = state.variable;
+      modeSelect.value = 'one';
+      syncModeControls();
+    }
     if (!names.includes(options.variable)) options.variable = names[0] ?? null;
+    if (options.mode === 'one' && options.variable && options.variable !== state.variable) {
+      state.remember?.({variable: options.variable});
+    }
     variableSelect.replaceChildren(...names.map((name) => option(name, name, name === options.variable)));
 
     cells = [];
@@ -374,6 +393,7 @@ export function createHeatmapView(state) {
       recorded.set(axis, [...all].sort((a, b) => a - b));
     }
     players.setEpochs(recorded);
+    players.select(state.at ?? null);
     await drawAll();
   }
 

@@ -5,6 +5,8 @@
 import {clearCache, fetchRuns, fetchScalars} from './api.js';
 import {axisOf, recordsText} from './axis.js';
 import {checkbox, el, errorBox, notice, option} from './dom.js';
+import {installDownloads} from './download.js';
+import {createFindingsPanel} from './findings.js';
 import {createFlowView} from './flow.js';
 import {createHeatmapView} from './heatmap.js';
 import {createHighestView} from './highest.js';
@@ -13,18 +15,26 @@ import {createNormsView} from './norms.js';
 import {healthBadge} from './panels.js';
 import {createRecurrentView} from './recurrent.js';
 import {createStepsView} from './steps.js';
+import {readUrlState, writeUrlState} from './url_state.js';
 
 const AUTO_REFRESH_MS = 30000;
 const EMPTY_MESSAGE = 'No gradient data in this run: pass GradientTensorBoard to fit';
 
 // What every view reads: the runs, the user's choices and the variable
-// filter.
+// filter; `view`, `variable` and `at` are the view in focus, the heatmap's
+// variable (null: the first ones) and the flow and heatmap sliders' epoch
+// or step (null: the latest). All but sharedY live in the URL
+// (url_state.js); views report the user's changes with remember().
 const state = {
   runs: [],
   selected: [],
   source: 'training',
   filter: '',
+  view: null,
+  variable: null,
+  at: null,
   sharedY: true,
+  remember: () => {},
   filterTest: () => true,
   health: new Map(),  // "source:run" -> promise of {source, nanEpochs, infEpochs}
   healthOf: (info) => loadHealth(info),
@@ -35,6 +45,11 @@ const state = {
     return this.filterTest(name);
   },
 };
+
+// A filter matching exactly one variable name.
+function exactFilter(name) {
+  return `^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`;
+}
 
 // A filter is a regular expression when it parses as one, else a plain
 // substring (so "dense[" still filters instead of erroring).
@@ -92,6 +107,13 @@ export async function render() {
   await loadStylesheet();
   await runsRequest;
   document.body.classList.add('gradients-tab');
+  const linked = readUrlState();
+  state.selected = linked.runs;
+  if (linked.source) state.source = linked.source;
+  state.filter = linked.filter || '';
+  state.view = linked.view;
+  state.variable = linked.variable;
+  state.at = linked.at;
 
   // ---- toolbar
   const runPicker = el('div', {className: 'run-picker', attrs: {id: 'run-picker', role: 'group', 'aria-label': 'Runs'},
@@ -135,6 +157,7 @@ export async function render() {
     ]),
   ]);
 
+  const findingsPanel = createFindingsPanel(state, {open: openFinding, isOpen: findingIsOpen});
   const views = [
     createNormsView(state),
     createHighestView(state),
@@ -145,8 +168,92 @@ export async function render() {
     createRecurrentView(state),
   ];
   const emptyArea = el('div');
-  main.append(emptyArea, ...views.map((view) => view.section));
+  main.append(emptyArea, findingsPanel.section, ...views.map((view) => view.section));
   document.body.append(toolbar, errorArea, main);
+  installDownloads(main);
+  filterInput.value = state.filter;
+  applyFilter();
+
+  // ---- URL state
+
+  function writeUrl() {
+    writeUrlState({runs: state.selected, source: state.source, filter: state.filter,
+      view: state.view, variable: state.variable, at: state.at});
+  }
+
+  state.remember = (changes) => {
+    Object.assign(state, changes);
+    writeUrl();
+    findingsPanel.markOpen();
+  };
+
+  // Set when the view in focus must be scrolled to once the views have
+  // drawn: on opening the tab, and when a finding is opened.
+  let focusPending = Boolean(state.view);
+  let focusedAt = 0;
+
+  function focusView() {
+    focusPending = false;
+    const section = state.view && document.getElementById(`view-${state.view}`);
+    for (const node of main.querySelectorAll('[data-focused]')) delete node.dataset.focused;
+    if (!section || section.hidden) return;
+    section.dataset.focused = 'true';
+    focusedAt = performance.now();
+    section.scrollIntoView({block: 'start'});
+  }
+
+  // The view in focus follows the user's scrolling: the one under the top
+  // part of the window (the one scrolled to stays while it is in view).
+  function viewInFocus() {
+    if (window.scrollY < 8) return null;
+    const line = Math.min(120, window.innerHeight / 3);
+    const current = state.view && document.getElementById(`view-${state.view}`);
+    if (current && !current.hidden) {
+      const box = current.getBoundingClientRect();
+      if (box.top >= -1 && box.top < window.innerHeight / 2) return state.view;
+    }
+    for (const view of views) {
+      if (view.section.hidden) continue;
+      const box = view.section.getBoundingClientRect();
+      if (box.bottom > line) return box.top <= line ? view.id : null;
+    }
+    return null;
+  }
+
+  let scrollTimer = null;
+  window.addEventListener('scroll', () => {
+    clearTimeout(scrollTimer);
+    scrollTimer = setTimeout(() => {
+      // A scroll into view by the tab itself is not the user's.
+      if (focusPending || performance.now() - focusedAt < 400) return;
+      const view = viewInFocus();
+      if (view !== state.view) state.remember({view});
+    }, 200);
+  }, {passive: true});
+
+  // ---- findings
+
+  function findingIsOpen(finding) {
+    return state.view === finding.view && state.at === finding.at && state.source === finding.source
+      && (!finding.variable || state.variable === finding.variable);
+  }
+
+  // Opens the evidence of a finding: its source, view, variable (the
+  // heatmap's, and the filter of the layer statistics) and epoch or step.
+  function openFinding(finding, info) {
+    if (info.sources.includes(finding.source)) state.source = finding.source;
+    state.view = finding.view;
+    state.variable = finding.variable || null;
+    state.at = Number.isInteger(finding.at) ? finding.at : null;
+    state.filter = finding.view === 'layer-stats' && finding.variable ? exactFilter(finding.variable) : '';
+    filterInput.value = state.filter;
+    applyFilter();
+    updateSourcePicker();
+    buildRunPicker();  // badges follow the source
+    writeUrl();
+    focusPending = true;
+    renderViews();
+  }
 
   // ---- errors
 
@@ -164,14 +271,17 @@ export async function render() {
     const hasData = state.runs.length > 0;
     emptyArea.replaceChildren(...(hasData ? [] : [notice(EMPTY_MESSAGE)]));
     for (const view of views) view.section.hidden = !hasData || !state.selected.length;
+    findingsPanel.section.hidden = !hasData || !state.selected.length;
     if (hasData && !state.selected.length) emptyArea.append(notice('Select a run to see its gradients.'));
     if (hasData && state.selected.length) {
       // The panels' badges fill in when their health arrives; the views do
       // not wait for it.
       // A performance mark per view when it has drawn (`gradients-view-<id>`),
       // for the render-time benchmark's breakdown.
+      const findingsDrawn = findingsPanel.render().catch((error) => console.error(error));
       const results = await Promise.allSettled(views.map((view) => view.render().finally(
         () => performance.mark(`gradients-view-${view.id}`))));
+      await findingsDrawn;
       results.forEach((result, index) => {
         if (result.status === 'rejected') {
           showError(`The ${views[index].id} view failed: ${result.reason?.message || result.reason}`);
@@ -180,6 +290,7 @@ export async function render() {
       });
     }
     if (mine !== generation) return;
+    if (focusPending) focusView();
     status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     announceRendered();
   }
@@ -226,6 +337,7 @@ export async function render() {
       box.checked = state.selected.includes(box.value);
     }
     updateSourcePicker();
+    writeUrl();
     renderViews();
   }
 
@@ -244,6 +356,7 @@ export async function render() {
     if (!state.selected.length && names.length) state.selected = [names[0]];
     buildRunPicker();
     updateSourcePicker();
+    writeUrl();
     return true;
   }
 
@@ -272,16 +385,21 @@ export async function render() {
   sourcePicker.addEventListener('change', () => {
     state.source = sourcePicker.value;
     buildRunPicker();  // badges follow the source
+    writeUrl();
     renderViews();
   });
+  function applyFilter() {
+    const compiled = compileFilter(state.filter);
+    state.filterTest = compiled.test;
+    filterKind.textContent = compiled.kind;
+  }
   let filterTimer = null;
   filterInput.addEventListener('input', () => {
     clearTimeout(filterTimer);
     filterTimer = setTimeout(() => {
       state.filter = filterInput.value;
-      const compiled = compileFilter(state.filter);
-      state.filterTest = compiled.test;
-      filterKind.textContent = compiled.kind;
+      applyFilter();
+      writeUrl();
       renderViews();
     }, 250);
   });
