@@ -166,6 +166,17 @@ def tensorboard(logdir, load_fast=False, expected_runs=None):
         os.unlink(log.name)
 
 
+def page_problems(page):
+    """The list that collects the page's console errors and uncaught
+    exceptions (the plugin iframe's reach the page's listeners too)."""
+    problems = []
+    page.on("console", lambda message: problems.append(
+        f"console.{message.type}: {message.text}")
+        if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
+    return problems
+
+
 def launch_chromium(playwright):
     return playwright.chromium.launch(
         executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

@@ -35,11 +35,7 @@ def logdir(tmp_path_factory):
 def tab(logdir, browser):
     with harness.tensorboard(logdir, expected_runs={RUN: 4 * EPOCHS}) as base:
         page = browser.new_page(viewport={"width": 640, "height": 900})
-        problems = []
-        page.on("console", lambda message: problems.append(
-            f"console.{message.type}: {message.text}")
-            if message.type == "error" else None)
-        page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
+        problems = harness.page_problems(page)
         requests = []
         page.on("request", lambda request: requests.append(request.url))
         frame = harness.open_gradients_tab(page, base, TIMEOUT_MS)

@@ -99,10 +99,7 @@ class Tab:
 @pytest.fixture
 def tab(browser, tensorboard_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    problems = []
-    page.on("console", lambda message: problems.append(
-        f"console.{message.type}: {message.text}") if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
+    problems = harness.page_problems(page)
     frame = harness.open_gradients_tab(page, tensorboard_url, TIMEOUT_MS)
     harness.select_runs(frame, COMPARED, TIMEOUT_MS)
     yield Tab(page, frame, problems)

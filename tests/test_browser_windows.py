@@ -41,11 +41,7 @@ def tab(logdir, browser):
     expected = {WINDOW_RUN: len(STEPS), EPOCH_RUN: 3}
     with harness.tensorboard(logdir, expected_runs=expected) as base:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        problems = []
-        page.on("console", lambda message: problems.append(
-            f"console.{message.type}: {message.text}")
-            if message.type == "error" else None)
-        page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
+        problems = harness.page_problems(page)
         frame = harness.open_gradients_tab(page, base, TIMEOUT_MS)
         harness.select_runs(frame, [WINDOW_RUN, EPOCH_RUN], TIMEOUT_MS)
         yield frame, page, problems
