@@ -46,11 +46,7 @@ def server(logdir, chromium_path):
 def tab(server, browser, tmp_path_factory):
     page = browser.new_page(viewport={"width": 1400, "height": 1000},
                             accept_downloads=True)
-    problems = []
-    page.on("console", lambda message: problems.append(
-        f"console.{message.type}: {message.text}")
-        if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
+    problems = harness.page_problems(page)
     frame = harness.open_gradients_tab(page, server, TIMEOUT_MS)
     harness.select_runs(frame, list(RUNS), TIMEOUT_MS)
     yield page, problems
