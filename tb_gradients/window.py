@@ -185,9 +185,8 @@ class SourceWindows:
 
     def weight_norms(self):
         """``‖W‖₂`` of every variable now, float64 on the host."""
-        norms = [device_stats.weight_l2(capture.plain_variable(variable))
-                 for variable in self.variables]
-        return np.array([norm.numpy() for norm in norms], np.float64)
+        return device_stats.weight_norms(
+            [capture.plain_variable(variable) for variable in self.variables])
 
     def _host_record(self, outs, stacked, scalars, probe_batches,
                      first_nonfinite):
