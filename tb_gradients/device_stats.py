@@ -572,16 +572,17 @@ WEIGHT_NORMS_PER_CALL = 16
 def _flat_l2s(*flats):
     """``‖x‖₂`` of each flat tensor; squares summed in float32 (a tree
     reduction: about 1e-7 relative error, one read of each element)."""
-    return tf.stack([tf.sqrt(tf.cast(tf.reduce_sum(tf.square(
-        tf.cast(flat, tf.float32))), tf.float64)) for flat in flats])
+    return tf.stack([tf.sqrt(tf.cast(tf.reduce_sum(tf.square(flat)),
+                                     tf.float64)) for flat in flats])
 
 
 def weight_norms(variables):
     """``‖W‖₂`` of each variable, float64 ``(variables,)`` on the host.
 
-    Computed where each variable lives, up to `WEIGHT_NORMS_PER_CALL` per
-    call of a compiled function traced once per process for each count:
-    a dozen calls for a model of 200 variables, not 200.
+    Computed where each variable lives, `WEIGHT_NORMS_PER_CALL` per call
+    of one compiled function (traced once per process; a short chunk is
+    padded with empty tensors): a dozen calls for a model of 200
+    variables, not 200.
     """
     norms = []
     position = 0
@@ -593,8 +594,13 @@ def weight_norms(variables):
                and variables[position + len(chunk)].device == device):
             chunk.append(variables[position + len(chunk)])
         with tf.device(device):
-            function = _traced(("flat_l2", len(chunk)), _flat_l2s)
-            norms.append(function(*[tf.reshape(v, [-1]) for v in chunk]))
+            # one signature for every call: float32 (a no-op for float32
+            # variables), flat
+            flats = [tf.cast(tf.reshape(v, [-1]), tf.float32) for v in chunk]
+            flats += [tf.zeros([0], tf.float32)] * (
+                WEIGHT_NORMS_PER_CALL - len(flats))
+            norms.append(_traced(("flat_l2",), _flat_l2s)(*flats)[
+                :len(chunk)])
         position += len(chunk)
     return np.concatenate([n.numpy() for n in norms]) if norms else (
         np.zeros(0))
