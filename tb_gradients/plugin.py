@@ -23,9 +23,16 @@ from tensorboard.plugins import base_plugin
 from tensorboard.util import tb_logging
 
 from tb_gradients import metadata
-from tb_gradients import plugin_data
+from tb_gradients import plugin_assets
+from tb_gradients import plugin_cache
 from tb_gradients import plugin_findings
+from tb_gradients import plugin_heatmaps
+from tb_gradients import plugin_json
+from tb_gradients import plugin_listing
+from tb_gradients import plugin_params
+from tb_gradients import plugin_recurrent
 from tb_gradients import plugin_series
+from tb_gradients import plugin_stats
 
 logger = tb_logging.get_logger()
 
@@ -39,7 +46,7 @@ FRONTEND_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             "frontend")
 
 # Fixed at import: a request can only name one of these files.
-ASSETS = plugin_data.asset_map(FRONTEND_DIR)
+ASSETS = plugin_assets.asset_map(FRONTEND_DIR)
 
 class GradientsLoader(base_plugin.TBLoader):
     """Loads `GradientsPlugin` and makes TensorBoard keep all its samples."""
@@ -112,12 +119,12 @@ def _guarded(route):
 
 def _json_response(request, body):
     """Strict JSON; ``body`` may be gzip-compressed JSON (cached bodies,
-    `plugin_data.gzip_json`), which is sent as it is to clients that accept
+    `plugin_json.gzip_json`), which is sent as it is to clients that accept
     gzip and decompressed for the others."""
     if isinstance(body, bytes):
         return http_util.Respond(request, body, "application/json",
                                  content_encoding="gzip")
-    return http_util.Respond(request, plugin_data.dumps(body),
+    return http_util.Respond(request, plugin_json.dumps(body),
                              "application/json")
 
 
@@ -143,7 +150,7 @@ def _epoch(request):
     text = request.args.get("epoch")
     if text is None or text == "":
         return None
-    epoch = plugin_data.parse_integer(text)
+    epoch = plugin_params.parse_integer(text)
     if epoch is None:
         raise errors.InvalidArgumentError(
             "Parameter 'epoch' must be an integer. Received: epoch=%r"
@@ -154,7 +161,7 @@ def _epoch(request):
 def _stats(request):
     text = request.args.get("stats")
     try:
-        return plugin_data.parse_stat_names(text)
+        return plugin_params.parse_stat_names(text)
     except ValueError as error:
         raise errors.InvalidArgumentError(
             "Parameter 'stats' must be a comma-separated list of names of %r "
@@ -165,7 +172,7 @@ def _stats(request):
 def _filter(request):
     text = request.args.get("filter")
     try:
-        return plugin_data.compile_filter(text)
+        return plugin_params.compile_filter(text)
     except (re.error, RecursionError, OverflowError) as error:
         raise errors.InvalidArgumentError(
             "Parameter 'filter' is not a valid regular expression (%s). "
@@ -175,7 +182,7 @@ def _filter(request):
 def _points(request):
     text = request.args.get("points")
     try:
-        return plugin_data.parse_points(text)
+        return plugin_params.parse_points(text)
     except ValueError as error:
         raise errors.InvalidArgumentError(
             "Parameter 'points' %s. Received: points=%r" % (error, text))
@@ -184,7 +191,7 @@ def _points(request):
 def _step_range(request):
     texts = {name: request.args.get(name) for name in ("start", "end")}
     try:
-        return plugin_data.parse_step_range(texts["start"], texts["end"])
+        return plugin_params.parse_step_range(texts["start"], texts["end"])
     except ValueError as error:
         name, message = error.args
         raise errors.InvalidArgumentError(
@@ -212,18 +219,18 @@ class GradientsPlugin(base_plugin.TBPlugin):
             when ``None`` (other values are for tests).
         """
         self._data_provider = context.data_provider
-        self._cache = plugin_data.BodyCache()
-        # `plugin_data.StatsTable`s, large (variables x epochs x 19): few.
-        self._tables = plugin_data.BodyCache(max_entries=4)
+        self._cache = plugin_cache.BodyCache()
+        # `plugin_stats.StatsTable`s, large (variables x epochs x 19): few.
+        self._tables = plugin_cache.BodyCache(max_entries=4)
         # Heatmap series of single variables (`_heatmap_series`).
-        self._series = plugin_data.BodyCache(max_entries=64)
+        self._series = plugin_cache.BodyCache(max_entries=64)
         self._known_contents = {}
         self._contents_lock = threading.Lock()
         if assets_dir is None:
             self._assets_dir, self._assets = FRONTEND_DIR, dict(ASSETS)
         else:
             self._assets_dir = assets_dir
-            self._assets = plugin_data.asset_map(assets_dir)
+            self._assets = plugin_assets.asset_map(assets_dir)
 
     def clear_caches(self):
         """Forgets every cached body, table and series (benchmarks of the
@@ -290,7 +297,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
             if all(key in self._known_contents for key in keys):
                 return {key[2]: self._known_contents[key] for key in keys}
         listing = self._list(ctx, experiment, runs=[run], tags=tags)
-        parsed = plugin_data.parse_listing(listing.get(run, {}))
+        parsed = plugin_listing.parse_listing(listing.get(run, {}))
         with self._contents_lock:
             for tag, content in parsed.items():
                 self._known_contents[(experiment, run, tag)] = content
@@ -301,20 +308,20 @@ class GradientsPlugin(base_plugin.TBPlugin):
 
         Returns:
           ``(parsed, signature)``: ``{tag: parsed content}`` and
-          `plugin_data.series_signature` of those tags.
+          `plugin_cache.series_signature` of those tags.
         """
         listing = self._list(ctx, experiment, runs=[run]).get(run, {})
-        parsed = plugin_data.parse_listing(listing)
+        parsed = plugin_listing.parse_listing(listing)
         parsed = {tag: c for tag, c in parsed.items() if c["source"] == source}
         if not parsed:
             raise errors.NotFoundError(
                 "No gradient data for run %r and source %r" % (run, source))
-        return parsed, plugin_data.series_signature(listing, parsed)
+        return parsed, plugin_cache.series_signature(listing, parsed)
 
     def _variables(self, ctx, experiment, run, source):
         """``(variable entries, parsed, signature)`` of a run; 404 if none."""
         parsed, signature = self._run_listing(ctx, experiment, run, source)
-        entries = plugin_data.variable_entries(parsed, source)
+        entries = plugin_listing.variable_entries(parsed, source)
         if not entries:
             raise errors.NotFoundError(
                 "No variable statistics for run %r and source %r"
@@ -338,18 +345,18 @@ class GradientsPlugin(base_plugin.TBPlugin):
         firsts = {}
         runs = []
         for run in sorted(listing):
-            parsed = plugin_data.parse_listing(listing[run])
-            sources = plugin_data.sources_present(parsed)
+            parsed = plugin_listing.parse_listing(listing[run])
+            sources = plugin_listing.sources_present(parsed)
             if not sources:
                 continue
             runs.append({"run": run, "sources": sources,
                          "window": plugin_series.run_window(parsed)})
             for source in sources:
-                entries = plugin_data.variable_entries(parsed, source)
+                entries = plugin_listing.variable_entries(parsed, source)
                 if entries:
                     firsts[(run, source)] = entries[0]["tag"]
         signature = tuple(
-            (run, plugin_data.series_signature(listing[run], [tag]))
+            (run, plugin_cache.series_signature(listing[run], [tag]))
             for (run, _), tag in sorted(firsts.items()))
         counts = self._cache.get_or_build(
             ("runs", experiment, signature),
@@ -388,7 +395,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         """The global ``gradients/<source>/<stat>`` scalars, as gzip JSON.
 
         Args:
-          points: At most this many buckets (`plugin_data.bucket_starts`),
+          points: At most this many buckets (`plugin_buckets.bucket_starts`),
             or ``None`` for every epoch.
           start, end: The step range (inclusive), ``None`` for open ends.
         """
@@ -404,22 +411,22 @@ class GradientsPlugin(base_plugin.TBPlugin):
             raise errors.NotFoundError(
                 "No gradient scalars for run %r and source %r" % (run, source))
         key = ("scalars", experiment, run, source, points, start, end,
-               plugin_data.series_signature(listing, tags))
+               plugin_cache.series_signature(listing, tags))
 
         def build():
             data = self._data_provider.read_scalars(
                 ctx, experiment_id=experiment, plugin_name=_SCALARS_PLUGIN,
                 downsample=_DOWNSAMPLE, run_tag_filter=tag_filter)
-            epochs, series = plugin_data.scalar_series(data.get(run, {}),
-                                                       source)
+            epochs, series = plugin_stats.scalar_series(data.get(run, {}),
+                                                        source)
             if not series:
                 raise errors.NotFoundError(
                     "No gradient scalars for run %r and source %r"
                     % (run, source))
             body = {"run": run, "source": source}
-            body.update(plugin_data.reduced_scalars(epochs, series, points,
-                                                    start, end))
-            return plugin_data.gzip_json(body)
+            body.update(plugin_stats.reduced_scalars(epochs, series, points,
+                                                     start, end))
+            return plugin_json.gzip_json(body)
 
         return self._cache.get_or_build(key, build)
 
@@ -427,7 +434,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
                             names=None, points=None, start=None, end=None):
         """Every variable's statistics vectors over the epochs, as gzip JSON.
 
-        The run's statistics (`plugin_data.StatsTable`, the reading of one
+        The run's statistics (`plugin_stats.StatsTable`, the reading of one
         tensor per variable and epoch) and each body are kept in caches
         while the run's series are unchanged: the frontend asks for several
         columns, ranges and reductions of the same table. A view that draws
@@ -439,7 +446,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         Args:
           pattern: A compiled regex searched in variable names, or ``None``.
           names: The statistics to return, in this order (from
-            `plugin_data.parse_stat_names`), or ``None`` for all of them.
+            `plugin_params.parse_stat_names`), or ``None`` for all of them.
           points: At most this many buckets, or ``None`` for every epoch.
           start, end: The step range (inclusive), ``None`` for open ends.
         """
@@ -458,23 +465,23 @@ class GradientsPlugin(base_plugin.TBPlugin):
             selected = [i for i, entry in enumerate(table.entries)
                         if pattern is None or pattern.search(entry["name"])]
             body = {"run": run, "source": source}
-            body.update(plugin_data.variable_stats_body(
+            body.update(plugin_stats.variable_stats_body(
                 table, selected, names, points, start, end))
-            return plugin_data.gzip_json(body)
+            return plugin_json.gzip_json(body)
 
         return self._cache.get_or_build(key, build)
 
     def _stats_table(self, ctx, experiment, run, entries, parsed):
-        """The `plugin_data.StatsTable` of some variables: one read of all
+        """The `plugin_stats.StatsTable` of some variables: one read of all
         their series (one data-provider call for the run's tags)."""
         data = {}
         if entries:
             data = self._read(ctx, experiment, runs=[run],
                               tags=[e["tag"] for e in entries]).get(run, {})
-        return plugin_data.StatsTable(entries, [
-            plugin_data.stat_matrix(data.get(entry["tag"], []),
-                                    plugin_data.stat_columns(
-                                        parsed[entry["tag"]]))
+        return plugin_stats.StatsTable(entries, [
+            plugin_stats.stat_matrix(data.get(entry["tag"], []),
+                                     plugin_stats.stat_columns(
+                                         parsed[entry["tag"]]))
             for entry in entries])
 
     def steps_impl(self, ctx, experiment, run, source):
@@ -486,8 +493,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
                 "No per-step gradient data for run %r and source %r"
                 % (run, source))
         data = self._read(ctx, experiment, runs=[run], tags=[tag])
-        epochs = plugin_data.step_epochs(data.get(run, {}).get(tag, []),
-                                         content)
+        epochs = plugin_stats.step_epochs(data.get(run, {}).get(tag, []),
+                                          content)
         return {"run": run, "source": source, "epochs": epochs}
 
     def heatmap_impl(self, ctx, experiment, run, source, variable, epoch=None):
@@ -501,7 +508,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         tags = [heatmap_tag, stats_tag]
         listing = self._list(ctx, experiment, runs=[run],
                              tags=tags).get(run, {})
-        parsed = plugin_data.parse_listing(listing)
+        parsed = plugin_listing.parse_listing(listing)
         content = parsed.get(heatmap_tag)
         if content is None or content["kind"] != metadata.KIND_HEATMAP:
             raise errors.NotFoundError(
@@ -511,7 +518,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         # every epoch while playing: the two series are read once while
         # they are unchanged.
         key = ("heatmap", experiment, run, source, variable,
-               plugin_data.series_signature(listing, tags))
+               plugin_cache.series_signature(listing, tags))
         by_epoch, rows = self._series.get_or_build(
             key, lambda: self._heatmap_series(ctx, experiment, run, tags,
                                               parsed))
@@ -527,7 +534,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
                 "No heatmap of variable %r at epoch %r for run %r and source "
                 "%r" % (variable, epoch, run, source))
         tensor = by_epoch[epoch].numpy
-        channels = plugin_data.heatmap_channels(tensor, content, rows, epoch)
+        channels = plugin_heatmaps.heatmap_channels(tensor, content, rows,
+                                                    epoch)
         return {
             "run": run, "source": source, "variable": variable,
             "epoch": epoch, "epochs": epochs,
@@ -541,15 +549,15 @@ class GradientsPlugin(base_plugin.TBPlugin):
 
     def _heatmap_series(self, ctx, experiment, run, tags, parsed):
         """``(by_epoch, rows)`` of a heatmap series and its variable's
-        statistics (`plugin_data.stat_rows`, for the channels' scales)."""
+        statistics (`plugin_stats.stat_rows`, for the channels' scales)."""
         heatmap_tag, stats_tag = tags
         data = self._read(ctx, experiment, runs=[run], tags=tags).get(run, {})
         rows = {}
         stats_content = parsed.get(stats_tag) or {}
         if stats_content.get("kind") == metadata.KIND_VARIABLE_STATS:
-            rows = plugin_data.stat_rows(
+            rows = plugin_stats.stat_rows(
                 data.get(stats_tag, []),
-                plugin_data.stat_columns(parsed[stats_tag]))
+                plugin_stats.stat_columns(parsed[stats_tag]))
         return plugin_series.by_step(data.get(heatmap_tag, [])), rows
 
     def timestep_layers_impl(self, ctx, experiment, run):
@@ -563,22 +571,23 @@ class GradientsPlugin(base_plugin.TBPlugin):
         last step and wall time are unchanged.
         """
         listing = self._list(ctx, experiment, runs=[run]).get(run, {})
-        parsed = plugin_data.parse_listing(listing)
+        parsed = plugin_listing.parse_listing(listing)
         if not parsed:
             raise errors.NotFoundError("No gradient data for run %r" % (run,))
-        layers = plugin_data.recurrent_layers(parsed)
+        layers = plugin_recurrent.recurrent_layers(parsed)
         counted = {layer: info["timestep_norms"] or info["timesteps"]
                    for layer, info in layers.items()
                    if info["timesteps"] is not None}
-        signature = plugin_data.series_signature(listing, counted.values())
+        signature = plugin_cache.series_signature(listing, counted.values())
         epochs = self._cache.get_or_build(
             ("timestep_layers", experiment, run, signature),
             lambda: self._series_epochs(ctx, experiment, run, counted))
         entries = []
-        for layer in plugin_data.layer_order(parsed, layers):
+        for layer in plugin_recurrent.layer_order(parsed, layers):
             info = layers[layer]
             entry = {"layer": layer}
-            entry.update(plugin_data.timestep_description(info["content"]))
+            entry.update(
+                plugin_recurrent.timestep_description(info["content"]))
             entry.update({
                 "recurrent_kind": info["recurrent_kind"],
                 "epochs": epochs.get(layer, []),
@@ -602,7 +611,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         """The gradient w.r.t. one layer's output at one epoch, as gzip JSON.
 
         Along with the epoch's values it summarises the per-timestep norms
-        of every epoch (`plugin_data.epoch_l2`), so the frontend can
+        of every epoch (`plugin_recurrent.epoch_l2`), so the frontend can
         overlay epochs without a request per epoch. The body grows with
         samples x timesteps x channels (megabytes at the callback's
         limits) and the frontend polls it, so it is cached while both
@@ -611,12 +620,12 @@ class GradientsPlugin(base_plugin.TBPlugin):
         Args:
           epoch: An epoch number, or ``None`` for the latest one.
         """
-        source = plugin_data.TIMESTEP_SOURCE
+        source = plugin_recurrent.TIMESTEP_SOURCE
         tag = metadata.timesteps_tag(source, layer)
         norms_tag = metadata.timestep_norms_tag(source, layer)
         listing = self._list(ctx, experiment, runs=[run],
                              tags=[tag, norms_tag]).get(run, {})
-        parsed = plugin_data.parse_listing(listing)
+        parsed = plugin_listing.parse_listing(listing)
         content = parsed.get(tag)
         if content is None or content["kind"] != metadata.KIND_TIMESTEPS:
             raise errors.NotFoundError(
@@ -626,8 +635,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
                      == metadata.KIND_TIMESTEP_NORMS)
         tags = [tag, norms_tag] if has_norms else [tag]
         key = ("timesteps", experiment, run, layer, epoch,
-               plugin_data.series_signature(listing, tags))
-        return self._cache.get_or_build(key, lambda: plugin_data.gzip_json(
+               plugin_cache.series_signature(listing, tags))
+        return self._cache.get_or_build(key, lambda: plugin_json.gzip_json(
             self._timesteps_body(ctx, experiment, run, layer, epoch, content,
                                  tags)))
 
@@ -647,8 +656,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
                 % (layer, epoch, run))
         tensor = np.asarray(by_epoch[epoch].numpy)
         body = {"run": run, "layer": layer, "epoch": epoch, "epochs": epochs}
-        body.update(plugin_data.timestep_description(content))
-        body.update({"values": plugin_data.timestep_values(tensor),
+        body.update(plugin_recurrent.timestep_description(content))
+        body.update({"values": plugin_recurrent.timestep_values(tensor),
                      "l2": None, "valid": None, "epoch_l2": None})
         norms = {}
         if len(tags) > 1:
@@ -656,11 +665,11 @@ class GradientsPlugin(base_plugin.TBPlugin):
                      plugin_series.by_step(data.get(tags[1], [])).items()}
         if norms and tensor.ndim == 3:
             if epoch in norms:
-                l2, valid = plugin_data.timestep_norms(norms[epoch],
-                                                       tensor.shape)
-                body["l2"] = plugin_data.float32_json(l2)
-                body["valid"] = plugin_data.float32_json(valid)
-            body["epoch_l2"] = plugin_data.epoch_l2(norms)
+                l2, valid = plugin_recurrent.timestep_norms(norms[epoch],
+                                                            tensor.shape)
+                body["l2"] = plugin_json.float32_json(l2)
+                body["valid"] = plugin_json.float32_json(valid)
+            body["epoch_l2"] = plugin_recurrent.epoch_l2(norms)
         return body
 
     def gates_impl(self, ctx, experiment, run, source, layer):
@@ -672,9 +681,9 @@ class GradientsPlugin(base_plugin.TBPlugin):
                 "No per-gate gradients of layer %r for run %r and source %r"
                 % (layer, run, source))
         data = self._read(ctx, experiment, runs=[run], tags=[tag])
-        epochs, values = plugin_data.gate_table(
+        epochs, values = plugin_recurrent.gate_table(
             data.get(run, {}).get(tag, []), content)
-        gates, names = plugin_data.gate_columns(content)
+        gates, names = plugin_recurrent.gate_columns(content)
         if not epochs:
             raise errors.NotFoundError(
                 "No per-gate gradients of layer %r for run %r and source %r"
@@ -683,7 +692,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
             "run": run, "source": source, "layer": layer,
             "recurrent_kind": content.get("recurrent_kind"),
             "gates": gates, "stats": names,
-            "rows": plugin_data.gate_rows(content),
+            "rows": plugin_recurrent.gate_rows(content),
             "epochs": epochs, "values": values,
         }
 
@@ -713,8 +722,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
             raise errors.NotFoundError(
                 "No gate heatmap of variable %r at epoch %r for run %r and "
                 "source %r" % (variable, epoch, run, source))
-        gates, _ = plugin_data.gate_columns(content)
-        planes = {e: plugin_data.gate_planes(d.numpy, len(gates))
+        gates, _ = plugin_recurrent.gate_columns(content)
+        planes = {e: plugin_recurrent.gate_planes(d.numpy, len(gates))
                   for e, d in by_epoch.items()}
         tensor = planes[epoch]
         return {
@@ -724,20 +733,20 @@ class GradientsPlugin(base_plugin.TBPlugin):
             "gates": gates, "block": content.get("block"),
             "rows": int(tensor.shape[1]), "cols": int(tensor.shape[2]),
             "epoch": epoch, "epochs": epochs,
-            "values": plugin_data.float32_json(
+            "values": plugin_json.float32_json(
                 tensor.reshape(tensor.shape[0], -1)),
-            "scale": plugin_data.gate_heatmap_scale(planes.values()),
+            "scale": plugin_recurrent.gate_heatmap_scale(planes.values()),
         }
 
     def findings_impl(self, ctx, experiment, run):
         """The findings of one run (`plugin_findings`), kept while the run's
         series are unchanged."""
         listing = self._list(ctx, experiment, runs=[run]).get(run, {})
-        parsed = plugin_data.parse_listing(listing)
+        parsed = plugin_listing.parse_listing(listing)
         if not parsed:
             raise errors.NotFoundError("No gradient data for run %r" % run)
         key = ("findings", experiment, run,
-               plugin_data.series_signature(listing, parsed))
+               plugin_cache.series_signature(listing, parsed))
         found = self._cache.get_or_build(
             key, lambda: plugin_findings.run_findings(
                 self._data_provider, ctx, experiment, run, parsed))

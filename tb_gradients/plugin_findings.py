@@ -12,8 +12,9 @@ from tensorboard.data import provider
 
 from tb_gradients import findings
 from tb_gradients import metadata
-from tb_gradients import plugin_data
+from tb_gradients import plugin_listing
 from tb_gradients import plugin_series
+from tb_gradients import plugin_stats
 from tb_gradients import series
 
 SCALARS_PLUGIN = "scalars"
@@ -22,16 +23,16 @@ DOWNSAMPLE = 10**9
 
 def _stats(datums_by_tag, entries, parsed):
     """``(steps, (windows, variables, stats))`` on the union of steps."""
-    matrices = [plugin_data.stat_matrix(datums_by_tag.get(e["tag"], []),
-                                        plugin_data.stat_columns(
-                                            parsed[e["tag"]]))
+    matrices = [plugin_stats.stat_matrix(datums_by_tag.get(e["tag"], []),
+                                         plugin_stats.stat_columns(
+                                             parsed[e["tag"]]))
                 for e in entries]
     steps = np.unique(np.concatenate(
         [s for s, _ in matrices] + [np.zeros(0, np.int64)]))
     stacked = np.full((len(steps), len(entries),
                        len(metadata.VARIABLE_STAT_NAMES)), np.nan)
     for v, (own, matrix) in enumerate(matrices):
-        aligned, _ = plugin_data.align(own, matrix, steps)
+        aligned, _ = plugin_stats.align(own, matrix, steps)
         stacked[:, v] = aligned
     return steps, stacked
 
@@ -43,7 +44,7 @@ def source_series(data_provider, ctx, experiment, run, source, listing):
       listing: ``{tag: parsed content}`` of the run (`parse_listing`).
     """
     parsed = {tag: c for tag, c in listing.items() if c["source"] == source}
-    entries = plugin_data.variable_entries(parsed, source)
+    entries = plugin_listing.variable_entries(parsed, source)
     if not entries:
         return None
     steps_tag = metadata.steps_tag(source)
@@ -62,7 +63,7 @@ def source_series(data_provider, ctx, experiment, run, source, listing):
         downsample=DOWNSAMPLE,
         run_tag_filter=provider.RunTagFilter(runs=[run],
                                              tags=scalar_tags)).get(run, {})
-    epochs, values = plugin_data.scalar_series(scalar_data, source)
+    epochs, values = plugin_stats.scalar_series(scalar_data, source)
     position = {int(step): i for i, step in enumerate(steps.tolist())}
     scalars = {}
     for name, column in values.items():

@@ -521,18 +521,18 @@ def test_malformed_recurrent_data_is_404(tmp_path):
 
 
 def test_float32_json_is_the_shortest_exact_text():
-    from tb_gradients import plugin_data
+    from tb_gradients import plugin_json
 
     values = np.array([0.1, np.nan, np.inf, -np.inf, 1e-40, 3.4e38, -0.0,
                        1.0, 1e20, 2.0**-149], np.float32)
-    text = plugin_data.float32_json(values)
+    text = plugin_json.float32_json(values)
     assert text == ("[0.1,null,null,null,1e-40,3.4e+38,-0.0,1.0,1e+20,"
                     "1e-45]")
     cube = (np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 7) ** 3
-    assert_float32_equal(json.loads(plugin_data.float32_json(cube)), cube)
-    assert plugin_data.float32_json(np.zeros((2, 0))) == "[[],[]]"
-    assert plugin_data.float32_json(np.float32(np.nan)) == "null"
-    body = plugin_data.dumps({"b": 1, "a": plugin_data.JSONText("[1.5]")})
+    assert_float32_equal(json.loads(plugin_json.float32_json(cube)), cube)
+    assert plugin_json.float32_json(np.zeros((2, 0))) == "[[],[]]"
+    assert plugin_json.float32_json(np.float32(np.nan)) == "null"
+    body = plugin_json.dumps({"b": 1, "a": plugin_json.JSONText("[1.5]")})
     assert json.loads(body) == {"a": [1.5], "b": 1}
 
 

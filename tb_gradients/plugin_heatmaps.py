@@ -1,0 +1,114 @@
+"""Heatmaps: a stored heatmap tensor decoded into the ``/heatmap`` channels.
+
+uint8 channels are decoded with the same variable and epoch's scale
+statistic (`plugin_stats.stat_rows`); float32 channels are read as they
+are (docs/FORMAT.md, heatmap series). Arrays in, JSON-ready values out, so
+each function can be tested on hand-made input.
+"""
+
+import math
+
+import numpy as np
+
+from tb_gradients import metadata
+from tb_gradients import plugin_json
+from tb_gradients import plugin_stats
+from tb_gradients import stats
+
+
+def heatmap_layout(content):
+    """Channel order and scale statistics of a heatmap series.
+
+    Returns:
+      ``{channel name: (position in the tensor, scale statistic)}`` for the
+      channels of ``metadata.HEATMAP_CHANNELS`` the series has.
+    """
+    channels = content.get("channels")
+    scales = content.get("channel_scales")
+    if not (isinstance(channels, list) and isinstance(scales, list)
+            and len(channels) == len(scales)):
+        channels = list(metadata.HEATMAP_CHANNELS)
+        scales = list(metadata.HEATMAP_CHANNEL_SCALES)
+    layout = {}
+    for position, (channel, scale) in enumerate(zip(channels, scales)):
+        if channel in metadata.HEATMAP_CHANNELS and scale in \
+                metadata.VARIABLE_STAT_NAMES:
+            layout[channel] = (position, scale)
+    return layout
+
+
+def decades(content):
+    """The uint8 code range in decades (the writer's, else the default)."""
+    value = content.get("decades")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value) and value > 0:
+        return float(value)
+    return metadata.HEATMAP_DECADES
+
+
+def decode_channel(plane, encoding, scale, content):
+    """Float values of one stored heatmap channel.
+
+    Args:
+      plane: The channel's ``(rows, cols)`` array as stored.
+      encoding: ``"uint8"`` or ``"float32"``.
+      scale: The same variable and epoch's value of the channel's scale
+        statistic (``NaN`` when unknown; a uint8 code of 0 still decodes to
+        0 and 254/255 to ±Inf/NaN).
+      content: The series' parsed content (for ``decades``).
+
+    Raises:
+      ValueError: For an unknown encoding.
+    """
+    if encoding == "float32":
+        return np.asarray(plane, dtype=np.float64)
+    if encoding == "uint8":
+        return stats.decode_log_uint8(plane, scale, decades(content))
+    raise ValueError("unknown heatmap encoding %r" % (encoding,))
+
+
+def channel_body(values, scale_over_epochs):
+    """The JSON of one decoded channel (see docs/API.md, ``/heatmap``)."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    finite = np.isfinite(flat)
+    return {
+        "values": plugin_json.finite_list(flat),
+        "nan": np.flatnonzero(np.isnan(flat)).tolist(),
+        "inf": np.flatnonzero(np.isinf(flat)).tolist(),
+        "max": float(flat[finite].max()) if finite.any() else None,
+        "scale": scale_over_epochs,
+    }
+
+
+def heatmap_channels(tensor, content, rows, epoch):
+    """Decoded channels of one heatmap epoch.
+
+    Args:
+      tensor: The stored ``(channels, rows, cols)`` array of ``epoch``.
+      content: The heatmap series' parsed content.
+      rows: `stat_rows` of the same variable (may be empty).
+      epoch: The epoch of ``tensor``.
+
+    Returns:
+      ``{channel name: channel body}`` for ``metadata.HEATMAP_CHANNELS``.
+
+    Raises:
+      ValueError: When the tensor does not have the announced layout.
+    """
+    tensor = np.asarray(tensor)
+    layout = heatmap_layout(content)
+    if tensor.ndim != 3:
+        raise ValueError("heatmap tensor has shape %r" % (tensor.shape,))
+    encoding = content.get("encoding", "uint8")
+    row = rows.get(epoch)
+    body = {}
+    for channel in metadata.HEATMAP_CHANNELS:
+        if channel not in layout or layout[channel][0] >= tensor.shape[0]:
+            continue
+        position, scale_name = layout[channel]
+        column = plugin_stats.stat_index(scale_name)
+        scale = float(row[column]) if row is not None else float("nan")
+        values = decode_channel(tensor[position], encoding, scale, content)
+        overall = plugin_stats.max_finite(r[column] for r in rows.values())
+        body[channel] = channel_body(values, overall)
+    return body

@@ -1,0 +1,276 @@
+"""Recurrent layers: their timestep gradients, timestep norms and gates.
+
+Groups a run's ``timesteps``, ``timestep_norms`` and ``gates`` series by
+layer, in the model's order, and checks and encodes their tensors for the
+``/timestep_layers``, ``/timesteps``, ``/gates`` and ``/gate_heatmap``
+bodies of docs/API.md. Nothing here talks to a data provider: the
+functions take the plain values it returns, so each one can be tested on
+hand-made input.
+"""
+
+import numpy as np
+
+from tb_gradients import metadata
+from tb_gradients import plugin_json
+from tb_gradients import plugin_listing
+from tb_gradients import plugin_series
+
+
+# -- recurrent layers ---------------------------------------------------------
+
+
+# Fields of a ``timesteps`` series' content describing the layer (from
+# `timesteps.describe` and `stats.timestep_view`), returned as they are.
+TIMESTEP_FIELDS = (
+    "class",
+    "inner_class",
+    "return_sequences",
+    "bidirectional",
+    "merge_mode",
+    "direction_count",
+    "direction_names",
+    "direction_ranges",
+    "samples",
+    "timesteps",
+    "channels",
+    "time_block",
+    "channel_block",
+)
+
+
+# Timestep gradients need probe samples: the writer only has this source.
+TIMESTEP_SOURCE = "probe"
+
+
+def recurrent_layers(parsed):
+    """The recurrent-layer series of one run, grouped by layer.
+
+    Args:
+      parsed: Output of `parse_listing` for one run.
+
+    Returns:
+      ``{layer: {"timesteps": tag or None, "timestep_norms": tag or None,
+      "content": content of the timesteps series or None, "gates":
+      {source: tag}, "recurrent_kind": str or None}}`` for every layer
+      with a ``timesteps`` (probe source) or a ``gates`` series. Series
+      whose ``layer`` field is not a string are left out.
+    """
+    layers = {}
+    for tag, content in sorted(parsed.items()):
+        kind = content["kind"]
+        layer = content.get("layer")
+        if not isinstance(layer, str) or kind not in (
+                metadata.KIND_TIMESTEPS, metadata.KIND_TIMESTEP_NORMS,
+                metadata.KIND_GATES):
+            continue
+        if kind != metadata.KIND_GATES and \
+                content["source"] != TIMESTEP_SOURCE:
+            continue
+        entry = layers.setdefault(layer, {
+            "timesteps": None, "timestep_norms": None, "content": None,
+            "gates": {}, "recurrent_kind": None})
+        if kind == metadata.KIND_TIMESTEPS:
+            entry["timesteps"], entry["content"] = tag, content
+        elif kind == metadata.KIND_TIMESTEP_NORMS:
+            entry["timestep_norms"] = tag
+        else:
+            entry["gates"][content["source"]] = tag
+            if isinstance(content.get("recurrent_kind"), str):
+                entry["recurrent_kind"] = content["recurrent_kind"]
+    return {layer: entry for layer, entry in layers.items()
+            if entry["timesteps"] is not None or entry["gates"]}
+
+
+def layer_order(parsed, layers):
+    """``layers`` in the order they appear in the model.
+
+    The series carry no layer index, but every variable's statistics have
+    its position in the model's trainable variables, and a variable's name
+    starts with its top-level layer's name (``encoder/lstm_cell/kernel``).
+    A layer comes at the smallest index of its variables; layers without
+    variables (e.g. a `Masking` named in ``timestep_layers``) come last,
+    alphabetically.
+    """
+    first = {}
+    for source in metadata.SOURCES:
+        for entry in plugin_listing.variable_entries(parsed, source):
+            top = entry["name"].split("/", 1)[0]
+            first[top] = min(first.get(top, entry["index"]), entry["index"])
+    return sorted(layers, key=lambda layer: (
+        layer not in first, first.get(layer, 0), layer))
+
+
+def timestep_description(content):
+    """The layer description fields of a ``timesteps`` content.
+
+    A field the content lacks (or a layer with only ``gates`` series,
+    ``content=None``) is ``None``.
+    """
+    content = content or {}
+    return {field: content.get(field) for field in TIMESTEP_FIELDS}
+
+
+def timestep_values(tensor):
+    """The stored ``(samples, T', C')`` or ``(samples, C')`` gradient.
+
+    Raises:
+      ValueError: For any other rank.
+    """
+    tensor = np.asarray(tensor)
+    if tensor.ndim not in (2, 3):
+        raise ValueError("timesteps tensor has shape %r" % (tensor.shape,))
+    return plugin_json.float32_json(tensor)
+
+
+def timestep_norms(tensor, values_shape=None):
+    """``(l2, valid)`` planes of a stored ``(2, samples, T')`` norms tensor.
+
+    Args:
+      tensor: The ``timestep_norms`` tensor of one epoch.
+      values_shape: Shape of the same epoch's timesteps tensor, if known:
+        the norms must have its samples and timesteps.
+
+    Raises:
+      ValueError: When the shapes do not match the format.
+    """
+    tensor = np.asarray(tensor, dtype=np.float64)
+    if tensor.ndim != 3 or tensor.shape[0] != len(
+            metadata.TIMESTEP_NORM_CHANNELS):
+        raise ValueError("timestep_norms tensor has shape %r"
+                         % (tensor.shape,))
+    if values_shape is not None and tuple(tensor.shape[1:]) != tuple(
+            values_shape[:2]):
+        raise ValueError("timestep_norms tensor has shape %r for values of "
+                         "shape %r" % (tensor.shape, tuple(values_shape)))
+    channels = list(metadata.TIMESTEP_NORM_CHANNELS)
+    return tensor[channels.index("l2")], tensor[channels.index("valid")]
+
+
+def epoch_l2(norms_by_epoch):
+    """Per-timestep summaries over the samples of every epoch's norms.
+
+    Only entries with ``valid > 0`` (not entirely masked) count. The
+    figures are computed in float64, unweighted by the valid fraction; a
+    non-finite norm makes its timestep's figures non-finite (``None``), and
+    so does having no valid sample. ``std`` is the population standard
+    deviation (``ddof=0``).
+
+    Args:
+      norms_by_epoch: ``{epoch: stored (2, samples, T') tensor}``.
+
+    Returns:
+      `JSONText` of ``{"epochs": [...], "mean", "std", "min", "max":
+      [[per timestep] per epoch]}``.
+    """
+    epochs = sorted(norms_by_epoch)
+    lists = {"mean": [], "std": [], "min": [], "max": []}
+    for epoch in epochs:
+        l2, valid = timestep_norms(norms_by_epoch[epoch])
+        counted = valid > 0
+        count = counted.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(counted, l2, 0.0).sum(axis=0) / count
+            spread = np.where(counted, np.square(l2 - mean), 0.0)
+            std = np.sqrt(spread.sum(axis=0) / count)
+            low = np.where(counted, l2, np.inf).min(axis=0)
+            high = np.where(counted, l2, -np.inf).max(axis=0)
+        nan = np.where(counted, np.isnan(l2), False).any(axis=0)
+        for name, figures in (("mean", mean), ("std", std), ("min", low),
+                              ("max", high)):
+            figures = np.where((count > 0) & ~nan, figures, np.nan)
+            lists[name].append(plugin_json.float32_json(figures))
+    body = {name: plugin_json.JSONText("[" + ",".join(parts) + "]")
+            for name, parts in lists.items()}
+    body["epochs"] = epochs
+    return plugin_json.JSONText(plugin_json.dumps(body))
+
+
+# -- gates --------------------------------------------------------------------
+
+
+def gate_columns(content):
+    """``(gate names, statistic names)`` of a ``gates`` or ``gate_heatmap``
+    content; the statistics default to ``GATE_STAT_NAMES``.
+
+    Raises:
+      ValueError: When ``gates`` is not a non-empty list of names.
+    """
+    gates, names = content.get("gates"), content.get("stats")
+    if not (isinstance(gates, list) and gates
+            and all(isinstance(g, str) for g in gates)):
+        raise ValueError("gates content has malformed gates %r" % (gates,))
+    if not (isinstance(names, list) and names
+            and all(isinstance(n, str) for n in names)):
+        names = list(metadata.GATE_STAT_NAMES)
+    return list(gates), list(names)
+
+
+def gate_rows(content):
+    """The ``rows`` of a ``gates`` content: ``[{direction, role, variable}]``.
+
+    Raises:
+      ValueError: When the field is not a list of such objects.
+    """
+    rows = content.get("rows")
+    if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and all(
+                isinstance(row.get(key), str)
+                for key in ("direction", "role", "variable"))
+            for row in rows):
+        raise ValueError("gates content has malformed rows %r" % (rows,))
+    return [{key: row[key] for key in ("direction", "role", "variable")}
+            for row in rows]
+
+
+def gate_table(datums, content):
+    """Every epoch's per-gate statistics of one layer.
+
+    Args:
+      datums: ``TensorDatum``s of one ``gates`` series.
+      content: Its parsed content.
+
+    Returns:
+      ``(epochs, values)``: sorted epochs and, per epoch, the float64
+      ``[row][gate][stat]`` table with ``None`` where non-finite. Of
+      repeated epochs the latest recording (`plugin_series.latest_by_step`).
+
+    Raises:
+      ValueError: When a tensor is not ``(rows, gates, stats)`` as the
+        content announces.
+    """
+    gates, names = gate_columns(content)
+    shape = (len(gate_rows(content)), len(gates), len(names))
+    by_epoch = {}
+    for datum in plugin_series.latest_by_step(datums):
+        table = np.asarray(datum.numpy, dtype=np.float64)
+        if table.shape != shape:
+            raise ValueError("gates tensor of epoch %r has shape %r, not %r"
+                             % (datum.step, table.shape, shape))
+        by_epoch[int(datum.step)] = table
+    epochs = sorted(by_epoch)
+    return epochs, [plugin_json._nested_or_none(by_epoch[epoch])
+                    for epoch in epochs]
+
+
+def gate_planes(tensor, gate_count):
+    """A stored ``(gates, rows, cols)`` gate heatmap, checked.
+
+    Raises:
+      ValueError: When it is not a 3-D tensor with ``gate_count`` planes.
+    """
+    tensor = np.asarray(tensor, dtype=np.float32)
+    if tensor.ndim != 3 or tensor.shape[0] != gate_count:
+        raise ValueError("gate heatmap tensor has shape %r for %r gates"
+                         % (tensor.shape, gate_count))
+    return tensor
+
+
+def gate_heatmap_scale(tensors):
+    """The largest finite cell over every epoch and gate, or ``None``."""
+    largest = None
+    for tensor in tensors:
+        tensor = np.asarray(tensor, dtype=np.float32)
+        finite = tensor[np.isfinite(tensor)]
+        if finite.size and (largest is None or finite.max() > largest):
+            largest = finite.max()
+    return plugin_json.float32_or_none(largest)

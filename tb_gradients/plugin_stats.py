@@ -1,0 +1,364 @@
+"""The plugin's statistics bodies: per variable, global (scalars), per step.
+
+Reads the statistics series of a run into arrays on one epoch axis
+(`stat_matrix`, `align`, `StatsTable`) and builds the `/variable_stats`,
+`/scalars` and `/steps` bodies of docs/API.md from them, reduced to buckets
+of steps (`plugin_buckets`) when a route asks for ``points``. Nothing here
+talks to a data provider: the functions take the plain values it returns
+(``TensorDatum``s, ``ScalarDatum``s, metadata contents), so each one can be
+tested on hand-made input.
+"""
+
+import numpy as np
+
+from tb_gradients import metadata
+from tb_gradients import plugin_buckets
+from tb_gradients import plugin_json
+from tb_gradients import plugin_series
+
+
+# -- per-variable statistics --------------------------------------------------
+
+
+def stat_columns(content):
+    """Names of the columns of a statistics vector, from its content.
+
+    The writer records the column names next to the data; reading them back
+    (rather than assuming ``VARIABLE_STAT_NAMES``) keeps older files
+    readable if a later version reorders or adds columns.
+    """
+    columns = content.get("stats")
+    if (isinstance(columns, list) and columns
+            and all(isinstance(c, str) for c in columns)):
+        return columns
+    return list(metadata.VARIABLE_STAT_NAMES)
+
+
+def stat_matrix(datums, columns):
+    """Statistics vectors of one variable as an ``(epochs, stats)`` matrix.
+
+    Vectorised because `/variable_stats` handles thousands of vectors per
+    request (variables x epochs).
+
+    Args:
+      datums: ``TensorDatum``s of one ``variable_stats`` series.
+      columns: Output of `stat_columns` for that series.
+
+    Returns:
+      ``(epochs, matrix)``: sorted int64 epochs and a float64 matrix whose
+      columns follow ``VARIABLE_STAT_NAMES`` (NaN where the file has no such
+      column). An epoch whose tensor is not a vector of the announced
+      length is left out; of repeated epochs the latest recording
+      (`plugin_series.latest_by_step`) wins.
+    """
+    valid = [datum for datum in datums
+             if np.size(datum.numpy) == len(columns)]
+    by_epoch = {
+        int(datum.step): np.asarray(datum.numpy, dtype=np.float64).reshape(-1)
+        for datum in plugin_series.latest_by_step(valid)}
+    width = len(metadata.VARIABLE_STAT_NAMES)
+    if not by_epoch:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, width))
+    epochs = np.array(sorted(by_epoch), dtype=np.int64)
+    raw = np.stack([by_epoch[epoch] for epoch in epochs.tolist()])
+    matrix = np.full((len(epochs), width), np.nan)
+    for position, name in enumerate(metadata.VARIABLE_STAT_NAMES):
+        if name in columns:
+            matrix[:, position] = raw[:, columns.index(name)]
+    return epochs, matrix
+
+
+def stat_rows(datums, columns):
+    """``{epoch: row of stat_matrix}``, for lookups of single epochs."""
+    epochs, matrix = stat_matrix(datums, columns)
+    return dict(zip(epochs.tolist(), matrix))
+
+
+def stat_index(name):
+    """Column of ``name`` in `stat_matrix` / `stat_rows` rows."""
+    return metadata.VARIABLE_STAT_NAMES.index(name)
+
+
+def max_finite(values):
+    """The largest finite value of ``values``, or ``None``."""
+    array = np.asarray(list(values), dtype=np.float64)
+    array = array[np.isfinite(array)]
+    return float(array.max()) if array.size else None
+
+
+def align(epochs, matrix, all_epochs):
+    """``matrix`` rows placed on ``all_epochs`` (NaN rows where missing).
+
+    Returns:
+      ``(aligned matrix, present)`` with ``present`` a boolean mask.
+    """
+    if np.array_equal(epochs, all_epochs):
+        return matrix, np.ones(len(all_epochs), dtype=bool)
+    positions = np.searchsorted(all_epochs, epochs)
+    aligned = np.full((len(all_epochs), matrix.shape[1]), np.nan)
+    aligned[positions] = matrix
+    present = np.zeros(len(all_epochs), dtype=bool)
+    present[positions] = True
+    return aligned, present
+
+
+def _nested_compact(array):
+    """`_nested_or_none`, with integral values as Python ints.
+
+    Counts, sizes and indices are stored as float64 next to the other
+    statistics; ``48`` is the same JSON number as ``48.0`` and two
+    characters shorter. Negative zero stays a float (its sign is data).
+    """
+    array = np.asarray(array, dtype=np.float64)
+    finite = np.isfinite(array)
+    integral = finite & (np.abs(array) < 2.0**53)
+    integral[integral] = array[integral] == np.floor(array[integral])
+    integral &= (array != 0) | ~np.signbit(array)
+    if not integral.any():
+        return plugin_json._nested_or_none(array)
+    values = array.astype(object)
+    values[integral] = array[integral].astype(np.int64)
+    values[~finite] = None
+    return values.tolist()
+
+
+def aligned_values(aligned, present, columns=None):
+    """JSON rows of an aligned matrix: ``None`` rows where not present.
+
+    Args:
+      aligned: Output of `align`.
+      present: Its mask of epochs that have data.
+      columns: Positions of the columns to keep (`stat_index`), in the
+        order wanted; all when ``None``.
+    """
+    if columns is not None:
+        aligned = aligned[:, list(columns)]
+    rows = _nested_compact(aligned)
+    for index in np.flatnonzero(~present).tolist():
+        rows[index] = None
+    return rows
+
+
+def highest_series(aligned, present):
+    """The seed "Gradient Evolution" highest-gradient curves of a variable.
+
+    Both curves are divided by the same ``S``, the largest finite
+    accumulated ``max |C|`` over all epochs (1 when it is 0 or missing), so
+    the two can be drawn on one axis and compared across epochs.
+
+    Args:
+      aligned: The variable's `align`ed statistics matrix.
+      present: Its mask of epochs that have data.
+
+    Returns:
+      ``(highest_gradient, highest_accumulated)``, lists aligned with the
+      rows holding ``None`` where the epoch is missing or non-finite.
+    """
+    gradient, accumulated = highest_arrays(aligned, present)
+    return (plugin_json._nested_or_none(gradient),
+            plugin_json._nested_or_none(accumulated))
+
+
+def highest_arrays(aligned, present):
+    """`highest_series` as float64 arrays (NaN where `None`)."""
+    max_abs = aligned[:, stat_index("max_abs")]
+    accumulated = aligned[:, stat_index("accumulated_max_abs")]
+    scale = max_finite(accumulated[present])
+    if not scale:
+        scale = 1.0
+    return max_abs / scale, accumulated / scale
+
+
+# -- /variable_stats ----------------------------------------------------------
+
+
+class StatsTable:
+    """Every variable's statistics of one run and source, on one epoch axis.
+
+    Reading the series is most of the cost of `/variable_stats` on a long
+    run (one tensor per variable and epoch); the table is what every
+    request of the run needs, whatever its columns, filter, range or
+    ``points``, so the plugin keeps it while the series are unchanged.
+
+    Attributes:
+      entries: `variable_entries` of the run and source.
+      epochs: Sorted int64 union of the variables' epochs.
+      aligned: Per entry, its `stat_matrix` placed on ``epochs`` (`align`).
+      present: Per entry, the mask of ``epochs`` it has a vector at.
+      highest: Per entry, `highest_arrays` over all its epochs.
+    """
+
+    def __init__(self, entries, matrices):
+        """Args: entries, and per entry the ``(epochs, matrix)`` of
+        `stat_matrix`."""
+        self.entries = list(entries)
+        self.epochs = np.unique(np.concatenate(
+            [steps for steps, _ in matrices] + [np.zeros(0, np.int64)]))
+        self.aligned, self.present, self.highest = [], [], []
+        for steps, matrix in matrices:
+            aligned, present = align(steps, matrix, self.epochs)
+            self.aligned.append(aligned)
+            self.present.append(present)
+            self.highest.append(highest_arrays(aligned, present))
+
+
+def _rows_or_none(array, present):
+    """`_nested_compact` rows (or values) with ``None`` where not present."""
+    rows = _nested_compact(array) if np.ndim(array) > 1 else \
+        plugin_json._nested_or_none(array)
+    for index in np.flatnonzero(~present).tolist():
+        rows[index] = None
+    return rows
+
+
+def variable_stats_body(table, selected, names, points=None, start=None,
+                        end=None):
+    """The `/variable_stats` body (docs/API.md) of some variables of a table.
+
+    Args:
+      table: A `StatsTable`.
+      selected: Positions in ``table.entries`` of the variables to return.
+      names: The statistics, in order.
+      points: The ``points`` parameter (`bucket_starts`), or ``None``.
+      start, end: The step range (inclusive; ``None``: open).
+
+    Returns:
+      ``{"stats", "epochs", "buckets", "variables"}``.
+    """
+    columns = [stat_index(name) for name in names]
+    rows = plugin_buckets.in_range(table.epochs, start, end)
+    if selected:
+        rows &= np.logical_or.reduce([table.present[i] for i in selected])
+    else:
+        rows &= False
+    epochs = table.epochs[rows]
+    starts = plugin_buckets.bucket_starts(epochs, points)
+    variables = []
+    for i in selected:
+        entry = table.entries[i]
+        aligned = table.aligned[i][rows][:, columns]
+        present = table.present[i][rows]
+        gradient, accumulated = (a[rows] for a in table.highest[i])
+        variable = {key: entry[key]
+                    for key in ("name", "layer", "index", "shape")}
+        if starts is None:
+            variable.update({
+                "values": aligned_values(aligned, present),
+                "highest_gradient": plugin_json._nested_or_none(gradient),
+                "highest_accumulated":
+                    plugin_json._nested_or_none(accumulated),
+            })
+        else:
+            has = plugin_buckets.present_buckets(present, starts)
+            parts = [plugin_buckets.envelope(values, starts)
+                     for values in (aligned, gradient, accumulated)]
+            for side, name in enumerate(("min", "max")):
+                variable[name] = {
+                    "values": _rows_or_none(parts[0][side], has),
+                    "highest_gradient": _rows_or_none(parts[1][side], has),
+                    "highest_accumulated": _rows_or_none(parts[2][side], has),
+                }
+        variables.append(variable)
+    return {
+        "stats": list(names), "epochs": epochs.tolist(),
+        "buckets": None if starts is None else plugin_buckets.bucket_bounds(
+            epochs, starts),
+        "variables": variables,
+    }
+
+
+# -- scalars -----------------------------------------------------------------
+
+
+def scalar_series(tag_to_data, source):
+    """The global statistics of one source, aligned on a common epoch axis.
+
+    Args:
+      tag_to_data: ``{tag: [ScalarDatum]}`` of one run.
+      source: ``"training"`` or ``"probe"``.
+
+    Returns:
+      ``(epochs, {stat: [value or None per epoch]})`` for the stats of
+      ``GLOBAL_STAT_NAMES`` that have data.
+    """
+    by_stat = {}
+    for name in metadata.GLOBAL_STAT_NAMES:
+        data = tag_to_data.get(metadata.scalar_tag(source, name))
+        if data:
+            by_stat[name] = {int(d.step): float(d.value)
+                             for d in plugin_series.latest_by_step(data)}
+    epochs = sorted({step for values in by_stat.values() for step in values})
+    series = {
+        name: [plugin_json.finite_or_none(values.get(epoch))
+               for epoch in epochs]
+        for name, values in by_stat.items()
+    }
+    return epochs, series
+
+
+def reduced_scalars(epochs, series, points=None, start=None, end=None):
+    """`scalar_series` within a step range, reduced to ``points`` buckets.
+
+    Returns:
+      The ``epochs``, ``buckets`` and ``series`` (or, with buckets,
+      ``min`` and ``max``) fields of the `/scalars` body.
+    """
+    mask = plugin_buckets.in_range(epochs, start, end)
+    kept = np.asarray(epochs, dtype=np.int64)[mask]
+    starts = plugin_buckets.bucket_starts(kept, points)
+    indices = np.flatnonzero(mask).tolist()
+    if starts is None:
+        return {"epochs": kept.tolist(), "buckets": None,
+                "series": {name: [values[i] for i in indices]
+                           for name, values in series.items()}}
+    body = {"epochs": kept.tolist(),
+            "buckets": plugin_buckets.bucket_bounds(kept, starts),
+            "min": {}, "max": {}}
+    for name, values in series.items():
+        array = np.array([values[i] for i in indices], dtype=np.float64)
+        low, high = plugin_buckets.envelope(array, starts)
+        body["min"][name] = plugin_json._nested_or_none(low)
+        body["max"][name] = plugin_json._nested_or_none(high)
+    return body
+
+
+# -- per-step table ------------------------------------------------------
+
+
+def step_columns(content):
+    """The per-step table's ``(l2 column, max_abs column)`` indices."""
+    columns = content.get("columns")
+    if not (isinstance(columns, list) and all(isinstance(c, str)
+                                              for c in columns)):
+        columns = list(metadata.STEP_COLUMNS)
+    return tuple(columns.index(name) if name in columns else None
+                 for name in metadata.STEP_COLUMNS)
+
+
+def step_epochs(datums, content):
+    """Per-epoch lists of per-step ``l2`` and ``max_abs`` values.
+
+    Of repeated epochs, the latest recording (`plugin_series.latest_by_step`).
+
+    Raises:
+      ValueError: When a tensor is not a ``(steps, columns)`` table.
+    """
+    l2_column, max_column = step_columns(content)
+    epochs = []
+    for datum in plugin_series.latest_by_step(datums):
+        table = np.asarray(datum.numpy, dtype=np.float64)
+        if table.ndim != 2:
+            raise ValueError("per-step tensor of epoch %r has shape %r"
+                             % (datum.step, table.shape))
+        epochs.append({
+            "epoch": int(datum.step),
+            "l2": _column(table, l2_column),
+            "max_abs": _column(table, max_column),
+        })
+    return epochs
+
+
+def _column(table, index):
+    if index is None or index >= table.shape[1]:
+        return [None] * table.shape[0]
+    return plugin_json.finite_list(table[:, index])
