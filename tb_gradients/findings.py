@@ -11,11 +11,11 @@ no extra pass over the data or the gradients.
 """
 
 import dataclasses
-import math
 
 import numpy as np
 
 from tb_gradients import metadata
+from tb_gradients import plugin_json
 
 SEVERITIES = ("info", "warning", "error")
 # The tab's views a finding links to (their ids in frontend/*.js).
@@ -96,23 +96,10 @@ class Finding:
         body = {"kind": self.kind, "severity": self.severity,
                 "variable": self.variable, "layer": self.layer,
                 "epoch": self.epoch, "step": self.step,
-                "message": self.message, "evidence": _json_safe(self.evidence)}
+                "message": self.message, "evidence": plugin_json.json_safe(self.evidence)}
         if extended:
             body.update(source=self.source, at=self.at, view=self.view)
         return body
-
-
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
 
 
 def severity_rank(severity):

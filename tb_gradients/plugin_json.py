@@ -103,7 +103,7 @@ def finite_list(array):
     return values
 
 
-def _nested_or_none(array):
+def nested_or_none(array):
     """``array.tolist()`` with ``None`` for every non-finite element."""
     array = np.asarray(array, dtype=np.float64)
     finite = np.isfinite(array)

@@ -248,7 +248,7 @@ def gate_table(datums, content):
                              % (datum.step, table.shape, shape))
         by_epoch[int(datum.step)] = table
     epochs = sorted(by_epoch)
-    return epochs, [plugin_json._nested_or_none(by_epoch[epoch])
+    return epochs, [plugin_json.nested_or_none(by_epoch[epoch])
                     for epoch in epochs]
 
 

@@ -103,7 +103,7 @@ def align(epochs, matrix, all_epochs):
 
 
 def _nested_compact(array):
-    """`_nested_or_none`, with integral values as Python ints.
+    """`nested_or_none`, with integral values as Python ints.
 
     Counts, sizes and indices are stored as float64 next to the other
     statistics; ``48`` is the same JSON number as ``48.0`` and two
@@ -115,7 +115,7 @@ def _nested_compact(array):
     integral[integral] = array[integral] == np.floor(array[integral])
     integral &= (array != 0) | ~np.signbit(array)
     if not integral.any():
-        return plugin_json._nested_or_none(array)
+        return plugin_json.nested_or_none(array)
     values = array.astype(object)
     values[integral] = array[integral].astype(np.int64)
     values[~finite] = None
@@ -155,8 +155,8 @@ def highest_series(aligned, present):
       rows holding ``None`` where the epoch is missing or non-finite.
     """
     gradient, accumulated = highest_arrays(aligned, present)
-    return (plugin_json._nested_or_none(gradient),
-            plugin_json._nested_or_none(accumulated))
+    return (plugin_json.nested_or_none(gradient),
+            plugin_json.nested_or_none(accumulated))
 
 
 def highest_arrays(aligned, present):
@@ -205,7 +205,7 @@ class StatsTable:
 def _rows_or_none(array, present):
     """`_nested_compact` rows (or values) with ``None`` where not present."""
     rows = _nested_compact(array) if np.ndim(array) > 1 else \
-        plugin_json._nested_or_none(array)
+        plugin_json.nested_or_none(array)
     for index in np.flatnonzero(~present).tolist():
         rows[index] = None
     return rows
@@ -244,9 +244,9 @@ def variable_stats_body(table, selected, names, points=None, start=None,
         if starts is None:
             variable.update({
                 "values": aligned_values(aligned, present),
-                "highest_gradient": plugin_json._nested_or_none(gradient),
+                "highest_gradient": plugin_json.nested_or_none(gradient),
                 "highest_accumulated":
-                    plugin_json._nested_or_none(accumulated),
+                    plugin_json.nested_or_none(accumulated),
             })
         else:
             has = plugin_buckets.present_buckets(present, starts)
@@ -317,8 +317,8 @@ def reduced_scalars(epochs, series, points=None, start=None, end=None):
     for name, values in series.items():
         array = np.array([values[i] for i in indices], dtype=np.float64)
         low, high = plugin_buckets.envelope(array, starts)
-        body["min"][name] = plugin_json._nested_or_none(low)
-        body["max"][name] = plugin_json._nested_or_none(high)
+        body["min"][name] = plugin_json.nested_or_none(low)
+        body["max"][name] = plugin_json.nested_or_none(high)
     return body
 
 
