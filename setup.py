@@ -32,6 +32,8 @@ setup(
         # The callback needs TensorFlow; the plugin alone (a TensorBoard
         # server reading logs) does not.
         "tf": ["tensorflow>=2.16", "keras>=3.3"],
+        # `reader` series as DataFrames (`SourceSeries.to_pandas`).
+        "pandas": ["pandas>=1.5"],
     },
     entry_points={
         "tensorboard_plugins": [

@@ -12,16 +12,18 @@ Event files are read with TensorBoard's own event file loader, every file
 of a run directory in name order (the order TensorBoard reads them); a
 step recorded twice (a run restarted after a crash) keeps its latest
 recording. Runs are named as TensorBoard names them: the directory's path
-relative to the log directory, ``.`` for the log directory itself.
+relative to the log directory, ``.`` for the log directory itself. Like the
+plugin, it needs TensorBoard only: without TensorFlow it reads local files
+through TensorBoard's own file-system stub.
 """
 
 import collections
 import os
 
 import numpy as np
-import tensorflow as tf
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing import io_wrapper
+from tensorboard.compat import tf  # TensorFlow's gfile, or TensorBoard's stub
 from tensorboard.util import tensor_util
 
 from tb_gradients import metadata

@@ -7,6 +7,7 @@ dependencies: no TensorFlow is needed to serve the tab), starts that venv's
 plugin listing, the frontend module and a data route.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -85,6 +86,17 @@ def test_fresh_venv_serves_the_tab(wheel, tmp_path):
             capture_output=True, text=True, check=True, cwd=str(tmp_path),
             env=clean_env).stdout.strip()
         assert where.startswith(str(env_dir))
+        # the findings command needs no TensorFlow either
+        diagnosed = subprocess.run(
+            [str(python), "-m", "tb_gradients.diagnose", str(logdir),
+             "--json"], capture_output=True, text=True, cwd=str(tmp_path),
+            env=clean_env, timeout=300)
+        assert diagnosed.returncode in (0, 1), diagnosed.stderr
+        assert [r["run"] for r in json.loads(diagnosed.stdout)["runs"]] == [
+            "mlp/train"]
+        assert subprocess.run(
+            [str(python), "-c", "import tensorflow"], capture_output=True,
+            cwd=str(tmp_path), env=clean_env).returncode != 0
     finally:
         process.terminate()
         try:
