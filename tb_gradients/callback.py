@@ -578,6 +578,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                     if id(variable) in by_id:
                         gate_counts[by_id[id(variable)]] = len(
                             stats.GATES[kind])
+            self._history.pop(source, None)  # findings of other variables
             state = self._windows[source] = window.SourceWindows(
                 source, variables, self.heatmap_cells, self.heatmap_encoding,
                 self.histogram_buckets if self.histograms else 0,
