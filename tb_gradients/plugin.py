@@ -458,10 +458,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
                start, end, signature)
 
         def build():
-            table = self._tables.get_or_build(
-                ("table", experiment, run, source, signature),
-                lambda: self._stats_table(ctx, experiment, run, entries,
-                                          parsed))
+            table = self._stats_table(ctx, experiment, run, source, entries,
+                                      parsed, signature)
             selected = [i for i, entry in enumerate(table.entries)
                         if pattern is None or pattern.search(entry["name"])]
             body = {"run": run, "source": source}
@@ -471,18 +469,27 @@ class GradientsPlugin(base_plugin.TBPlugin):
 
         return self._cache.get_or_build(key, build)
 
-    def _stats_table(self, ctx, experiment, run, entries, parsed):
-        """The `plugin_stats.StatsTable` of some variables: one read of all
-        their series (one data-provider call for the run's tags)."""
-        data = {}
-        if entries:
-            data = self._read(ctx, experiment, runs=[run],
-                              tags=[e["tag"] for e in entries]).get(run, {})
-        return plugin_stats.StatsTable(entries, [
-            plugin_stats.stat_matrix(data.get(entry["tag"], []),
-                                     plugin_stats.stat_columns(
-                                         parsed[entry["tag"]]))
-            for entry in entries])
+    def _stats_table(self, ctx, experiment, run, source, entries, parsed,
+                     signature):
+        """The `plugin_stats.StatsTable` of a run and source (`_variables`'
+        output), kept while the series are unchanged: one read of all
+        their series (one data-provider call for the run's tags), shared
+        by `/variable_stats` and `/findings`."""
+
+        def build():
+            data = {}
+            if entries:
+                data = self._read(ctx, experiment, runs=[run],
+                                  tags=[e["tag"] for e in entries]).get(
+                                      run, {})
+            return plugin_stats.StatsTable(entries, [
+                plugin_stats.stat_matrix(data.get(entry["tag"], []),
+                                         plugin_stats.stat_columns(
+                                             parsed[entry["tag"]]))
+                for entry in entries])
+
+        return self._tables.get_or_build(
+            ("table", experiment, run, source, signature), build)
 
     def steps_impl(self, ctx, experiment, run, source):
         """Per-step global L2 norm and max |g| of each epoch (training)."""
@@ -748,9 +755,37 @@ class GradientsPlugin(base_plugin.TBPlugin):
         key = ("findings", experiment, run,
                plugin_cache.series_signature(listing, parsed))
         found = self._cache.get_or_build(
-            key, lambda: plugin_findings.run_findings(
-                self._data_provider, ctx, experiment, run, parsed))
+            key, lambda: plugin_findings.findings_body(
+                self._source_series(ctx, experiment, run)))
         return {"run": run, "findings": found}
+
+    def _source_series(self, ctx, experiment, run):
+        """``{source: series.SourceSeries}`` of the run's sources with
+        statistics, from the cached statistics table."""
+        by_source = {}
+        for source in metadata.SOURCES:
+            try:
+                entries, parsed, signature = self._variables(
+                    ctx, experiment, run, source)
+            except errors.NotFoundError:
+                continue
+            table = self._stats_table(ctx, experiment, run, source, entries,
+                                      parsed, signature)
+            scalars = self._data_provider.read_scalars(
+                ctx, experiment_id=experiment, plugin_name=_SCALARS_PLUGIN,
+                downsample=_DOWNSAMPLE, run_tag_filter=provider.RunTagFilter(
+                    runs=[run], tags=[metadata.scalar_tag(source, name)
+                                      for name in metadata.GLOBAL_STAT_NAMES]))
+            steps_tag = metadata.steps_tag(source)
+            step_datums = []
+            if steps_tag in parsed:
+                step_datums = self._read(ctx, experiment, runs=[run],
+                                         tags=[steps_tag]).get(run, {}).get(
+                                             steps_tag, [])
+            by_source[source] = plugin_findings.source_series(
+                source, plugin_series.run_window(parsed), table,
+                scalars.get(run, {}), step_datums)
+        return by_source
 
     # -- routes --------------------------------------------------------------
 
