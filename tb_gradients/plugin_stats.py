@@ -56,16 +56,22 @@ def stat_matrix(datums, columns):
     by_epoch = {
         int(datum.step): np.asarray(datum.numpy, dtype=np.float64).reshape(-1)
         for datum in plugin_series.latest_by_step(valid)}
-    width = len(metadata.VARIABLE_STAT_NAMES)
     if not by_epoch:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, width))
+        return np.zeros(0, dtype=np.int64), np.zeros(
+            (0, len(metadata.VARIABLE_STAT_NAMES)))
     epochs = np.array(sorted(by_epoch), dtype=np.int64)
-    raw = np.stack([by_epoch[epoch] for epoch in epochs.tolist()])
-    matrix = np.full((len(epochs), width), np.nan)
+    return epochs, by_stat_names(
+        np.stack([by_epoch[epoch] for epoch in epochs.tolist()]), columns)
+
+
+def by_stat_names(raw, columns):
+    """``(n, len(columns))`` statistics vectors as ``(n, stats)`` with the
+    columns of ``VARIABLE_STAT_NAMES`` (NaN where ``columns`` lacks one)."""
+    matrix = np.full((len(raw), len(metadata.VARIABLE_STAT_NAMES)), np.nan)
     for position, name in enumerate(metadata.VARIABLE_STAT_NAMES):
         if name in columns:
             matrix[:, position] = raw[:, columns.index(name)]
-    return epochs, matrix
+    return matrix
 
 
 def stat_rows(datums, columns):

@@ -27,6 +27,7 @@ from tensorboard.compat import tf  # TensorFlow's gfile, or TensorBoard's stub
 from tensorboard.util import tensor_util
 
 from tb_gradients import metadata
+from tb_gradients import plugin_stats
 from tb_gradients import series
 
 SCALAR_PLUGIN = "scalars"
@@ -117,16 +118,12 @@ def _read_series(directory):
 
 def _stats_row(content, vector):
     """A stats vector mapped onto ``VARIABLE_STAT_NAMES`` by its column
-    names (NaN for columns the file lacks)."""
-    columns = content.get("stats") or list(metadata.VARIABLE_STAT_NAMES)
-    vector = np.asarray(vector, np.float64).reshape(-1)
-    row = np.full(len(metadata.VARIABLE_STAT_NAMES), np.nan)
-    if len(columns) != len(vector):
-        return row
-    for position, name in enumerate(metadata.VARIABLE_STAT_NAMES):
-        if name in columns:
-            row[position] = vector[columns.index(name)]
-    return row
+    names (all NaN when it is not as long as its announced columns)."""
+    columns = plugin_stats.stat_columns(content)
+    vector = np.asarray(vector, np.float64).reshape(1, -1)
+    if vector.shape[1] != len(columns):
+        return np.full(len(metadata.VARIABLE_STAT_NAMES), np.nan)
+    return plugin_stats.by_stat_names(vector, columns)[0]
 
 
 def _source_series(source, tags):
