@@ -156,14 +156,20 @@ def tensorboard(logdir, load_fast=False, expected_runs=None):
         wait_for_runs(process, base, expected_runs or {}, log.name)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
         os.unlink(log.name)
+
+
+def stop_process(process, timeout=30):
+    """Terminates ``process``, and kills it if it has not exited after
+    ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def page_problems(page):

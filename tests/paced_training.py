@@ -310,12 +310,7 @@ def tensorboard(logdir, load_fast, reload_interval=1):
     try:
         yield get
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        browser_harness.stop_process(process)
         log.close()
 
 

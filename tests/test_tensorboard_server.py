@@ -20,6 +20,7 @@ import urllib.request
 
 import pytest
 
+from tests import browser_harness
 from tests import test_plugin_wsgi
 
 LONG_EPOCHS = test_plugin_wsgi.LONG_EPOCHS
@@ -99,12 +100,7 @@ def server(request, logdir, tmp_path_factory):
         _wait_until_loaded(process, base, log_path)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        browser_harness.stop_process(process)
 
 
 def test_plugin_is_listed(server):

@@ -98,8 +98,4 @@ def test_fresh_venv_serves_the_tab(wheel, tmp_path):
             [str(python), "-c", "import tensorflow"], capture_output=True,
             cwd=str(tmp_path), env=clean_env).returncode != 0
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        browser_harness.stop_process(process)
