@@ -345,22 +345,21 @@ class TrainingGradientCapture:
                              axis=1), tf.float64), positions))
         # ‖g‖₁ is not finite exactly when g held NaN or ±Inf (or its
         # elements summed past float32's range)
-        first = tf.gather(self._first_nonfinite, positions)
         step = tf.cast(tf.convert_to_tensor(self._inner.iterations),
-                       tf.float64)
+                       tf.int64)
+        first = tf.gather(self._first_nonfinite, positions)
         self._first_nonfinite.scatter_update(tf.IndexedSlices(tf.where(
             tf.logical_and(first < 0, tf.logical_not(tf.math.is_finite(l1s))),
-            step, first), positions))
-        row = self._step_row()
+            tf.cast(step, tf.float64), first), positions))
+        row = self._step_row(step)
         self._step_sq.scatter_add(tf.IndexedSlices(
             tf.reshape(tf.reduce_sum(squares), [1]), row))
         self._step_max.scatter_max(tf.IndexedSlices(
             tf.reshape(tf.reduce_max(tf.stack(maxima)), [1]), row))
 
-    def _step_row(self):
-        """The per-step table's row of this step (the last row collects
-        the steps beyond the capacity)."""
-        step = tf.cast(tf.convert_to_tensor(self._inner.iterations), tf.int64)
+    def _step_row(self, step):
+        """The per-step table's row of optimizer step ``step`` (int64; the
+        last row collects the steps beyond the capacity)."""
         row = tf.clip_by_value(step - self._window_start, 0, self._capacity)
         return tf.reshape(tf.cast(row, tf.int32), [1])
 

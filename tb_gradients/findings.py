@@ -344,8 +344,7 @@ def exploding(data):
             continue
         ratio = norms.max() / np.median(norms)
         if ratio >= EXPLODING_SPIKE_RATIO:
-            epoch, _, at = _location(data, record)
-            first_step = _location(data, record)[1]
+            epoch, first_step, at = _location(data, record)
             spike = int(np.argmax(table[:, 0] == norms.max()))
             found.append(Finding(
                 "exploding", "warning", None, None, epoch,

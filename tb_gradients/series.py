@@ -61,17 +61,6 @@ class SourceSeries:
             return np.full(len(self.steps), np.nan)
         return values
 
-    def tail(self, windows):
-        """The last ``windows`` records (what the callback keeps live)."""
-        keep = slice(max(0, len(self.steps) - windows), None)
-        kept = set(self.steps[keep].tolist())
-        return SourceSeries(
-            self.source, self.window, self.steps[keep], self.variables,
-            self.stats[keep],
-            {name: values[keep] for name, values in self.scalars.items()},
-            {step: table for step, table in self.step_tables.items()
-             if step in kept})
-
     def to_pandas(self):
         """A long DataFrame: one row per (step, variable), a column per
         statistic (needs pandas)."""
@@ -83,16 +72,6 @@ class SourceSeries:
             columns=list(metadata.VARIABLE_STAT_NAMES))
         frame.insert(0, "variable", self.names * windows)
         frame.insert(0, "step", np.repeat(self.steps, count))
-        frame["size"] = frame["size"].astype("float64")
-        return frame
-
-    def scalars_to_pandas(self):
-        """One row per step, a column per global scalar (needs pandas)."""
-        import pandas as pd
-
-        frame = pd.DataFrame({name: values
-                              for name, values in self.scalars.items()})
-        frame.insert(0, "step", self.steps)
         return frame
 
 
