@@ -312,7 +312,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         """
         listing = self._list(ctx, experiment, runs=[run]).get(run, {})
         parsed = plugin_listing.parse_listing(listing)
-        parsed = {tag: c for tag, c in parsed.items() if c["source"] == source}
+        parsed = plugin_listing.of_source(parsed, source)
         if not parsed:
             raise errors.NotFoundError(
                 "No gradient data for run %r and source %r" % (run, source))
@@ -756,19 +756,23 @@ class GradientsPlugin(base_plugin.TBPlugin):
                plugin_cache.series_signature(listing, parsed))
         found = self._cache.get_or_build(
             key, lambda: plugin_findings.findings_body(
-                self._source_series(ctx, experiment, run)))
+                self._source_series(ctx, experiment, run, listing, parsed)))
         return {"run": run, "findings": found}
 
-    def _source_series(self, ctx, experiment, run):
+    def _source_series(self, ctx, experiment, run, listing, parsed_run):
         """``{source: series.SourceSeries}`` of the run's sources with
-        statistics, from the cached statistics table."""
+        statistics, from the cached statistics table.
+
+        Args:
+          listing, parsed_run: the run's listing and `parse_listing` of it.
+        """
         by_source = {}
         for source in metadata.SOURCES:
-            try:
-                entries, parsed, signature = self._variables(
-                    ctx, experiment, run, source)
-            except errors.NotFoundError:
+            parsed = plugin_listing.of_source(parsed_run, source)
+            entries = plugin_listing.variable_entries(parsed, source)
+            if not entries:
                 continue
+            signature = plugin_cache.series_signature(listing, parsed)
             table = self._stats_table(ctx, experiment, run, source, entries,
                                       parsed, signature)
             scalars = self._data_provider.read_scalars(

@@ -31,6 +31,13 @@ def parse_listing(tag_to_series):
     return parsed
 
 
+def of_source(parsed, source):
+    """The series of ``parsed`` (`parse_listing`) that belong to
+    ``source``."""
+    return {tag: content for tag, content in parsed.items()
+            if content["source"] == source}
+
+
 def sources_present(parsed):
     """The sources with variable statistics, in ``metadata.SOURCES`` order.
 
