@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tb_gradients import backends
 from tb_gradients import capture
 from tb_gradients import findings
 from tb_gradients import metadata
@@ -62,12 +63,14 @@ def _unique_names(variables, model_name=None):
     return names
 
 
-def check_backend(backend):
-    """Only the TensorFlow backend has the graph the capture hooks into."""
-    if backend != "tensorflow":
-        raise ValueError(
-            "GradientTensorBoard needs the TensorFlow backend of Keras. "
-            f"Received: backend={backend!r} (set KERAS_BACKEND=tensorflow)")
+def _backend_parts():
+    """The training capture, probe and timestep classes of this backend."""
+    if backends.is_jax():
+        from tb_gradients import capture_jax
+        return (capture_jax.JaxTrainingCapture, capture_jax.JaxProbeGradients,
+                capture_jax.JaxTimestepGradients)
+    return (capture.TrainingGradientCapture, capture.ProbeGradients,
+            timesteps.TimestepGradients)
 
 
 class GradientTensorBoard(keras.callbacks.TensorBoard):
@@ -129,7 +132,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                  histograms=True, histogram_buckets=30, timestep_layers=None,
                  timestep_samples=16, timestep_cells=512, timestep_channels=32,
                  **kwargs):
-        check_backend(keras.backend.backend())
+        backends.check_backend(keras.backend.backend())
         if not isinstance(source, str) or source not in SOURCE_CHOICES:
             raise ValueError(f"`source` must be one of {SOURCE_CHOICES}. "
                              f"Received: source={source!r}")
@@ -215,6 +218,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._epoch_start_step = 0
         self._history = {}  # source -> recent records, for the findings
         self._reported = set()  # Finding.key already reported
+        self._chief = True  # this process writes (`backends.is_chief`)
         self._batch_writer = summary.BatchWriter()
         self._state_writer = resume.StateWriter()
 
@@ -224,22 +228,39 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
     def _sources(self):
         return ("training", "probe") if self.source == "both" else (self.source,)
 
+    def set_model(self, model):
+        # Only the chief writes (several processes run the same fit).
+        if backends.is_chief():
+            super().set_model(model)
+        else:
+            self._model = model
+
     def on_train_begin(self, logs=None):
         model = self.model
-        if "probe" in self._sources:
-            self._probe = capture.ProbeGradients(model, self._probe_batch_list)
+        backends.check_distribution()
+        self._chief = backends.is_chief()
+        if self.stop_on and backends.process_count() > 1:
+            raise ValueError(
+                "`stop_on` needs a single process: every process of a "
+                "multi-process fit would have to stop at the same step. "
+                f"Received: stop_on={self.stop_on!r} with "
+                f"{backends.process_count()} processes")
+        capture_class, probe_class, _ = _backend_parts()
+        if "probe" in self._sources and self._chief:
+            self._probe = probe_class(model, self._probe_batch_list)
             self._check_probe_fits(model)
         if "training" in self._sources:
             if getattr(model, "optimizer", None) is None:
                 raise ValueError(
                     "source='training' needs a compiled model with an "
                     "optimizer. Received: a model with optimizer=None")
-            self._capture = capture.TrainingGradientCapture.for_model(model)
+            self._capture = capture_class.for_model(model)
             self._capture.attach(steps_per_epoch=(self.params or {}).get(
                 "steps"))
             self._guard_train_function(model)
-        self._prepare_recurrent(model)
-        super().on_train_begin(logs)
+        if self._chief:
+            self._prepare_recurrent(model)
+            super().on_train_begin(logs)
         self._fit_begun = False
 
     def _prepare_recurrent(self, model):
@@ -264,7 +285,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             return
         samples = timesteps.first_samples(self._probe_batch_list,
                                           self.timestep_samples)
-        self._timesteps = timesteps.TimestepGradients(model, layers, samples)
+        self._timesteps = _backend_parts()[2](model, layers, samples)
         self._timestep_info = [timesteps.describe(layer) for layer in layers]
         try:
             self._timesteps.compute()
@@ -317,10 +338,25 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                     self._capture.detach()
                 self._warn_state_error(self._state_writer.wait())
             finally:
-                super().on_train_end(logs)
+                if self._chief:
+                    super().on_train_end(logs)
+
+    # Keras's TensorBoard writes in these: only on the chief.
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._chief:
+            super().on_train_batch_begin(batch, logs)
+
+    def on_test_begin(self, logs=None):
+        if self._chief:
+            super().on_test_begin(logs)
+
+    def on_test_end(self, logs=None):
+        if self._chief:
+            super().on_test_end(logs)
 
     def on_epoch_begin(self, epoch, logs=None):
-        super().on_epoch_begin(epoch, logs)
+        if self._chief:
+            super().on_epoch_begin(epoch, logs)
         first = not self._fit_begun
         self._fit_begun = True
         # Step windows begin with the fit's first epoch: by then every
@@ -334,6 +370,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             self._epoch_start_step = self._optimizer_step()
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self._chief:
+            return
         super().on_epoch_end(epoch, logs)
         if not self._step_windows:
             self._guarded(self._log_gradients, epoch, epoch)
@@ -341,7 +379,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             self._guarded(self._save_state, epoch)
 
     def on_train_batch_end(self, batch, logs=None):
-        super().on_train_batch_end(batch, logs)
+        if self._chief:
+            super().on_train_batch_end(batch, logs)
         if not self._step_windows:
             return
         # At most batch + 1 optimizer steps were taken this epoch, so the
@@ -361,7 +400,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         return self.gradient_window != "epoch"
 
     def _optimizer_step(self):
-        return int(self.model.optimizer.iterations.numpy())
+        # `self.model` brings the JAX state back to the model's variables
+        return int(backends.to_host(self.model.optimizer.iterations.value))
 
     def _begin_window(self):
         if self._capture is not None and "training" in self._sources:
@@ -388,7 +428,10 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
 
     def _log_gradients(self, index, step):
         """Ends window ``index`` (epoch or step window) and writes it at
-        summary step ``step`` if it is logged."""
+        summary step ``step`` if it is logged (on the chief; another
+        process only starts its next window)."""
+        if not self._chief:
+            return
         records = []
         if "training" in self._sources:
             records.append(self._training_record(index))
@@ -508,7 +551,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
             return
         if self._capture is not None:
             self._capture.reset_run()
-        if not self.resume_state:
+        if not self.resume_state or not self._chief:
             return
         # a write left running by a fit that raised
         self._warn_state_error(self._state_writer.wait())

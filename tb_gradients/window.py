@@ -11,14 +11,17 @@ counts, gate tables); the statistics are computed from it with
 import numpy as np
 import tensorflow as tf
 
+from tb_gradients import backends
 from tb_gradients import capture
 from tb_gradients import device_stats
 from tb_gradients import stats
 
 
 def _device_of(variable):
-    """Where a (Keras or tf) variable lives, for colocating its state."""
-    return getattr(capture.plain_variable(variable), "device", None) or None
+    """Where a (Keras or tf) variable lives, for colocating its state (a
+    JAX variable's state lives with TensorFlow's default device)."""
+    device = getattr(capture.plain_variable(variable), "device", None)
+    return device if isinstance(device, str) and device else None
 
 
 class WindowRecord:
@@ -185,8 +188,11 @@ class SourceWindows:
 
     def weight_norms(self):
         """``‖W‖₂`` of every variable now, float64 on the host."""
-        return device_stats.weight_norms(
-            [capture.plain_variable(variable) for variable in self.variables])
+        values = [capture.plain_variable(variable)
+                  for variable in self.variables]
+        if backends.is_jax():
+            values = [backends.as_tf(value) for value in values]
+        return device_stats.weight_norms(values)
 
     def _host_record(self, outs, stacked, scalars, probe_batches,
                      first_nonfinite):

@@ -1,0 +1,673 @@
+"""Getting gradients out of Keras on the JAX backend.
+
+Keras's JAX train step is a pure, jitted function of the train state
+(``train_step(state, data) -> (logs, state)``), so the window sums cannot
+be variables the step updates in place, as on TensorFlow (`capture`).
+Instead ``JaxTrainingCapture`` owns them as a JAX pytree (``accumulators``)
+and installs its own jitted step, ``(state, accumulators, data) -> (logs,
+state, accumulators)``, both donated, that calls Keras's ``train_step``
+with the optimizer's ``_backend_update_step`` wrapped: the wrapper sees
+every gradient the optimizer applies (all-reduced across devices under
+`keras.distribution.DataParallel`, clipped, unscaled by a
+``LossScaleOptimizer``, averaged over ``gradient_accumulation_steps``),
+exactly where the TensorFlow hook does, and returns the new accumulators
+through the trace. They are not Keras variables: the model's and the
+optimizer's saved files are those saved without the callback.
+
+Per step and variable it adds ``g`` to the window sum (stacked by shape as
+on TensorFlow, `device_stats.group_by_shape`), and one row per variable of
+``(1, ‖g‖₁, ‖g‖₂²)`` to the window scalars. JAX computes in float32 here
+(x64 off), so the window scalars are Kahan-compensated; the host combines
+them in float64. At a window's end the sums reach TensorFlow zero-copy
+(`backends.as_tf`) for the window end shared with the TensorFlow backend,
+and `begin_window` starts new arrays, so the donated buffers are never the
+ones TensorFlow reads.
+
+``JaxProbeGradients`` and ``JaxTimestepGradients`` are the probe and the
+timestep gradients through Keras's stateless calls and `jax.grad`.
+"""
+
+import keras
+import numpy as np
+from keras.src import backend as keras_backend
+
+import jax
+import jax.numpy as jnp
+
+from tb_gradients import backends
+from tb_gradients import capture
+from tb_gradients import device_stats
+
+KERAS_VERSIONS_CHECKED = "3.10 - 3.15"
+# Private Keras attributes the JAX hook relies on (Keras 3.10 - 3.15).
+PRIVATE_KERAS_ATTRIBUTES = (
+    "_trainable_variables",
+    "_get_variable_index",
+    # called once per step, inside the jitted train step, with every
+    # (all-reduced, clipped, unscaled) gradient
+    "_backend_update_step",
+)
+UPDATE_METHOD = "_backend_update_step"
+# LossScaleOptimizer: the two branches of its `lax.cond`, and the apply
+# that runs the cond (the accumulators travel out of the branches through
+# its optimizer-variable outputs).
+LOSS_SCALE_METHODS = ("_stateless_handle_finite_grads",
+                      "_stateless_handle_non_finite_grads", "stateless_apply")
+_MODEL_ATTRIBUTE = "_tb_gradients_jax_capture"
+
+
+def check_private_attributes(optimizer):
+    inner = capture.inner_optimizer(optimizer)
+    missing = [name for name in PRIVATE_KERAS_ATTRIBUTES
+               if not hasattr(inner, name)]
+    if inner is not optimizer:
+        missing += [name for name in LOSS_SCALE_METHODS
+                    if not hasattr(optimizer, name)]
+    if missing:
+        raise RuntimeError(
+            f"tb_gradients cannot hook this optimizer on the JAX backend: "
+            f"{type(optimizer).__name__} has no attribute {missing[0]!r}. "
+            f"The capture was checked against Keras {KERAS_VERSIONS_CHECKED}; "
+            "use source='probe' with this Keras version, or a checked one.")
+
+
+def _replicated(sharding):
+    """The sharding of a replicated value on the devices of ``sharding``."""
+    if isinstance(sharding, jax.sharding.NamedSharding):
+        return jax.sharding.NamedSharding(sharding.mesh,
+                                          jax.sharding.PartitionSpec())
+    return sharding
+
+
+def _placed(host, sharding):
+    """A host array placed with ``sharding`` (every process builds its own
+    part, so this works with several processes)."""
+    host = np.ascontiguousarray(host)
+    return jax.make_array_from_callback(host.shape, sharding,
+                                        lambda index: host[index])
+
+
+def _filled(shape, dtype, value, sharding):
+    """A new array of ``value`` made on the devices of ``sharding`` (no
+    host array of its size)."""
+    return jnp.full(shape, value, dtype=dtype, device=sharding)
+
+
+def _copy(array):
+    """A new buffer with the same value and sharding (for reads that must
+    outlive the next, donating, step)."""
+    return jnp.array(array, copy=True)
+
+
+class _Accumulate:
+    """The per-step additions, traced inside the train step.
+
+    Lives only while the capture's step is traced: `values` holds the
+    accumulators as traced inputs, `result` the new ones.
+    """
+
+    def __init__(self, values):
+        self.values = values
+        self.result = None
+
+
+class JaxTrainingCapture:
+    """Per-window sums of the applied gradients, on the JAX backend.
+
+    The same interface as `capture.TrainingGradientCapture`, which the
+    callback uses on TensorFlow.
+    """
+
+    @classmethod
+    def for_model(cls, model):
+        existing = model.__dict__.get(_MODEL_ATTRIBUTE)
+        if existing is None:
+            existing = cls(model)
+            object.__setattr__(model, _MODEL_ATTRIBUTE, existing)
+        return existing
+
+    def __init__(self, model):
+        self._model = model
+        self._variables = None
+        self._groups = []
+        self._slot = {}
+        self._capacity = 0
+        self.accumulators = None
+        self._attached = False
+        self._optimizer = self._inner = None
+        self._patched = []
+        self._tracing = None
+        self._plain_function = None
+        self._step = None
+        self._step_key = None
+        self._sharding = None
+
+    # -- what the callback reads ---------------------------------------------
+
+    @property
+    def variables(self):
+        return list(self._variables or [])
+
+    @property
+    def groups(self):
+        return [list(group) for group in self._groups]
+
+    def stacked_window_sums(self):
+        """The window sums as ``(count, size)`` TensorFlow tensors (views of
+        the JAX buffers; `begin_window` must follow before the next step)."""
+        return [backends.as_tf(array)
+                for array in self.accumulators["sums"]]
+
+    @property
+    def window_scalars(self):
+        """``(variables, 3)`` float64 `WINDOW_SCALARS` (has ``numpy()``)."""
+        return _HostArray(self._combined_scalars())
+
+    def _combined_scalars(self):
+        total = backends.to_host(self.accumulators["scalars"])
+        lost = backends.to_host(self.accumulators["scalars_lost"])
+        return total.astype(np.float64) - lost.astype(np.float64)
+
+    def first_nonfinite_steps(self):
+        return backends.to_host(
+            self.accumulators["first_nonfinite"]).astype(np.float64)
+
+    def read_steps(self):
+        values = self.accumulators
+        applied = int(backends.to_host(values["iterations"])) - int(
+            backends.to_host(values["start"]))
+        kept = max(0, min(applied, self._capacity))
+        table = np.stack([
+            np.sqrt(backends.to_host(values["step_sq"])[:kept].astype(
+                np.float64)),
+            backends.to_host(values["step_max"])[:kept].astype(np.float64)],
+            axis=1)
+        return table, float(backends.to_host(values["skipped"]))
+
+    # -- attaching -----------------------------------------------------------
+
+    def attach(self, steps_per_epoch=None):
+        if self._attached:
+            return
+        model = self._model
+        self._optimizer = model.optimizer
+        self._inner = capture.inner_optimizer(model.optimizer)
+        check_private_attributes(self._optimizer)
+        backends.check_distribution()
+        if not self._optimizer.built:
+            self._optimizer.build(model.trainable_variables)
+        variables = list(self._inner._trainable_variables)
+        capacity = max(capture.DEFAULT_STEP_CAPACITY,
+                       int(steps_per_epoch or 0))
+        capacity = min(capacity, capture.MAX_STEP_CAPACITY)
+        if (self._variables is None
+                or [id(v) for v in variables] != [id(v) for v in self._variables]
+                or capacity > self._capacity):
+            self._create_accumulators(variables, capacity)
+        self._wrap_optimizer()
+        self._attached = True
+        self._plain_function = model.train_function
+        model.train_function = model._make_function(self._python_step)
+
+    def detach(self):
+        if not self._attached:
+            return
+        self._attached = False
+        for owner, name, original in reversed(self._patched):
+            if original is None:
+                owner.__dict__.pop(name, None)
+            else:
+                setattr(owner, name, original)
+        self._patched = []
+        self._model.train_function = self._plain_function
+        self._plain_function = None
+
+    def _create_accumulators(self, variables, capacity):
+        for variable in variables:
+            sharding = variable.value.sharding
+            if not sharding.is_fully_replicated:
+                raise ValueError(
+                    "GradientTensorBoard on JAX needs every trainable "
+                    "variable replicated on every device (keras.distribution"
+                    f".DataParallel). Received: variable {variable.path!r} "
+                    f"with sharding {sharding}")
+        self._variables = variables
+        self._capacity = capacity
+        self._groups = device_stats.group_by_shape(
+            [v.shape for v in variables])
+        self._slot = {index: (number, row)
+                      for number, group in enumerate(self._groups)
+                      for row, index in enumerate(group)}
+        self._sharding = _replicated(variables[0].value.sharding)
+        self.accumulators = self._zeros()
+        self._step = self._step_key = None
+
+    def _zeros(self, first_nonfinite=None):
+        sharding, count = self._sharding, len(self._variables)
+        sizes = [int(np.prod(self._variables[g[0]].shape, dtype=np.int64))
+                 for g in self._groups]
+        values = {
+            "sums": [_filled((len(group), size), np.float32, 0, sharding)
+                     for group, size in zip(self._groups, sizes)],
+            "scalars": _filled((count, 3), np.float32, 0, sharding),
+            "scalars_lost": _filled((count, 3), np.float32, 0, sharding),
+            # one extra row collects the steps beyond the capacity
+            "step_sq": _filled((self._capacity + 1,), np.float32, 0,
+                               sharding),
+            "step_max": _filled((self._capacity + 1,), np.float32, 0,
+                                sharding),
+            "skipped": _filled((), np.float32, 0, sharding),
+            "start": _filled((), np.int32, 0, sharding),
+            "iterations": _filled((), np.int32, 0, sharding),
+            "first_nonfinite": first_nonfinite if first_nonfinite is not None
+            else _filled((count,), np.int32, -1, sharding),
+        }
+        return values
+
+    def _patch(self, owner, name, replacement):
+        self._patched.append((owner, name, owner.__dict__.get(name)))
+        setattr(owner, name, replacement)
+
+    def _wrap_optimizer(self):
+        inner, outer = self._inner, self._optimizer
+        original_update = getattr(inner, UPDATE_METHOD)
+
+        def backend_update_step(grads, trainable_variables, learning_rate):
+            tracing = self._tracing
+            if tracing is not None:
+                tracing.result = self._add_step(
+                    tracing.values, list(grads), list(trainable_variables))
+            return original_update(grads, trainable_variables, learning_rate)
+
+        self._patch(inner, UPDATE_METHOD, backend_update_step)
+        if inner is outer:
+            return
+        # LossScaleOptimizer: the inner update runs in one branch of a
+        # `lax.cond`; the accumulators leave both branches as extra
+        # optimizer-variable outputs.
+        own = len(outer.variables)
+        original_finite = outer._stateless_handle_finite_grads
+        original_skip = outer._stateless_handle_non_finite_grads
+        original_apply = outer.stateless_apply
+
+        def handle_finite_grads(optimizer_variables, grads,
+                                trainable_variables):
+            new_trainable, new_optimizer = original_finite(
+                optimizer_variables, grads, trainable_variables)
+            result = self._tracing.result or self._tracing.values
+            return new_trainable, list(new_optimizer) + jax.tree.leaves(
+                result)
+
+        def handle_non_finite_grads(optimizer_variables, trainable_variables):
+            new_trainable, new_optimizer = original_skip(
+                optimizer_variables, trainable_variables)
+            values = dict(self._tracing.values)
+            values["skipped"] = values["skipped"] + 1.0
+            return new_trainable, list(new_optimizer) + jax.tree.leaves(values)
+
+        def stateless_apply(optimizer_variables, grads, trainable_variables):
+            new_trainable, new_optimizer = original_apply(
+                optimizer_variables, grads, trainable_variables)
+            tracing = self._tracing
+            if tracing is None:
+                return new_trainable, new_optimizer
+            tracing.result = jax.tree.unflatten(
+                jax.tree.structure(tracing.values), list(new_optimizer[own:]))
+            return new_trainable, list(new_optimizer[:own])
+
+        self._patch(outer, LOSS_SCALE_METHODS[0], handle_finite_grads)
+        self._patch(outer, LOSS_SCALE_METHODS[1], handle_non_finite_grads)
+        self._patch(outer, LOSS_SCALE_METHODS[2], stateless_apply)
+
+    # -- the step ------------------------------------------------------------
+
+    def _add_step(self, values, grads, variables):
+        """The accumulators after one step's gradients (traced).
+
+        Per element of each gradient: ``Σg += g`` and one fused pass for
+        ``‖g‖₁``, ``‖g‖₂²`` and ``max |g|``; then one (variables, 3) add and
+        two writes to the per-step table.
+        """
+        inner = self._inner
+        iterations = jnp.asarray(inner.iterations.value).astype(jnp.int32)
+        steps = inner.gradient_accumulation_steps
+        applied = None
+        if steps:
+            # the optimizer updates (and the TensorFlow hook records) only
+            # every `steps` micro-steps
+            applied = (iterations + 1) % steps == 0
+        sums = list(values["sums"])
+        indices, rows, maxima = [], [], []
+        for gradient, variable in zip(grads, variables):
+            if gradient is None:
+                continue
+            index = inner._get_variable_index(variable)
+            number, row = self._slot[index]
+            gradient = gradient.astype(jnp.float32)
+            if applied is not None:
+                gradient = jnp.where(applied, gradient, 0.0)
+            sums[number] = sums[number].at[row].add(gradient.reshape(-1))
+            absolute = jnp.abs(gradient)
+            indices.append(index)
+            rows.append(jnp.stack([jnp.float32(1.0), jnp.sum(absolute),
+                                   jnp.sum(jnp.square(gradient))]))
+            maxima.append(jnp.max(absolute))
+        if not indices:
+            return values
+        rows = jnp.stack(rows)
+        if applied is not None:
+            rows = jnp.where(applied, rows, 0.0)
+        positions = np.asarray(indices)
+        # Kahan: the float32 window scalars keep what each add rounds off
+        if indices == list(range(len(self._variables))):
+            update = rows
+        else:
+            update = jnp.zeros_like(values["scalars"]).at[positions].set(rows)
+        corrected = update - values["scalars_lost"]
+        total = values["scalars"] + corrected
+        lost = (total - values["scalars"]) - corrected
+        first = values["first_nonfinite"]
+        known = first[positions]
+        new = jnp.logical_and(known < 0, ~jnp.isfinite(rows[:, 1]))
+        if applied is not None:
+            new = jnp.logical_and(new, applied)
+        first = first.at[positions].set(jnp.where(new, iterations, known))
+        row = jnp.clip(iterations - values["start"], 0, self._capacity)
+        step_max = jnp.max(jnp.stack(maxima))
+        result = dict(values, sums=sums, scalars=total, scalars_lost=lost,
+                      first_nonfinite=first,
+                      step_sq=values["step_sq"].at[row].add(jnp.sum(
+                          rows[:, 2])),
+                      step_max=values["step_max"].at[row].max(step_max),
+                      iterations=iterations + 1)
+        return result
+
+    def _step_key_now(self):
+        model = self._model
+        distribution = keras.distribution.distribution()
+        return (id(model.optimizer), id(getattr(model, "_compile_loss", None)),
+                id(distribution), model.jit_compile, model.run_eagerly,
+                tuple(id(v) for v in self._variables))
+
+    def _compiled_step(self):
+        key = self._step_key_now()
+        if self._step is not None and self._step_key == key:
+            return self._step
+        model = self._model
+
+        def step(state, values, data):
+            self._tracing = _Accumulate(values)
+            try:
+                logs, state = model.train_step(state, data)
+                result = self._tracing.result
+            finally:
+                self._tracing = None
+            return logs, state, values if result is None else result
+
+        if model.run_eagerly or not model.jit_compile:
+            compiled = step
+        else:
+            out_shardings = None
+            if keras.distribution.distribution() is not None:
+                out_shardings = (None, model._get_state_sharding_spec(),
+                                 jax.tree.map(lambda a: a.sharding,
+                                              self.accumulators))
+            compiled = jax.jit(step, donate_argnums=(0, 1),
+                               out_shardings=out_shardings)
+        self._step, self._step_key = compiled, key
+        return compiled
+
+    def _python_step(self, state, data):
+        if self._step is None:
+            self._compiled_step()
+        logs, state, self.accumulators = self._step(
+            state, self.accumulators, data)
+        return logs, state
+
+    # -- windows -------------------------------------------------------------
+
+    def _optimizer_iterations(self):
+        """The optimizer's step now (a copy, on the accumulators' devices)."""
+        self._model.jax_state_sync()
+        value = self._inner.iterations.value
+        return np.asarray(backends.to_host(value)).astype(np.int32)
+
+    def begin_window(self):
+        """New zero accumulators (the run's first non-finite steps kept),
+        starting at the optimizer's current step."""
+        self._compiled_step()
+        iterations = self._optimizer_iterations()
+        values = self._zeros(first_nonfinite=self.accumulators[
+            "first_nonfinite"])
+        values["start"] = _filled((), np.int32, iterations, self._sharding)
+        values["iterations"] = _filled((), np.int32, iterations,
+                                       self._sharding)
+        self.accumulators = values
+
+    def reset_run(self):
+        self.accumulators = dict(self.accumulators, first_nonfinite=_filled(
+            (len(self._variables),), np.int32, -1, self._sharding))
+
+    def run_arrays(self):
+        return iter([("first_nonfinite", self.first_nonfinite_steps())])
+
+    def load_run_arrays(self, arrays):
+        array = arrays.get("first_nonfinite")
+        expected = (len(self._variables),)
+        if array is None or tuple(array.shape) != expected:
+            raise ValueError(
+                "the run's first non-finite steps: expected "
+                f"{expected}, found {None if array is None else array.shape}")
+        self.accumulators = dict(self.accumulators, first_nonfinite=_placed(
+            np.asarray(array, np.int32), self._sharding))
+
+    def _open_window_named(self):
+        """The open window as ``(name, array)`` in the TensorFlow capture's
+        names and dtypes (a state saved on one backend resumes on the
+        other)."""
+        values = self.accumulators
+        named = [(f"sum/{number}", values["sums"][number])
+                 for number in range(len(self._groups))]
+        return named, values
+
+    def open_window_arrays(self):
+        named, values = self._open_window_named()
+        arrays = [(name, backends.to_host(array).reshape(
+            self._tf_sum_shape(number)))
+            for number, (name, array) in enumerate(named)]
+        arrays += [
+            ("scalars", self._combined_scalars()),
+            ("step_sq", backends.to_host(values["step_sq"])),
+            ("step_max", backends.to_host(values["step_max"])),
+            ("skipped", backends.to_host(values["skipped"])),
+            ("start", np.int64(backends.to_host(values["start"]))),
+        ]
+        return iter(arrays)
+
+    def _tf_sum_shape(self, number):
+        group = self._groups[number]
+        shape = tuple(self._variables[group[0]].shape)
+        if len(group) > 1:
+            return (len(group), int(np.prod(shape, dtype=np.int64)))
+        return shape
+
+    def load_open_window_arrays(self, arrays):
+        expected = [(f"sum/{n}", self._tf_sum_shape(n), np.float32)
+                    for n in range(len(self._groups))]
+        expected += [("scalars", (len(self._variables), 3), np.float64),
+                     ("step_sq", (self._capacity + 1,), np.float32),
+                     ("step_max", (self._capacity + 1,), np.float32),
+                     ("skipped", (), np.float32), ("start", (), np.int64)]
+        for name, shape, dtype in expected:
+            array = arrays.get(name)
+            if (array is None or tuple(array.shape) != shape
+                    or array.dtype != dtype):
+                raise ValueError(
+                    f"open window {name!r}: expected {np.dtype(dtype).name} "
+                    f"{shape}, found "
+                    f"{None if array is None else (array.dtype.name, array.shape)}")
+        sharding = self._sharding
+
+        def placed(array, dtype):
+            return _placed(np.asarray(array, dtype), sharding)
+
+        values = dict(self.accumulators)
+        values["sums"] = [placed(arrays[f"sum/{n}"].reshape(len(group), -1),
+                                 np.float32)
+                          for n, group in enumerate(self._groups)]
+        values["scalars"] = placed(arrays["scalars"], np.float32)
+        values["scalars_lost"] = placed(
+            (arrays["scalars"].astype(np.float32).astype(np.float64)
+             - arrays["scalars"]), np.float32)
+        for name in ("step_sq", "step_max", "skipped"):
+            values[name] = placed(arrays[name], np.float32)
+        values["start"] = placed(arrays["start"], np.int32)
+        self.accumulators = values
+
+
+class _HostArray:
+    """A host array with the ``numpy()`` of a tensor."""
+
+    def __init__(self, array):
+        self._array = array
+
+    def numpy(self):
+        return self._array
+
+
+def _local_state(model):
+    """The model's trainable, non-trainable and metric values, each on one
+    device of this process: the probe and the timestep gradients run on
+    the chief alone, without the other processes."""
+    model.jax_state_sync()
+    return tuple([backends.local_array(v.value) for v in variables]
+                 for variables in (model.trainable_variables,
+                                   model.non_trainable_variables,
+                                   model.metrics_variables))
+
+
+def _host_batch(batch):
+    return tuple(None if part is None else keras.tree.map_structure(
+        np.asarray, part) for part in batch)
+
+
+class JaxProbeGradients:
+    """`capture.ProbeGradients` on the JAX backend: `jax.grad` of Keras's
+    stateless loss (regularisation included) in inference mode."""
+
+    def __init__(self, model, batches):
+        self._model = model
+        self._batches = [_host_batch(batch) for batch in batches]
+        self._function = None
+
+    @property
+    def batches(self):
+        return self._batches
+
+    def _gradient_function(self):
+        model = self._model
+
+        def loss(trainable, non_trainable, metrics, x, y, sample_weight):
+            value, _ = model.compute_loss_and_updates(
+                trainable, non_trainable, metrics, x, y, sample_weight,
+                training=False)
+            return value
+
+        return jax.jit(jax.grad(loss))
+
+    def compute(self, variables):
+        """Probe gradient of each of ``variables`` (the model's trainable
+        variables), as float32 TensorFlow tensors."""
+        model = self._model
+        if self._function is None:
+            self._function = self._gradient_function()
+        trainable, non_trainable, metrics = _local_state(model)
+        totals, count = None, 0
+        for batch in self._batches:
+            sample_weight = batch[2] if len(batch) > 2 else None
+            n = int(np.shape(keras.tree.flatten(batch[0])[0])[0])
+            grads = self._function(trainable, non_trainable, metrics,
+                                   batch[0], batch[1], sample_weight)
+            grads = [g.astype(jnp.float32) * np.float32(n) for g in grads]
+            totals = grads if totals is None else [
+                t + g for t, g in zip(totals, grads)]
+            count += n
+        by_id = {id(v): i for i, v in enumerate(model.trainable_variables)}
+        return [backends.as_tf(_copy(totals[by_id[id(v)]] / np.float32(count)))
+                for v in variables]
+
+
+class JaxTimestepGradients:
+    """`timesteps.TimestepGradients` on the JAX backend.
+
+    d(loss)/d(output) of each watched layer: a zero perturbation is added
+    to the layer's output (its ``call`` wrapped while the loss is traced)
+    and the loss is differentiated with respect to it.
+    """
+
+    def __init__(self, model, layers, samples):
+        self._model = model
+        self.layers = layers
+        self._samples = _host_batch(samples)
+        self._function = None
+        self._shapes = None
+        self._masks = None
+
+    def _outputs_and_masks(self):
+        """The watched outputs' shapes and Keras masks on the samples (one
+        eager forward pass of a tap model)."""
+        model = self._model
+        taps = [layer.output for layer in self.layers]
+        tap = keras.Model(model.inputs, taps)
+        model.jax_state_sync()
+        outputs, _ = tap.stateless_call(
+            [backends.local_array(v.value) for v in tap.trainable_variables],
+            [backends.local_array(v.value)
+             for v in tap.non_trainable_variables],
+            self._samples[0], training=False)
+        if len(self.layers) == 1 and not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        shapes, masks = [], []
+        for output in outputs:
+            shapes.append(tuple(output.shape))
+            mask = keras_backend.get_keras_mask(output)
+            masks.append(None if mask is None else np.asarray(mask))
+        return shapes, masks
+
+    def _build(self):
+        model, layers = self._model, self.layers
+
+        def loss(perturbations, trainable, non_trainable, metrics, x, y,
+                 sample_weight):
+            wrapped = []
+            try:
+                for layer, perturbation in zip(layers, perturbations):
+                    original = layer.call
+
+                    def call(*args, _original=original, _added=perturbation,
+                             **kwargs):
+                        return _original(*args, **kwargs) + _added
+
+                    layer.call = call
+                    wrapped.append(layer)
+                value, _ = model.compute_loss_and_updates(
+                    trainable, non_trainable, metrics, x, y, sample_weight,
+                    training=False)
+            finally:
+                for layer in wrapped:
+                    del layer.call
+            return value
+
+        return jax.jit(jax.grad(loss))
+
+    def compute(self):
+        model = self._model
+        if self._function is None:
+            self._shapes, self._masks = self._outputs_and_masks()
+            self._function = self._build()
+        x, y, sample_weight = self._samples
+        grads = self._function(
+            [jnp.zeros(shape, jnp.float32) for shape in self._shapes],
+            *_local_state(model), x, y, sample_weight)
+        return [(np.asarray(backends.to_host(g), dtype=np.float64), mask)
+                for g, mask in zip(grads, self._masks)]
