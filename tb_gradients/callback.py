@@ -311,7 +311,9 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         """Undoes the optimizer patch if a training step raises.
 
         Keras does not call ``on_train_end`` when ``fit`` raises; wrapping
-        the train function is the one place that sees the exception.
+        the train function is the one place that sees the exception. The
+        end of a dataset of unknown length (``StopIteration``,
+        ``OutOfRangeError``) is how Keras ends such an epoch: not an error.
         """
         compiled = model.train_function
         capture_ = self._capture
@@ -320,6 +322,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         def train_function(*args, **kwargs):
             try:
                 return compiled(*args, **kwargs)
+            except (StopIteration, tf.errors.OutOfRangeError):
+                raise
             except BaseException:
                 capture_.detach()
                 raise

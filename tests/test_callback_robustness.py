@@ -18,6 +18,7 @@ import tensorflow as tf
 from tb_gradients import GradientTensorBoard
 from tb_gradients import capture
 from tb_gradients import metadata
+from tb_gradients import reader
 from tests import eventfiles
 from tests import reference
 
@@ -345,3 +346,20 @@ def test_mirrored_strategy_equals_single_device(tmp_path):
             b = np.array(mirrored[tag][step], dtype=np.float64)
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-7,
                                        err_msg=f"{tag} epoch {step}")
+
+
+def test_dataset_of_unknown_length_is_recorded_every_epoch(tmp_path):
+    # Keras ends an epoch of a dataset of unknown length when the train
+    # function raises at the data's end: the capture must stay attached.
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = rng.normal(size=(32, 2)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).filter(
+        lambda *_: True).batch(8)
+    assert dataset.cardinality() == tf.data.UNKNOWN_CARDINALITY
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    model.fit(dataset, epochs=3, verbose=0,
+              callbacks=[GradientTensorBoard(str(tmp_path))])
+    training = reader.load_runs(str(tmp_path))["train"].sources["training"]
+    assert training.stat("steps")[:, 0].tolist() == [4.0, 4.0, 4.0]
