@@ -82,7 +82,7 @@ def _replicated(sharding):
 def _placed(host, sharding):
     """A host array placed with ``sharding`` (every process builds its own
     part, so this works with several processes)."""
-    host = np.ascontiguousarray(host)
+    host = np.array(host, order="C")  # keeps a 0-d array 0-d
     return jax.make_array_from_callback(host.shape, sharding,
                                         lambda index: host[index])
 
@@ -522,6 +522,7 @@ class JaxTrainingCapture:
         for name in ("step_sq", "step_max", "skipped"):
             values[name] = placed(arrays[name], np.float32)
         values["start"] = placed(arrays["start"], np.int32)
+        values["iterations"] = placed(self._optimizer_iterations(), np.int32)
         self.accumulators = values
 
 

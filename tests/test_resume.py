@@ -29,11 +29,13 @@ KILL_AT = ("2", "4")  # epoch 2, after its fifth batch (optimizer step 25)
 WINDOW = "4"  # windows of 4 steps, 10 steps per epoch: windows span epochs
 
 
-def train(logdir, *args, killed=False):
-    """Runs `tests.resume_training`; returns its completed process."""
+def train(logdir, *args, killed=False, backend="tensorflow"):
+    """Runs `tests.resume_training` on a Keras backend; returns its
+    completed process."""
     completed = subprocess.run(
         [sys.executable, "-m", "tests.resume_training", str(logdir), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, KERAS_BACKEND=backend))
     if killed:
         assert completed.returncode == -9, completed.stderr[-3000:]
     else:
@@ -97,6 +99,18 @@ def test_backup_and_restore_continues_the_series(uninterrupted, tmp_path,
         tag = metadata.variable_stats_tag("training", "hidden/kernel")
         steps = recorded_steps(logdir, tag)
         assert steps.count(24) == 2 and len(steps) == 11, steps
+
+
+def test_backup_and_restore_continues_the_series_on_jax(tmp_path):
+    # the JAX capture's open window (its accumulators, not variables) is
+    # saved and restored like the TensorFlow capture's
+    reference = tmp_path / "uninterrupted"
+    train(reference, "--window", WINDOW, backend="jax")
+    logdir = tmp_path / "run"
+    train(logdir, "--window", WINDOW, "--kill-at", *KILL_AT, killed=True,
+          backend="jax")
+    train(logdir, "--window", WINDOW, backend="jax")
+    assert_same_series(gradient_series(reference), gradient_series(logdir))
 
 
 def test_initial_epoch_from_a_full_model_checkpoint(uninterrupted, tmp_path):
