@@ -1,7 +1,8 @@
 """`GradientTensorBoard`: Keras's TensorBoard callback plus gradient logging.
 
-Orchestration only: `capture` gets the gradients, `stats` computes, `summary`
-writes.
+Orchestration only: `capture` (TensorFlow) or `capture_jax` (JAX) gets the
+gradients, `window` and `stats` compute, `summary` writes; with several
+processes only the chief writes (`backends`).
 """
 
 import functools

@@ -13,8 +13,9 @@ are combined in a few operations rather than a few per variable.
 the current weights with a ``tf.GradientTape`` (one extra pass per logged
 epoch).
 
-This is the only module that touches private Keras attributes; they are
-listed in ``PRIVATE_KERAS_ATTRIBUTES`` with the Keras versions checked.
+This module (TensorFlow backend) and `capture_jax` (JAX backend) are the
+only ones that touch private Keras attributes; they are listed in each
+one's ``PRIVATE_KERAS_ATTRIBUTES`` with the Keras versions checked.
 """
 
 import numpy as np
