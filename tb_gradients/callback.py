@@ -405,8 +405,10 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         return self.gradient_window != "epoch"
 
     def _optimizer_step(self):
-        # `self.model` brings the JAX state back to the model's variables
-        return int(backends.to_host(self.model.optimizer.iterations.value))
+        # `self.model` brings the JAX state back to the model's variables;
+        # with gradient accumulation `iterations` is a tensor (the updates)
+        iterations = self.model.optimizer.iterations
+        return int(backends.to_host(getattr(iterations, "value", iterations)))
 
     def _begin_window(self):
         if self._capture is not None and "training" in self._sources:

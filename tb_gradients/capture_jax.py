@@ -99,6 +99,12 @@ def _copy(array):
     return jnp.array(array, copy=True)
 
 
+def _int32(value):
+    """A Keras variable's or a tensor's value as an int32 JAX array (traced
+    inside the train step)."""
+    return jnp.asarray(getattr(value, "value", value)).astype(jnp.int32)
+
+
 class _Accumulate:
     """The per-step additions, traced inside the train step.
 
@@ -329,13 +335,15 @@ class JaxTrainingCapture:
         two writes to the per-step table.
         """
         inner = self._inner
-        iterations = jnp.asarray(inner.iterations.value).astype(jnp.int32)
+        # the optimizer's step: with gradient accumulation, the number of
+        # updates so far (`iterations` divides the micro-steps)
+        iterations = _int32(inner.iterations)
         steps = inner.gradient_accumulation_steps
         applied = None
         if steps:
             # the optimizer updates (and the TensorFlow hook records) only
             # every `steps` micro-steps
-            applied = (iterations + 1) % steps == 0
+            applied = (_int32(inner._iterations) + 1) % steps == 0
         sums = list(values["sums"])
         indices, rows, maxima = [], [], []
         for gradient, variable in zip(grads, variables):
@@ -379,7 +387,9 @@ class JaxTrainingCapture:
                       step_sq=values["step_sq"].at[row].add(jnp.sum(
                           rows[:, 2])),
                       step_max=values["step_max"].at[row].max(step_max),
-                      iterations=iterations + 1)
+                      iterations=iterations + 1 if applied is None else
+                      jnp.where(applied, iterations + 1,
+                                values["iterations"]))
         return result
 
     def _step_key_now(self):
@@ -429,8 +439,8 @@ class JaxTrainingCapture:
     def _optimizer_iterations(self):
         """The optimizer's step now (a copy, on the accumulators' devices)."""
         self._model.jax_state_sync()
-        value = self._inner.iterations.value
-        return np.asarray(backends.to_host(value)).astype(np.int32)
+        return np.asarray(backends.to_host(_int32(
+            self._inner.iterations))).astype(np.int32)
 
     def begin_window(self):
         """New zero accumulators (the run's first non-finite steps kept),

@@ -30,6 +30,13 @@ SCALE_OF = {
     "noise_scale": "accumulated_norm",
 }
 
+# the same for the whole-model scalars
+GLOBAL_SCALE_OF = {
+    "dissolving_norm": "accumulated_norm",
+    "within_epoch_dissolving_norm": "norm",
+    "noise_scale": "accumulated_norm",
+}
+
 
 def _column(series, name):
     return series.stat(name)
@@ -62,8 +69,13 @@ def statistic_mismatches(actual, expected):
                 f"{got[tuple(where)]!r} != {want[tuple(where)]!r}")
     for name, values in expected.scalars.items():
         got = actual.scalars.get(name)
-        if got is None or not np.allclose(got, values, rtol=RTOL, atol=0,
-                                          equal_nan=True):
+        scale = np.abs(values)
+        if name in GLOBAL_SCALE_OF:
+            scale = np.maximum(scale, np.abs(expected.scalars[
+                GLOBAL_SCALE_OF[name]]))
+        if got is None or got.shape != values.shape or not np.all(
+                (np.abs(got - values) <= RTOL * scale)
+                | (np.isnan(got) & np.isnan(values))):
             problems.append(f"global {name}: {got!r} != {values!r}")
     for step, table in expected.step_tables.items():
         got = actual.step_tables.get(step)
