@@ -72,16 +72,19 @@ def test_probe_dataset_is_limited_to_probe_batches(tmp_path):
                                      0)["steps"] == 3
 
 
-def test_non_tensorflow_backend_is_rejected():
-    # Keras fixes its backend at import and the other backends need JAX or
-    # PyTorch, which this suite does not install: check the guard itself,
-    # then that the constructor calls it with the live backend's name.
-    from tb_gradients.callback import check_backend
+def test_only_the_tensorflow_and_jax_backends_are_accepted():
+    # Keras fixes its backend at import: check the guard itself, then that
+    # the constructor calls it with the live backend's name (a real numpy
+    # backend process: tests/test_jax_backend.py).
+    from tb_gradients import backends
 
-    for name in ("jax", "torch", "numpy"):
-        with pytest.raises(ValueError, match=f"backend='{name}'"):
-            check_backend(name)
-    check_backend(keras.backend.backend())
+    for name in ("torch", "numpy"):
+        with pytest.raises(ValueError) as info:
+            backends.check_backend(name)
+        assert f"backend='{name}'" in str(info.value)
+        assert "('tensorflow', 'jax')" in str(info.value)
+    for name in ("tensorflow", "jax"):
+        assert backends.check_backend(name) == name
     import inspect
 
     assert "check_backend(keras.backend.backend())" in inspect.getsource(
