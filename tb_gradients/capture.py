@@ -355,8 +355,16 @@ class TrainingGradientCapture:
         row = self._step_row(step)
         self._step_sq.scatter_add(tf.IndexedSlices(
             tf.reshape(tf.reduce_sum(squares), [1]), row))
-        self._step_max.scatter_max(tf.IndexedSlices(
-            tf.reshape(tf.reduce_max(tf.stack(maxima)), [1]), row))
+        # A NaN gradient's largest element is NaN, as its L2 norm is (and
+        # as on JAX); `scatter_max` alone would drop the NaN.
+        largest = tf.where(tf.reduce_any(tf.math.is_nan(l1s)),
+                           tf.constant(np.nan, tf.float32),
+                           tf.reduce_max(tf.stack(maxima)))
+        kept = tf.gather(self._step_max, row)
+        self._step_max.scatter_update(tf.IndexedSlices(tf.where(
+            tf.math.is_nan(kept) | tf.math.is_nan(largest),
+            tf.constant(np.nan, tf.float32), tf.maximum(kept, largest)),
+            row))
 
     def _step_row(self, step):
         """The per-step table's row of optimizer step ``step`` (int64; the

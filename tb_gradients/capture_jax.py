@@ -81,15 +81,27 @@ def _replicated(sharding):
 
 def _placed(host, sharding):
     """A host array placed with ``sharding`` (every process builds its own
-    part, so this works with several processes)."""
+    part, so this works with several processes).
+
+    Without a distribution the array is left uncommitted, like Keras's own
+    state: a committed input would make the train step's outputs, and so
+    Keras's state, committed after the first step, and the step would be
+    compiled again for them (and again each epoch, for the metric
+    variables Keras resets uncommitted).
+    """
     host = np.array(host, order="C")  # keeps a 0-d array 0-d
+    if keras.distribution.distribution() is None:
+        return jnp.asarray(host)
     return jax.make_array_from_callback(host.shape, sharding,
                                         lambda index: host[index])
 
 
 def _filled(shape, dtype, value, sharding):
     """A new array of ``value`` made on the devices of ``sharding`` (no
-    host array of its size)."""
+    host array of its size); uncommitted without a distribution, as
+    `_placed`."""
+    if keras.distribution.distribution() is None:
+        return jnp.full(shape, value, dtype=dtype)
     return jnp.full(shape, value, dtype=dtype, device=sharding)
 
 

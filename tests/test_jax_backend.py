@@ -452,10 +452,6 @@ def test_nan_gradient_is_recorded_alike(logs):
         assert np.all(np.isfinite(series.stat("l2")[:, others]))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the largest element of a step whose gradient held NaN: TensorFlow's "
-    "capture records 0 (Variable.scatter_max drops NaN), JAX's NaN "
-    "(.at[].max propagates it); the step's l2 is NaN on both"))
 def test_nonfinite_step_records_the_same_largest_element(logs):
     got, want = both(logs, "nonfinite", "training")
     for step, table in want.step_tables.items():
@@ -566,12 +562,6 @@ def test_saving_is_unaffected_by_the_callback(trainings, tmp_path):
 # -- compilation --------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "JaxTrainingCapture's step is compiled 3 times per fit, Keras's own "
-    "train step once: its accumulators are committed arrays "
-    "(jnp.full(..., device=sharding)), so the model's state comes back "
-    "committed from the first step (a second compilation), and the metric "
-    "variables Keras resets at each epoch are uncommitted again (a third)"))
 def test_train_step_is_compiled_once_per_fit(trainings):
     with open(trainings["jax"] / "compiles.json") as f:
         compiles = json.load(f)
