@@ -1,97 +1,142 @@
 """Compares two recordings of the same training (another backend, another
-device layout) statistic by statistic, within float32 round-off.
+device layout) figure by figure, within float32 round-off.
 
 Two runs of the same maths differ only in the order of float32 sums (XLA
 and TensorFlow reduce in different orders; an all-reduce over devices adds
-in yet another). Each statistic is compared against the scale of what it
-was computed from, not its own value: ``mean`` is a sum that cancels, so
-its error is bounded by ``mean_abs`` (the same sum of magnitudes) times
-float32's relative precision, however small the mean itself; the
-dissolving figures are differences of two accumulated quantities, so their
-error scales with ``accumulated_norm`` / ``accumulated_max_abs``.
+in yet another): a few units of 2**-24, carried through the few steps of
+training that follow. A figure's round-off is relative to the terms it was
+summed from, not to its own value: a gradient that nearly cancels (a
+converged bias) keeps the round-off of its terms (`run_scale`), and a
+figure that is a difference of larger ones is compared against those
+(`cancellation_scales`).
 """
 
 import numpy as np
 
 from tb_gradients import metadata
 
-# float32 round-off of sums of a few hundred terms, in another order
+# about 170 units of float32's 2**-24
 RTOL = 1e-5
-# counts and indices: the same in any order of summation
-EXACT = ("size", "steps", "nan_count", "inf_count", "max_abs_index",
-         "dead_units", "first_nonfinite_step")
-# statistic -> the statistic bounding its round-off (cancelling sums)
-SCALE_OF = {
-    "mean": "mean_abs",
-    "std": "l2",
-    "dissolving_norm": "accumulated_norm",
-    "within_epoch_dissolving_norm": "accumulated_norm",
-    "dissolving_max": "accumulated_max_abs",
-    "noise_scale": "accumulated_norm",
-}
-
-# the same for the whole-model scalars
-GLOBAL_SCALE_OF = {
-    "dissolving_norm": "accumulated_norm",
-    "within_epoch_dissolving_norm": "norm",
-    "noise_scale": "accumulated_norm",
-}
+# Counts, indices and fractions of counts: equal, or a real difference.
+# (`max_abs_index` only where no two elements tie: with a 2-class softmax
+# the output layer's gradient is (a, -a) per row and round-off picks the
+# index of the tie.)
+EXACT_STATS = ("size", "steps", "nan_count", "inf_count", "max_abs_index",
+               "dead_units", "first_nonfinite_step")
+EXACT_SCALARS = ("nan_count", "inf_count", "steps", "skipped_steps")
 
 
-def _column(series, name):
-    return series.stat(name)
+def finite(values):
+    return np.nan_to_num(np.abs(np.asarray(values, np.float64)), nan=0.0,
+                         posinf=0.0, neginf=0.0)
 
 
-def statistic_mismatches(actual, expected):
-    """Names and worst relative errors of the statistics that differ."""
-    problems = []
-    if list(actual.steps) != list(expected.steps):
-        return [f"steps {list(actual.steps)} != {list(expected.steps)}"]
-    if [v["name"] for v in actual.variables] != [
-            v["name"] for v in expected.variables]:
-        return ["variables differ"]
+def run_scale(values):
+    """The largest value of a figure over the run's windows (per variable).
+
+    A window's gradient is a sum of terms (samples, steps) as large as the
+    variable's gradients elsewhere in the run, and its round-off is relative
+    to those terms: a gradient that nearly cancels keeps the round-off of
+    its terms, not of its small sum.
+    """
+    return finite(values).max(axis=0, keepdims=True)
+
+
+def cancellation_scales(get):
+    """For each figure that is a difference of larger figures, the larger
+    figure (its round-off is relative to that, not to the difference);
+    ``get(name)`` gives a per-variable statistic or a global scalar."""
+    steps = get("steps")
+    with np.errstate(all="ignore"):
+        return {
+            # ΣG/size: elements of both signs cancel, their |G| does not
+            "mean": get("mean_abs"),
+            # std² = ‖G‖₂²/size − mean²
+            "std": np.sqrt(get("mean") ** 2 + get("std") ** 2),
+            # C = Σ_k G_k cancels over the windows: its elements' round-off
+            # is relative to A = Σ_k |G_k|, with ‖A‖₁/size = accumulated_norm,
+            # ‖A‖₂ ≤ Σ_k l2_k and max A ≤ Σ_k max_abs_k; D = A − |C|
+            "norm_accumulated": get("accumulated_norm"),
+            "dissolving_norm": get("accumulated_norm"),
+            "l2_accumulated": np.cumsum(finite(get("l2")), axis=0),
+            "accumulated_max_abs": np.cumsum(finite(get("max_abs")), axis=0),
+            "dissolving_max": np.cumsum(finite(get("max_abs")), axis=0),
+            # (Σ_i ‖g_i‖₁ − ‖G‖₁)/size, relative to Σ_i ‖g_i‖₁/size
+            "within_epoch_dissolving_norm": (
+                get("within_epoch_dissolving_norm") + get("norm")),
+            # trace/signal with trace ∝ S/n − ‖m‖²: relative to
+            # (S/n)/‖m‖² = noise_scale·(n − 1)/n + 1
+            "noise_scale": get("noise_scale") * (steps - 1) / steps + 1,
+        }
+
+
+def assert_close(got, want, rtol, atol, what):
+    """``|got − want| ≤ rtol·|want| + atol``; NaN only where both are."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, what
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want),
+                                  err_msg=f"{what}: NaN positions")
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(got - want) > rtol * np.abs(want) + finite(atol)
+    bad &= ~np.isnan(want)
+    assert not bad.any(), (
+        f"{what} at {np.argwhere(bad).tolist()}: got {got[bad]}, "
+        f"expected {want[bad]}")
+
+
+def assert_same_statistics(got, want, rtol=RTOL, what=""):
+    """Every per-variable statistic of two `series.SourceSeries`."""
+    assert [v["name"] for v in got.variables] == [
+        v["name"] for v in want.variables], what
+    np.testing.assert_array_equal(got.steps, want.steps, err_msg=what)
+    scales = cancellation_scales(want.stat)
     for name in metadata.VARIABLE_STAT_NAMES:
-        got, want = _column(actual, name), _column(expected, name)
-        both_nan = np.isnan(got) & np.isnan(want)
-        if name in EXACT:
-            bad = ~(both_nan | (got == want))
-        else:
-            scale = np.abs(want)
-            if name in SCALE_OF:
-                scale = np.maximum(scale, np.abs(_column(expected,
-                                                         SCALE_OF[name])))
-            bad = ~(both_nan | (np.abs(got - want) <= RTOL * scale)
-                    | (got == want))
-        if bad.any():
-            where = np.argwhere(bad)[0]
-            problems.append(
-                f"{name} at window {where[0]}, variable {where[1]}: "
-                f"{got[tuple(where)]!r} != {want[tuple(where)]!r}")
-    for name, values in expected.scalars.items():
-        got = actual.scalars.get(name)
-        scale = np.abs(values)
-        if name in GLOBAL_SCALE_OF:
-            scale = np.maximum(scale, np.abs(expected.scalars[
-                GLOBAL_SCALE_OF[name]]))
-        if got is None or got.shape != values.shape or not np.all(
-                (np.abs(got - values) <= RTOL * scale)
-                | (np.isnan(got) & np.isnan(values))):
-            problems.append(f"global {name}: {got!r} != {values!r}")
-    for step, table in expected.step_tables.items():
-        got = actual.step_tables.get(step)
-        if got is None or got.shape != table.shape or not np.allclose(
-                got, table, rtol=RTOL, atol=0):
-            problems.append(f"per-step table at {step}: {got!r} != {table!r}")
-    return problems
+        label = f"{what} {name}"
+        if name in EXACT_STATS:
+            np.testing.assert_array_equal(got.stat(name), want.stat(name),
+                                          err_msg=label)
+            continue
+        scale = np.maximum(run_scale(want.stat(name)),
+                           finite(scales.get(name, 0.0)))
+        assert_close(got.stat(name), want.stat(name), rtol, rtol * scale,
+                     label)
 
 
-def assert_same_recording(actual_runs, expected_runs):
+def assert_same_scalars(got, want, rtol=RTOL, what=""):
+    """Every whole-model scalar of two `series.SourceSeries`."""
+    assert sorted(got.scalars) == sorted(want.scalars), what
+    scales = cancellation_scales(want.scalar)
+    for name, values in want.scalars.items():
+        label = f"{what} {name}"
+        if name in EXACT_SCALARS:
+            np.testing.assert_array_equal(got.scalars[name], values,
+                                          err_msg=label)
+            continue
+        scale = np.maximum(run_scale(values)[0], finite(scales.get(name, 0.0)))
+        assert_close(got.scalars[name], values, rtol, rtol * scale, label)
+
+
+def assert_same_step_tables(got, want, rtol=RTOL, what=""):
+    """The per-step tables (training source) of two `SourceSeries`."""
+    assert sorted(got.step_tables) == sorted(want.step_tables), what
+    if not want.step_tables:
+        return
+    scale = run_scale(np.concatenate(list(want.step_tables.values())))
+    for step, table in want.step_tables.items():
+        assert_close(got.step_tables[step], table, rtol, rtol * scale,
+                     f"{what} per-step table at {step}")
+
+
+def assert_same_recording(actual_runs, expected_runs, rtol=RTOL):
     """Every source of every run of ``expected_runs`` (`reader.load_runs`)
     is recorded equally in ``actual_runs``."""
     assert sorted(actual_runs) == sorted(expected_runs)
     for run, expected in expected_runs.items():
         actual = actual_runs[run]
         assert sorted(actual.sources) == sorted(expected.sources)
-        for source, series in expected.sources.items():
-            problems = statistic_mismatches(actual.sources[source], series)
-            assert not problems, f"{run} {source}: " + "; ".join(problems)
+        for source, want in expected.sources.items():
+            got = actual.sources[source]
+            what = f"{run} {source}"
+            assert_same_statistics(got, want, rtol, what)
+            assert_same_scalars(got, want, rtol, what)
+            assert_same_step_tables(got, want, rtol, what)

@@ -26,31 +26,23 @@ from tb_gradients import reader
 from tb_gradients import stats
 from tests import backend_training as training
 from tests import eventfiles
+from tests import series_compare
 from tests.test_statistics_exact import expected_stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 # Both backends apply the same gradients, computed by different kernels
-# (XLA's fused reductions, TensorFlow's own), so every figure differs by the
-# float32 round-off of a different summation order: a few units of 2**-24,
-# carried through the few steps of training that follow. 1e-5 is about 170
-# such units.
-RTOL = 1e-5
+# (XLA's fused reductions, TensorFlow's own): float32 round-off of another
+# summation order (`series_compare`).
+RTOL = series_compare.RTOL
 # mixed_float16: the layers compute in float16 (unit round-off 2**-11), and
 # the backends' float16 kernels round differently: ten float16 units.
 RTOL_FLOAT16 = 10 * 2.0 ** -11
+
 # The JAX reference trains a clone in another program: the same float32
 # round-off, and the house tolerance of the independent recomputations
 # (tests/test_statistics_exact.py).
 REFERENCE_RTOL, REFERENCE_ATOL = 2e-4, 1e-6
 
-# Counts, indices and fractions of counts: equal, or a real difference.
-# (`max_abs_index` only where no two elements tie: the scenarios' softmax
-# outputs have 3 classes, as with 2 the output layer's gradient is (a, -a)
-# per row and round-off picks the index of the tie.)
-EXACT_STATS = ("size", "steps", "nan_count", "inf_count", "max_abs_index",
-               "dead_units", "first_nonfinite_step")
-EXACT_SCALARS = ("nan_count", "inf_count", "steps", "skipped_steps")
 CASES = [(scenario, source) for scenario in training.SCENARIOS
          for source in metadata.SOURCES]
 
@@ -125,64 +117,6 @@ def rtol_of(scenario):
     return RTOL_FLOAT16 if scenario == "mixed" else RTOL
 
 
-def finite(values):
-    return np.nan_to_num(np.abs(np.asarray(values, np.float64)), nan=0.0,
-                         posinf=0.0, neginf=0.0)
-
-
-def run_scale(values):
-    """The largest value of a figure over the run's windows (per variable).
-
-    A window's gradient is a sum of terms (samples, steps) as large as the
-    variable's gradients elsewhere in the run, and its round-off is relative
-    to those terms: a gradient that nearly cancels (a converged bias) keeps
-    the round-off of its terms, not of its small sum.
-    """
-    return finite(values).max(axis=0, keepdims=True)
-
-
-def cancellation_scales(get):
-    """For each figure that is a difference of larger figures, the larger
-    figure (its round-off is relative to that, not to the difference);
-    ``get(name)`` gives a per-variable statistic or a global scalar."""
-    steps = get("steps")
-    with np.errstate(all="ignore"):
-        return {
-            # ΣG/size: elements of both signs cancel, their |G| does not
-            "mean": get("mean_abs"),
-            # std² = ‖G‖₂²/size − mean²
-            "std": np.sqrt(get("mean") ** 2 + get("std") ** 2),
-            # C = Σ_k G_k cancels over the windows: its elements' round-off
-            # is relative to A = Σ_k |G_k|, with ‖A‖₁/size = accumulated_norm,
-            # ‖A‖₂ ≤ Σ_k l2_k and max A ≤ Σ_k max_abs_k; D = A − |C|
-            "norm_accumulated": get("accumulated_norm"),
-            "dissolving_norm": get("accumulated_norm"),
-            "l2_accumulated": np.cumsum(finite(get("l2")), axis=0),
-            "accumulated_max_abs": np.cumsum(finite(get("max_abs")), axis=0),
-            "dissolving_max": np.cumsum(finite(get("max_abs")), axis=0),
-            # (Σ_i ‖g_i‖₁ − ‖G‖₁)/size, relative to Σ_i ‖g_i‖₁/size
-            "within_epoch_dissolving_norm": (
-                get("within_epoch_dissolving_norm") + get("norm")),
-            # trace/signal with trace ∝ S/n − ‖m‖²: relative to
-            # (S/n)/‖m‖² = noise_scale·(n − 1)/n + 1
-            "noise_scale": get("noise_scale") * (steps - 1) / steps + 1,
-        }
-
-
-def assert_close(got, want, rtol, atol, what):
-    """``|got − want| ≤ rtol·|want| + atol``; NaN only where both are."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape, what
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want),
-                                  err_msg=f"{what}: NaN positions")
-    with np.errstate(invalid="ignore"):
-        bad = np.abs(got - want) > rtol * np.abs(want) + finite(atol)
-    bad &= ~np.isnan(want)
-    assert not bad.any(), (
-        f"{what} at {np.argwhere(bad).tolist()}: jax {got[bad]}, "
-        f"tensorflow {want[bad]}")
-
-
 def both(logs, scenario, source):
     return (logs.series("jax", scenario, source),
             logs.series("tensorflow", scenario, source))
@@ -213,62 +147,23 @@ def test_same_tags_steps_shapes_and_metadata(logs, scenario):
 @pytest.mark.parametrize("scenario, source", CASES)
 def test_every_variable_statistic_equals_tensorflows(logs, scenario, source):
     got, want = both(logs, scenario, source)
-    assert got.names == want.names
-    np.testing.assert_array_equal(got.steps, want.steps)
-    rtol = rtol_of(scenario)
-    scales = cancellation_scales(want.stat)
-    for name in metadata.VARIABLE_STAT_NAMES:
-        what = f"{scenario} {source} {name}"
-        if name in EXACT_STATS:
-            np.testing.assert_array_equal(got.stat(name), want.stat(name),
-                                          err_msg=what)
-            continue
-        scale = np.maximum(run_scale(want.stat(name)),
-                           finite(scales.get(name, 0.0)))
-        assert_close(got.stat(name), want.stat(name), rtol, rtol * scale,
-                     what)
+    series_compare.assert_same_statistics(got, want, rtol_of(scenario),
+                                          f"{scenario} {source}")
 
 
 @pytest.mark.parametrize("scenario, source", CASES)
 def test_global_scalars_equal_tensorflows(logs, scenario, source):
     got, want = both(logs, scenario, source)
-    assert sorted(got.scalars) == sorted(want.scalars)
-    rtol = rtol_of(scenario)
-    scales = cancellation_scales(want.scalar)
-    for name, values in want.scalars.items():
-        what = f"{scenario} {source} {name}"
-        if name in EXACT_SCALARS:
-            np.testing.assert_array_equal(got.scalars[name], values,
-                                          err_msg=what)
-            continue
-        scale = np.maximum(run_scale(values)[0], finite(scales.get(name, 0.0)))
-        if name == "step_max_abs_max":
-            # only windows whose steps were all finite (see
-            # test_nonfinite_step_records_the_same_largest_element)
-            finite_windows = np.array([
-                np.all(np.isfinite(want.step_tables[step][:, 0]))
-                for step in want.steps])
-            got_values = np.where(finite_windows, got.scalars[name], 0.0)
-            values = np.where(finite_windows, values, 0.0)
-            assert_close(got_values, values, rtol, rtol * scale, what)
-            continue
-        assert_close(got.scalars[name], values, rtol, rtol * scale, what)
+    series_compare.assert_same_scalars(got, want, rtol_of(scenario),
+                                       f"{scenario} {source}")
 
 
 @pytest.mark.parametrize("scenario", training.SCENARIOS)
 def test_per_step_tables_equal_tensorflows(logs, scenario):
     got, want = both(logs, scenario, "training")
-    assert sorted(got.step_tables) == sorted(want.step_tables) != []
-    rtol = rtol_of(scenario)
-    scale = run_scale(np.concatenate(list(want.step_tables.values())))
-    for step, table in want.step_tables.items():
-        other = got.step_tables[step].copy()
-        # the largest element of a step whose gradient was not finite (l2
-        # NaN) differs (test_nonfinite_step_records_the_same_largest_element)
-        nonfinite = np.isnan(table[:, 0])
-        other[nonfinite, 1] = table[nonfinite, 1]
-        assert_close(other, table, rtol, rtol * scale,
-                     f"{scenario} per-step table at {step}")
+    assert sorted(want.step_tables) != []
+    series_compare.assert_same_step_tables(got, want, rtol_of(scenario),
+                                           scenario)
 
 
 def tensor_series(logs, scenario, kind):
@@ -310,7 +205,7 @@ def test_heatmaps_equal_tensorflows(logs, scenario):
         # |G| block mean and max: round-off relative to the window's largest
         # |G|; |C| and D block means: relative to A, at most the running sum
         # of those maxima
-        largest = finite(recorded.stat("max_abs")[:, index])
+        largest = series_compare.finite(recorded.stat("max_abs")[:, index])
         accumulated = np.cumsum(largest)
         for window, step in enumerate(recorded.steps):
             jax_values = heatmap_values(logs, "jax", scenario, tag, step,
@@ -325,10 +220,10 @@ def test_heatmaps_equal_tensorflows(logs, scenario):
                 # a value at a code's edge may round to the neighbouring
                 # code; below 10**-decades of the scale it is code 0
                 quantised += 1.01 * CODE_STEP
-                atol = atol + 1.1 * 10.0 ** -metadata.HEATMAP_DECADES * finite(
+                atol = atol + 1.1 * 10.0 ** -metadata.HEATMAP_DECADES * series_compare.finite(
                     [recorded.stat(scale)[window, index]
                      for scale in metadata.HEATMAP_CHANNEL_SCALES])
-            assert_close(jax_values, tf_values, quantised,
+            series_compare.assert_close(jax_values, tf_values, quantised,
                          atol[:, None, None], f"{tag} at {step}")
 
 
@@ -340,8 +235,8 @@ def test_histograms_equal_tensorflows(logs, scenario):
         for step, buckets in want.items():
             other = got[step]
             edges = buckets[:, :2]
-            assert_close(other[:, :2], edges, rtol_of(scenario),
-                         rtol_of(scenario) * finite(edges).max(initial=0),
+            series_compare.assert_close(other[:, :2], edges, rtol_of(scenario),
+                         rtol_of(scenario) * series_compare.finite(edges).max(initial=0),
                          f"{tag} edges at {step}")
             assert other[:, 2].sum() == buckets[:, 2].sum(), (tag, step)
             if scenario != "mixed":
@@ -360,7 +255,7 @@ def test_timestep_and_gate_summaries_equal_tensorflows(logs):
         counts[kind] = len(series)
         for tag, got, want in series:
             stacked = np.stack([want[step] for step in sorted(want)])
-            scale = run_scale(stacked)[0]
+            scale = series_compare.run_scale(stacked)[0]
             if kind == "timestep_norms":
                 # channel 1 is the mask: 1 at every valid timestep
                 for step, value in want.items():
@@ -368,7 +263,7 @@ def test_timestep_and_gate_summaries_equal_tensorflows(logs):
             elif kind != "gates":  # gates: per gate and column
                 scale = scale.max()
             for step, value in want.items():
-                assert_close(got[step], value, RTOL, RTOL * scale,
+                series_compare.assert_close(got[step], value, RTOL, RTOL * scale,
                              f"{tag} at {step}")
     # one LSTM: its timesteps (probe), its gates and 3 weights per source
     assert counts == {"timesteps": 1, "timestep_norms": 1, "gates": 2,
