@@ -23,7 +23,9 @@ scenario writes its logs to ``OUT/<scenario>``:
   scale overflows float16, so that its first steps are skipped;
 * ``nonfinite``: a weight with a penalty (a regularisation loss) whose
   gradient becomes NaN at optimizer step `NAN_STEP` (and stays NaN), the
-  other variables' staying finite.
+  other variables' staying finite;
+* ``accumulation``: SGD with ``gradient_accumulation_steps`` =
+  `ACCUMULATION_STEPS`: the recorded steps are the applied updates.
 
 Every scenario records ``source="both"`` (training and probe gradients).
 
@@ -70,7 +72,9 @@ NAN_EPOCHS, NAN_STEPS_PER_EPOCH, NAN_LR = 3, 3, 0.1
 # moves it by about NAN_LR per step: it is about -0.05 at step NAN_STEP.
 NAN_START = 0.45
 NAN_STEP = 5
-SCENARIOS = ("mlp", "recurrent", "mixed", "nonfinite")
+ACCUMULATION_STEPS, ACCUMULATION_EPOCHS = 2, 2
+ACCUMULATION_STEPS_PER_EPOCH = 6  # micro-steps: 3 updates per epoch
+SCENARIOS = ("mlp", "recurrent", "mixed", "nonfinite", "accumulation")
 ZEROS = {"kernel_initializer": "zeros", "bias_initializer": "zeros"}
 
 
@@ -190,6 +194,28 @@ def train_mixed(out):
                       probe_data=(x[:16], y[:16]), heatmap_cells=16)])
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+# -- gradient accumulation ----------------------------------------------------
+
+
+def train_accumulation(out):
+    rng = np.random.default_rng(29)
+    x = rng.normal(size=(ACCUMULATION_STEPS_PER_EPOCH * BATCH, 5)).astype(
+        "float32")
+    y = (x[:, 0] > 0).astype("int64") + (x[:, 3] > 0.5)
+    model = keras.Sequential([keras.Input((5,)),
+                              dense(6, "hidden", activation="tanh"),
+                              dense(3, "out", activation="softmax")],
+                             name="accumulation")
+    seeded_weights(model, 4)
+    model.compile(keras.optimizers.SGD(
+        0.2, gradient_accumulation_steps=ACCUMULATION_STEPS),
+        keras.losses.SparseCategoricalCrossentropy())
+    model.fit(x, y, batch_size=BATCH, epochs=ACCUMULATION_EPOCHS,
+              shuffle=False, verbose=0, callbacks=[GradientTensorBoard(
+                  os.path.join(out, "accumulation"), source="both",
+                  probe_data=(x[:16], y[:16]), heatmap_cells=16)])
 
 
 # -- non-finite gradient ------------------------------------------------------
@@ -363,7 +389,8 @@ def main():
     if args.reference:
         jax_reference(os.path.join(args.out, "reference.npz"), initial)
     for name, train in (("mixed", train_mixed),
-                        ("nonfinite", train_nonfinite)):
+                        ("nonfinite", train_nonfinite),
+                        ("accumulation", train_accumulation)):
         keras.utils.clear_session()
         with counting_compiles(counts, name):
             train(args.out)

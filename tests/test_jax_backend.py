@@ -330,6 +330,17 @@ def test_loss_scale_optimizer_skipped_steps_are_counted_alike(logs):
     np.testing.assert_array_equal(got.scalar("steps"), want.scalar("steps"))
 
 
+def test_accumulated_gradients_are_recorded_per_update(logs):
+    updates = (training.ACCUMULATION_STEPS_PER_EPOCH
+               // training.ACCUMULATION_STEPS)
+    for backend in ("jax", "tensorflow"):
+        series = logs.series(backend, "accumulation", "training")
+        assert series.stat("steps")[:, 0].tolist() == [
+            updates] * training.ACCUMULATION_EPOCHS
+        assert [len(series.step_tables[step]) for step in series.steps] == [
+            updates] * training.ACCUMULATION_EPOCHS
+
+
 def test_nan_gradient_is_recorded_alike(logs):
     nan_epoch = training.NAN_STEP // training.NAN_STEPS_PER_EPOCH
     epochs = np.arange(training.NAN_EPOCHS)
