@@ -12,7 +12,10 @@ same round, per parameter:
   minus the same for plain TensorBoard: the one-time cost of tracing;
 * state save: the epoch-end write of the gradient state a resume continues
   from (`tb_gradients/resume.py`), timed inside the callback, median over
-  the epochs, in ns per parameter, and the file's bytes per parameter;
+  the epochs, in ns per parameter, and the file's bytes per parameter; the
+  callback only submits it there, and the write itself runs on a thread
+  of its own while the next epoch trains: its time is reported apart
+  (state write), as it competes with the training for the cores;
 * peak memory: peak resident set size of the process with the callback
   minus plain's, in bytes per parameter (the device here is the host), and
   the bytes per parameter the callback's own state holds, counted from its
@@ -25,8 +28,20 @@ Models: Keras ResNet50 (``weights=None``, 32x32x3 inputs, 10 classes, 23.6 M
 parameters) and a stack of Dense(4096) layers (about 300 M parameters) on
 small inputs, a few steps per epoch.
 
-Usage: python bench/scale.py [--models resnet50,dense300m] [--rounds N]
-       [--fit-loop-rounds N] [--out bench/out/scale.json]
+Backends: ``--backend jax`` runs every process with ``KERAS_BACKEND=jax``
+(the fit loop too, in a process of its own). There the capture's state is
+the accumulators pytree of `capture_jax.JaxTrainingCapture` (JAX arrays,
+counted by their bytes) instead of TensorFlow variables, and the epoch's
+XLA compile seconds are recorded as well: a compile in a steady epoch (a
+new signature of the train step) would otherwise read as window-end cost.
+The window's accumulated state (`window.SourceWindows.states`) is
+TensorFlow's on both backends. The figures of each backend go to their own
+file (bench/out/scale.json, bench/out/scale_jax.json); a run keeps the
+file's figures it did not measure again (`keep_earlier`).
+
+Usage: python bench/scale.py [--backend tensorflow|jax]
+       [--models resnet50,dense300m] [--rounds N] [--fit-loop-rounds N]
+       [--out FILE]
 """
 
 import argparse
@@ -80,6 +95,8 @@ def child(name, config, logdir):
     from tb_gradients import GradientTensorBoard
     from tb_gradients import resume
 
+    overhead.count_compiles()
+
     epochs, steps, batch = MODELS[name]
     model, shape, classes = build(name)
     params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
@@ -87,41 +104,51 @@ def child(name, config, logdir):
     x = rng.random((steps * batch,) + shape, dtype=np.float32)
     y = keras.utils.to_categorical(rng.integers(0, classes, steps * batch),
                                    classes)
-    marks = []
+    marks, compiled = [], []
 
     class Clock(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             marks.append(time.perf_counter())
+            compiled.append(overhead._COMPILE_SECONDS[0])
 
         def on_train_end(self, logs=None):
             marks.append(time.perf_counter())
+            compiled.append(overhead._COMPILE_SECONDS[0])
 
-    spent, saves = [], []
+    spent, saves, writes = [], [], []
     if config == "plain":
         callback = keras.callbacks.TensorBoard(logdir)
     else:
         callback = GradientTensorBoard(logdir)
         spent = overhead.time_window_ends(callback)
         saves = time_calls(callback, "_save_state")
+        # the write itself runs on the writer's thread, alongside the next
+        # epoch's steps (and their time): `_save_state` only submits it
+        writes = time_calls(callback._state_writer, "_write")
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0,
               shuffle=False, callbacks=[Clock(), callback])
     epoch_times = [b - a for a, b in zip(marks, marks[1:])]
+    epoch_compiles = [b - a for a, b in zip(compiled, compiled[1:])]
     state_bytes = state_file_bytes = 0
     if config != "plain":
-        state_bytes = callback_state_bytes(model, callback)
+        state_bytes = callback_state_bytes(callback)
         directory = os.path.join(logdir, resume.STATE_DIRECTORY)
         state_file_bytes = os.path.getsize(resume.state_path(
             directory, resume.saved_epochs(directory)[-1]))
     print(json.dumps({
+        "backend": keras.backend.backend(),
         "params": params,
         "epoch_seconds": epoch_times,
+        # XLA compile seconds in each epoch (JAX; 0 on TensorFlow)
+        "epoch_compile_seconds": epoch_compiles,
         "epoch_end_seconds": spent,
         "peak_rss_bytes": resource.getrusage(
             resource.RUSAGE_SELF).ru_maxrss * 1024,
         "rss_before_fit_bytes": rss_before,
         "state_bytes": state_bytes,
         "state_save_seconds": saves,
+        "state_write_seconds": writes,
         "state_file_bytes": state_file_bytes,
     }))
 
@@ -141,34 +168,58 @@ def time_calls(callback, method):
     return spent
 
 
-def callback_state_bytes(model, callback):
-    """Bytes held in the callback's variables (capture and accumulated state)."""
-    from tb_gradients import capture
+def callback_state_bytes(callback):
+    """Bytes the callback holds: the capture's window sums and scalars (its
+    TensorFlow variables, or on JAX its accumulators pytree) and the
+    accumulated state of the window ends (TensorFlow's on both)."""
+    import keras
 
-    hook = capture.TrainingGradientCapture.for_model(model)
-    variables = hook.window_sums + [hook.window_scalars]
-    total = sum(int(v.shape.num_elements()) * v.dtype.size
-                for v in variables)
+    hook = callback._capture
+    if keras.backend.backend() == "jax":
+        import jax
+
+        total = sum(int(a.nbytes) for a in jax.tree.leaves(
+            hook.accumulators))
+    else:
+        variables = hook.window_sums + [hook.window_scalars]
+        total = sum(int(v.shape.num_elements()) * v.dtype.size
+                    for v in variables)
     for windows in callback._windows.values():
         total += sum(state.nbytes for state in windows.states)
     return int(total)
 
 
-def run_child(name, config):
+def run_process(backend, arguments):
+    """This script with ``arguments`` in a process whose Keras has
+    ``backend``; returns the JSON of its last line of output."""
+    completed = subprocess.run(
+        [sys.executable, os.path.abspath(__file__)] + arguments, cwd=ROOT,
+        env=dict(os.environ, KERAS_BACKEND=backend), capture_output=True,
+        text=True)
+    if completed.returncode:
+        sys.stderr.write(completed.stderr[-4000:])
+        completed.check_returncode()
+    lines = completed.stdout.rstrip().splitlines()
+    for line in lines[:-1]:  # progress
+        print(line, flush=True)
+    result = json.loads(lines[-1])
+    if result.get("backend", backend) != backend:
+        raise RuntimeError(f"asked for the {backend} backend, the process "
+                           f"ran {result['backend']}")
+    return result
+
+
+def run_child(name, config, backend):
     with tempfile.TemporaryDirectory() as logdir:
-        output = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), "--child", name,
-             config, logdir], cwd=ROOT, check=True, capture_output=True,
-            text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+        return run_process(backend, ["--child", name, config, logdir])
 
 
-def measure_model(name, rounds):
+def measure_model(name, rounds, backend):
     pairs = []
     for r in range(rounds):
         order = ["plain", "gradients"] if r % 2 == 0 else ["gradients",
                                                            "plain"]
-        runs = {config: run_child(name, config) for config in order}
+        runs = {config: run_child(name, config, backend) for config in order}
         pairs.append(runs)
         print(f"  round {r}: " + ", ".join(
             f"{c}: epochs {[round(t, 2) for t in runs[c]['epoch_seconds']]}"
@@ -190,8 +241,14 @@ def measure_model(name, rounds):
     state_save = statistics.median(
         statistics.median(p["gradients"]["state_save_seconds"])
         for p in pairs)
+    writes = [p["gradients"].get("state_write_seconds") for p in pairs]
+    state_write = (statistics.median(statistics.median(w) for w in writes)
+                   if all(writes) else None)
     memory = statistics.median(p["gradients"]["peak_rss_bytes"]
                                - p["plain"]["peak_rss_bytes"] for p in pairs)
+    compiles = {config: statistics.median(
+        sum(p[config].get("epoch_compile_seconds", [0])[1:]) for p in pairs)
+        for config in ("plain", "gradients")}
     return {
         "params": params,
         "epoch_end_seconds": epoch_end,
@@ -200,6 +257,10 @@ def measure_model(name, rounds):
         "steady_epoch_ratio": steady_ratio,
         "state_save_seconds": state_save,
         "state_save_ns_per_param": state_save / params * 1e9,
+        # the background write of each save (overlapping the next epoch)
+        "state_write_seconds": state_write,
+        "state_write_ns_per_param": (None if state_write is None
+                                     else state_write / params * 1e9),
         "state_file_bytes_per_param": pairs[0]["gradients"][
             "state_file_bytes"] / params,
         "peak_memory_overhead_bytes": memory,
@@ -207,12 +268,16 @@ def measure_model(name, rounds):
         "state_bytes_per_param": pairs[0]["gradients"]["state_bytes"] / params,
         "plain_peak_rss_bytes": statistics.median(
             p["plain"]["peak_rss_bytes"] for p in pairs),
+        # XLA compile seconds in the epochs after the first, per fit (JAX)
+        "steady_compile_seconds": compiles,
         "runs": pairs,
     }
 
 
 def fit_loop(rounds, fits=10):
-    """``fit(epochs=1)`` x ``fits`` with and without the callback."""
+    """``fit(epochs=1)`` x ``fits`` with and without the callback (run in
+    a process of the backend's, `run_process`; prints its progress, then
+    its figures as a JSON line)."""
     import keras
 
     from bench import overhead
@@ -240,27 +305,89 @@ def fit_loop(rounds, fits=10):
             print(f"  round {r}: plain {totals['plain'][-1]:.2f} s, "
                   f"gradients {totals['gradients'][-1]:.2f} s", flush=True)
     ratios = [g / p for g, p in zip(totals["gradients"], totals["plain"])]
-    return {"fits": fits, "ratio": statistics.median(ratios),
-            "ratios": ratios, "seconds": totals}
+    print(json.dumps({"backend": keras.backend.backend(), "fits": fits,
+                      "ratio": statistics.median(ratios), "ratios": ratios,
+                      "seconds": totals}))
+
+
+def backend_versions():
+    """Printed as a JSON line by a process of the backend's."""
+    import keras
+
+    from bench import overhead
+
+    found = {"backend": keras.backend.backend(),
+             "code": overhead.code_version()}
+    if found["backend"] == "jax":
+        import jax
+        import jaxlib
+
+        found.update(jax=jax.__version__, jaxlib=jaxlib.__version__)
+    print(json.dumps(found))
+
+
+def keep_earlier(results, out):
+    """Keeps the figures of an earlier run in ``out`` that this run did not
+    measure (other models, the fit loop), when it ran on the same machine
+    and backend: one model can be measured again, or added, without the
+    others (each model's entry names its command and code)."""
+    if not os.path.exists(out):
+        return
+    with open(out) as f:
+        earlier = json.load(f)
+    if (earlier.get("machine") != results["machine"]
+            or earlier.get("backend", "tensorflow") != results["backend"]):
+        return
+    for name, result in earlier.get("models", {}).items():
+        results["models"].setdefault(name, dict(
+            result, command=result.get("command", earlier.get("command")),
+            code=result.get("code", earlier.get("versions", {}).get(
+                "code"))))
+    if "fit_loop" not in results and "fit_loop" in earlier:
+        results["fit_loop"] = dict(earlier["fit_loop"], command=earlier[
+            "fit_loop"].get("command", earlier.get("command")))
 
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(*sys.argv[2:5])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--fit-loop-child":
+        fit_loop(int(sys.argv[2]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--versions-child":
+        backend_versions()
+        return
     from bench import machine
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="tensorflow",
+                        choices=("tensorflow", "jax"),
+                        help="the Keras backend of every training process")
     parser.add_argument("--models", default="resnet50,dense300m")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--fit-loop-rounds", type=int, default=3)
-    parser.add_argument("--out", default=os.path.join(HERE, "out",
-                                                      "scale.json"))
+    parser.add_argument("--fit-loop-rounds", type=int, default=None,
+                        help="default: 3 on TensorFlow, 1 on JAX (a round "
+                        "is 20 one-epoch fits of the seed CNN, minutes on "
+                        "a CPU with JAX)")
+    parser.add_argument("--out", default=None,
+                        help="default: bench/out/scale.json on TensorFlow, "
+                        "bench/out/scale_jax.json on JAX")
     args = parser.parse_args()
-    results = {"machine": machine.describe(), "models": {}}
+    if args.fit_loop_rounds is None:
+        args.fit_loop_rounds = 3 if args.backend == "tensorflow" else 1
+    out = args.out or os.path.join(HERE, "out", "scale.json" if (
+        args.backend == "tensorflow") else f"scale_{args.backend}.json")
+    results = {"machine": machine.describe(), "backend": args.backend,
+               "versions": run_process(args.backend, ["--versions-child"]),
+               "command": "python bench/scale.py " + " ".join(sys.argv[1:]),
+               "models": {}}
     for name in [m for m in args.models.split(",") if m]:
         print(f"{name}:", flush=True)
-        result = results["models"][name] = measure_model(name, args.rounds)
+        result = results["models"][name] = measure_model(
+            name, args.rounds, args.backend)
+        result.update(command=results["command"],
+                      code=results["versions"].get("code"))
         print(f"  {result['params'] / 1e6:.1f} M params: epoch end "
               f"{result['epoch_end_seconds'] * 1000:.0f} ms = "
               f"{result['epoch_end_ns_per_param']:.2f} ns/param; first epoch "
@@ -272,16 +399,26 @@ def main():
               f"{result['state_save_seconds'] * 1000:.0f} ms = "
               f"{result['state_save_ns_per_param']:.2f} ns/param, "
               f"{result['state_file_bytes_per_param']:.1f} bytes/param on "
-              "disk", flush=True)
+              f"disk, written in the background in "
+              f"{result['state_write_seconds'] * 1000:.0f} ms = "
+              f"{result['state_write_ns_per_param']:.2f} ns/param",
+              flush=True)
+        if args.backend == "jax":
+            compiles = result["steady_compile_seconds"]
+            print(f"  XLA compile seconds after the first epoch: plain "
+                  f"{compiles['plain']:.2f}, gradients "
+                  f"{compiles['gradients']:.2f}", flush=True)
     if args.fit_loop_rounds:
         print("fit(epochs=1) x 10, seed CNN:", flush=True)
-        results["fit_loop"] = fit_loop(args.fit_loop_rounds)
+        results["fit_loop"] = run_process(
+            args.backend, ["--fit-loop-child", str(args.fit_loop_rounds)])
         print(f"  {results['fit_loop']['ratio']:.3f}x plain TensorBoard",
               flush=True)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
+    keep_earlier(results, out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
         json.dump(results, f, indent=2)
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
