@@ -1,17 +1,21 @@
 """Runs every benchmark and writes bench/RESULTS.md.
 
 Usage (from the repository root): ``make bench`` or
-``.venv/bin/python bench/run_all.py [--quick] [--report-only]``.
+``.venv/bin/python bench/run_all.py [--quick] [--report-only]
+[--sections A,B]``.
 
 Each benchmark script measures its figure against a baseline taken in the
 same run (ratios, or medians and percentiles) and writes a JSON file under
 bench/out/ with a description of the machine; this script runs them in turn
-and renders those files as one Markdown report.
+and renders those files as one Markdown report. ``--report-only --sections
+overhead,scale_jax`` re-renders the named sections alone and keeps the rest
+of RESULTS.md, so that one benchmark run again updates its own section.
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -24,6 +28,11 @@ BENCHMARKS = [
     ("overhead", ["bench/overhead.py"], ["--rounds", "3", "--epochs", "3"]),
     ("scale", ["bench/scale.py"], ["--models", "resnet50", "--rounds", "1",
                                    "--fit-loop-rounds", "1"]),
+    # On JAX the seed CNN takes several times TensorFlow's time per step on
+    # a CPU (XLA's convolutions): the fit loop only in the full run.
+    ("scale_jax", ["bench/scale.py", "--backend", "jax"],
+     ["--models", "resnet50", "--rounds", "1", "--fit-loop-rounds", "0"]),
+    ("jax_step", ["bench/jax_step.py"], ["--models", "cnn"]),
     ("accumulation_error", ["bench/accumulation_error.py"], []),
     ("storage", ["bench/storage.py"], []),
     ("plugin_latency", ["bench/plugin_latency.py"], []),
@@ -62,87 +71,227 @@ def machine_line(machine):
             f"{machine.get('gpus') or 'none'}")
 
 
+def _overhead_backends(data):
+    """{backend: figures} of an overhead.json; files written before the
+    per-backend runs hold TensorFlow's figures alone, at the top level."""
+    if "backends" in data:
+        return data["backends"]
+    command = (f"python bench/overhead.py --rounds {data['rounds']} "
+               f"--epochs {data['epochs_per_fit']}"
+               + (f" --window {data['window']} --window-spans "
+                  f"{data['window_spans']}" if data.get("window") else ""))
+    return {"tensorflow": dict(data, backend="tensorflow", command=command)}
+
+
+def _backend_name(entry):
+    versions = entry.get("versions", {})
+    if entry.get("backend") == "jax" and versions.get("jax"):
+        return f"JAX {versions['jax']}"
+    return {"tensorflow": "TensorFlow", "jax": "JAX"}.get(
+        entry.get("backend"), entry.get("backend"))
+
+
 def overhead_section(data):
+    backends = _overhead_backends(data)
     lines = ["## Callback overhead on `fit`", "",
              "Median over paired, alternating rounds of (steady-state epoch "
              "time with the configuration) / (same with plain "
              "`keras.callbacks.TensorBoard`), measured in the same round. "
-             "Goal for `default`: at most 1.03. `probe + ...` is `source=\"both\"` "
+             "Goal for `default`: at most 1.03, on each backend. Each "
+             "backend is measured in a process of its own, against its own "
+             "plain TensorBoard. `probe + ...` is `source=\"both\"` "
              "with heatmaps and histograms every epoch, and, for the LSTM, "
              "timestep gradients of both recurrent layers (16 probe samples). "
              "The naive approach runs the whole training set through a "
-             "GradientTape at every epoch end.", "",
-             f"Command: `python bench/overhead.py --rounds "
-             f"{data['rounds']} --epochs {data['epochs_per_fit']}"
-             + (f" --window {data['window']} --window-spans "
-                f"{data['window_spans']}" if data.get("window") else "")
-             + "`", "",
-             "| model | clock | default (training source) | probe | "
-             "probe + heatmaps + histograms + training | naive full-data "
-             "tape | naive ÷ default | plain epoch (s) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for model, result in data["models"].items():
-        for clock, key, seconds in (
-                ("wall", "median_ratio", "median_epoch_seconds"),
-                ("CPU", "median_cpu_ratio", "median_epoch_cpu_seconds")):
-            if key not in result:
+             "GradientTape at every epoch end (TensorFlow only).", ""]
+    for backend, entry in backends.items():
+        when = [entry.get("finished"), entry.get("versions", {}).get("code")]
+        lines.append(f"{_backend_name(entry)}: `{entry['command']}`" + (
+            f" ({', code '.join(w for w in when if w)})" if any(when)
+            else ""))
+        lines.append("")
+    tensorflow = backends.get("tensorflow")
+    if tensorflow:
+        lines += ["All configurations, TensorFlow:", "",
+                  "| model | clock | default (training source) | probe | "
+                  "probe + heatmaps + histograms + training | naive "
+                  "full-data tape | naive ÷ default | plain epoch (s) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for model, result in tensorflow["models"].items():
+            for clock, key, seconds in (
+                    ("wall", "median_ratio", "median_epoch_seconds"),
+                    ("CPU", "median_cpu_ratio", "median_epoch_cpu_seconds")):
+                if key not in result:
+                    continue
+                ratio = result[key]
+                naive = ("–" if not {"naive", "default"} <= set(ratio) else
+                         f"{ratio['naive'] / ratio['default']:.2f}")
+                lines.append(
+                    f"| {model} | {clock} | "
+                    f"{_optional(ratio, 'default', '.3f')} | "
+                    f"{_optional(ratio, 'probe', '.3f')} | "
+                    f"{_optional(ratio, 'probe_full', '.3f')} | "
+                    f"{_optional(ratio, 'naive', '.3f')} | "
+                    f"{naive} | {result[seconds]['plain']:.2f} |")
+        lines.append("")
+    lines += _default_per_backend(backends)
+    lines += _components(backends)
+    lines += _windows(backends)
+    lines += [f"Machine: {machine_line(data.get('machine'))}", ""]
+    return lines
+
+
+def _default_per_backend(backends):
+    rows = []
+    for backend, entry in backends.items():
+        for model, result in entry["models"].items():
+            if "default" not in result.get("median_ratio", {}):
                 continue
-            ratio = result[key]
-            lines.append(
-                f"| {model} | {clock} | "
-                f"{ratio.get('default', float('nan')):.3f} | "
-                f"{ratio.get('probe', float('nan')):.3f} | "
-                f"{ratio.get('probe_full', float('nan')):.3f} | "
-                f"{ratio.get('naive', float('nan')):.3f} | "
-                f"{ratio.get('naive', float('nan')) / ratio.get('default', float('nan')):.2f} | "
-                f"{result[seconds]['plain']:.2f} |")
-    parts = {m: r["components"] for m, r in data["models"].items()
-             if "components" in r}
-    if parts:
-        lines += ["", "The default's two costs measured apart (steadier than "
-                  "whole-fit ratios on a shared machine): the compiled train "
-                  "step with / without the optimizer hook, alternating over "
-                  "the same batches, and the callback's epoch-end work.", "",
-                  "| model | hook: step time ratio | epoch end (ms) | epoch "
-                  "(s) | estimated default ratio |", "|---|---|---|---|---|"]
-        for model, part in parts.items():
-            lines.append(
-                f"| {model} | {part['hook_step_ratio']:.3f} | "
+            steps = result.get("median_step_ms", {})
+            compiles = result.get("median_steady_compile_seconds") or {}
+            epoch_end = result.get("median_epoch_end_seconds")
+            rows.append(
+                f"| {_backend_name(entry)} | {model} | "
+                f"{result['median_ratio']['default']:.3f} | "
+                f"{result['median_cpu_ratio']['default']:.3f} | "
+                f"{_optional(steps, 'plain', '.1f')} | "
+                f"{_optional(steps, 'default', '.1f')} | "
+                + ("–" if epoch_end is None else f"{epoch_end * 1000:.1f}")
+                + " | "
+                + (f"{compiles['plain']:.2f} / {compiles['default']:.2f}"
+                   if compiles else "–")
+                + f" | {entry['rounds']} |")
+    if not rows:
+        return []
+    return ["The default configuration on each backend: ratios as above; "
+            "time per optimizer step of the steady epochs (every callback "
+            "included); the callback's epoch-end work, timed inside the same "
+            "fits; on JAX, the XLA compile seconds inside the steady epochs "
+            "of one fit (part of their time: a train step compiled again "
+            "after the first epoch).", "",
+            "| backend | model | default ÷ plain (wall) | (CPU) | plain "
+            "ms/step | default ms/step | epoch end (ms) | compile s in steady "
+            "epochs, plain / default | rounds |",
+            "|---|---|---|---|---|---|---|---|---|"] + rows + [""]
+
+
+def _components(backends):
+    rows = []
+    for backend, entry in backends.items():
+        for model, result in entry["models"].items():
+            part = result.get("components")
+            if not part:
+                continue
+            cpu = part.get("hook_step_cpu_ratio")
+            rows.append(
+                f"| {_backend_name(entry)} | {model} | "
+                f"{part['hook_step_ratio']:.3f}"
+                + ("" if cpu is None else f" / {cpu:.3f}") + " | "
+                f"{part['plain_step_seconds'] * 1000:.1f} | "
                 f"{part['epoch_end_seconds'] * 1000:.1f} | "
                 f"{part['epoch_seconds']:.2f} | "
                 f"{part['estimated_default_ratio']:.3f} |")
-    windows = {m: r["window"] for m, r in data["models"].items()
-               if "window" in r}
-    if windows:
-        first = next(iter(windows.values()))
-        lines += ["", f"Windows of {first['window']} optimizer steps "
-                  f"(`gradient_window={first['window']}`, default "
-                  "statistics): time of optimizer steps "
-                  f"{first['steps'][0]} to {first['steps'][1]} "
-                  f"({first['spans']} whole windows, each window end "
-                  "included; the first window, which traces, left out) "
-                  "over the time of the same steps with plain "
-                  "`keras.callbacks.TensorBoard`, median over "
-                  f"{data['rounds']} paired, alternating rounds. Goal: at "
-                  "most 1.03.", "",
-                  "| model | window (steps) | wall | CPU | plain time per "
-                  "window (s) | window end (ms) |",
-                  "|---|---|---|---|---|---|"]
-        for model, result in windows.items():
-            lines.append(
-                f"| {model} | {result['window']} | "
-                f"{result['median_ratio']:.3f} | "
-                f"{result['median_cpu_ratio']:.3f} | "
-                f"{result['median_seconds_per_window']['plain']:.2f} | "
-                f"{result['median_window_end_seconds'] * 1000:.1f} |")
-    lines += ["", f"Machine: {machine_line(data.get('machine'))}", ""]
-    return lines
+    if not rows:
+        return []
+    return ["The default's two costs measured apart (steadier than "
+            "whole-fit ratios on a shared machine): the compiled train "
+            "step with / without the capture, alternating over the same "
+            "batches (wall, and on JAX / CPU), and the callback's epoch-end "
+            "work (on JAX timed in the rounds above).", "",
+            "| backend | model | capture: step time ratio | plain step (ms) "
+            "| epoch end (ms) | epoch (s) | estimated default ratio |",
+            "|---|---|---|---|---|---|---|"] + rows + [""]
+
+
+def _windows(backends):
+    rows, first, rounds = [], None, None
+    for backend, entry in backends.items():
+        for model, result in entry["models"].items():
+            window = result.get("window")
+            if not window:
+                continue
+            first, rounds = first or window, rounds or entry["rounds"]
+            rows.append(
+                f"| {_backend_name(entry)} | {model} | {window['window']} | "
+                f"{window['median_ratio']:.3f} | "
+                f"{window['median_cpu_ratio']:.3f} | "
+                f"{window['median_seconds_per_window']['plain']:.2f} | "
+                f"{window['median_window_end_seconds'] * 1000:.1f} |")
+    if not rows:
+        return []
+    return [f"Windows of {first['window']} optimizer steps "
+            f"(`gradient_window={first['window']}`, default "
+            "statistics): time of optimizer steps "
+            f"{first['steps'][0]} to {first['steps'][1]} "
+            f"({first['spans']} whole windows, each window end "
+            "included; the first window, which traces, left out) "
+            "over the time of the same steps with plain "
+            "`keras.callbacks.TensorBoard`, median over "
+            f"{rounds} paired, alternating rounds. Goal: at most 1.03.", "",
+            "| backend | model | window (steps) | wall | CPU | plain time per "
+            "window (s) | window end (ms) |",
+            "|---|---|---|---|---|---|---|"] + rows + [""]
 
 
 def _optional(result, key, spec):
     """A figure older result files lack, as text ("–" when absent)."""
     value = result.get(key)
     return "–" if value is None else format(value, spec)
+
+
+def _scale_rows(data, compiles=False):
+    """The per-model rows of a scale.py result (with the XLA compile
+    seconds of the epochs after the first, on JAX)."""
+    rows = []
+    for model, result in data.get("models", {}).items():
+        row = (
+            f"| {model} | {result['params'] / 1e6:.1f} M | "
+            f"{result['epoch_end_seconds'] * 1000:.0f} ms | "
+            f"{result['epoch_end_ns_per_param']:.2f} | "
+            f"{result['first_epoch_extra_seconds']:.2f} | "
+            f"{result['peak_memory_overhead_bytes_per_param']:.1f} | "
+            f"{result['state_bytes_per_param']:.1f} | "
+            f"{result['steady_epoch_ratio']:.3f} | "
+            f"{_optional(result, 'state_save_ns_per_param', '.2f')} | "
+            f"{_optional(result, 'state_file_bytes_per_param', '.1f')} | "
+            f"{_optional(result, 'state_write_ns_per_param', '.2f')} |")
+        if compiles:
+            first = _first_epoch_compiles(result)
+            row += (f" {first['plain']:.1f} / {first['gradients']:.1f} |"
+                    if first else " – |")
+            seconds = result.get("steady_compile_seconds")
+            row += (f" {seconds['plain']:.1f} / {seconds['gradients']:.1f} |"
+                    if seconds else " – |")
+        rows.append(row)
+    return rows
+
+
+def _first_epoch_compiles(result):
+    """XLA compile seconds of the first epoch, median over the rounds, per
+    configuration (None for runs that did not record them)."""
+    runs = result.get("runs", [])
+    if not runs or any("epoch_compile_seconds" not in run[config]
+                       for run in runs for config in run):
+        return None
+    return {config: statistics.median(run[config]["epoch_compile_seconds"][0]
+                                      for run in runs)
+            for config in ("plain", "gradients")}
+
+
+SCALE_HEADER = ("| model | parameters | epoch end | ns/param | first epoch "
+                "extra (s) | peak memory (bytes/param) | state (bytes/param) "
+                "| steady epoch ratio | state save (ns/param) | state file "
+                "(bytes/param) | state write, background (ns/param) |")
+
+
+def _fit_loop_lines(data):
+    loop = data.get("fit_loop")
+    if not loop:
+        return []
+    return ["", f"`fit(epochs=1)` {loop['fits']} times in a loop on the "
+            f"seed CNN, total time with the callback / with plain "
+            f"TensorBoard, median of {len(loop['ratios'])} alternating "
+            f"rounds: **{loop['ratio']:.3f}×** (goal at most 1.03×)."]
 
 
 def scale_section(data):
@@ -156,30 +305,54 @@ def scale_section(data):
              "with the callback minus plain's. State: bytes held in the "
              "callback's variables. State save: the epoch-end write of the "
              "gradient state a resume continues from (time per parameter, "
-             "file bytes per parameter). Goals: epoch end at most 5 "
+             "file bytes per parameter); the callback submits it at the "
+             "epoch end and a thread writes it while the next epoch trains "
+             "(state write: that thread's time, competing with training for "
+             "the cores). Goals: epoch end at most 5 "
              "ns/param, first epoch at most 1 s at ResNet50 size, peak "
              "memory at most 12 bytes/param.", "",
-             "| model | parameters | epoch end | ns/param | first epoch "
-             "extra (s) | peak memory (bytes/param) | state (bytes/param) "
-             "| steady epoch ratio | state save (ns/param) | state file "
-             "(bytes/param) |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for model, result in data.get("models", {}).items():
-        lines.append(
-            f"| {model} | {result['params'] / 1e6:.1f} M | "
-            f"{result['epoch_end_seconds'] * 1000:.0f} ms | "
-            f"{result['epoch_end_ns_per_param']:.2f} | "
-            f"{result['first_epoch_extra_seconds']:.2f} | "
-            f"{result['peak_memory_overhead_bytes_per_param']:.1f} | "
-            f"{result['state_bytes_per_param']:.1f} | "
-            f"{result['steady_epoch_ratio']:.3f} | "
-            f"{_optional(result, 'state_save_ns_per_param', '.2f')} | "
-            f"{_optional(result, 'state_file_bytes_per_param', '.1f')} |")
-    loop = data.get("fit_loop")
-    if loop:
-        lines += ["", f"`fit(epochs=1)` {loop['fits']} times in a loop on the "
-                  f"seed CNN, total time with the callback / with plain "
-                  f"TensorBoard, median of {len(loop['ratios'])} alternating "
-                  f"rounds: **{loop['ratio']:.3f}×** (goal at most 1.03×)."]
+             SCALE_HEADER, "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += _scale_rows(data) + _fit_loop_lines(data)
+    lines += ["", f"Machine: {machine_line(data.get('machine'))}", ""]
+    return lines
+
+
+def _scale_commands(data):
+    """Each figure's command (a run keeps the models it did not measure
+    from an earlier one, with their own command and code)."""
+    default = data.get("command", "python bench/scale.py")
+    code = data.get("versions", {}).get("code")
+    parts = {}
+    for name, entry in list(data.get("models", {}).items()) + [
+            ("fit loop", data.get("fit_loop") or {})]:
+        if name != "fit loop" or data.get("fit_loop"):
+            key = (entry.get("command", default), entry.get("code", code))
+            parts.setdefault(key, []).append(name)
+    return "; ".join(
+        f"{', '.join(names)}: `{command}`" + (f" (code {c})" if c else "")
+        for (command, c), names in parts.items())
+
+
+def scale_jax_section(data):
+    versions = data.get("versions", {})
+    lines = ["## Cost at scale, JAX backend", "",
+             f"{_scale_commands(data)}; JAX {versions.get('jax', '?')}. "
+             "The figures of the "
+             "section above with `KERAS_BACKEND=jax` in every process, "
+             "against plain `keras.callbacks.TensorBoard` on JAX. State: "
+             "the bytes of the capture's accumulators (JAX arrays) and of "
+             "the window ends' accumulated state (TensorFlow's). Also the "
+             "XLA compile seconds of the first epoch (most of its extra "
+             "time: the capture's train step is a larger program) and of "
+             "the epochs after it, per fit (a train step compiled again "
+             "there would be part of the steady epoch ratio).", "",
+             SCALE_HEADER + " XLA compile s, first epoch (plain / "
+             "callback) | after the first epoch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += _scale_rows(data, compiles=True) + _fit_loop_lines(data)
+    if "dense300m" not in data.get("models", {}):
+        lines += ["", "dense300m (about 300 M parameters) was not measured "
+                  "on JAX in this run."]
     lines += ["", f"Machine: {machine_line(data.get('machine'))}", ""]
     return lines
 
@@ -268,26 +441,138 @@ def render_section(data):
     return lines + ["", f"Machine: {machine_line(data.get('machine'))}", ""]
 
 
-def report():
-    lines = ["# Benchmark results", "",
-             "Written by `bench/run_all.py` from the JSON files each "
-             "benchmark writes under bench/out/. Every figure is a ratio "
-             "against a baseline measured in the same run, or a median / "
-             "percentile of repeated measurements; shared machines are "
-             "noisy, so compare only figures from the same machine.", ""]
-    sections = [("overhead", overhead_section), ("scale", scale_section),
-                ("accumulation_error", accumulation_section),
-                ("storage", storage_section),
-                ("plugin_latency", latency_section),
-                ("render_time", render_section)]
-    for name, render in sections:
-        data = load(name)
-        if data is None:
-            lines += [f"## {name}", "", "not measured", ""]
-        else:
-            lines += render(data)
+def jax_step_section(data):
+    lines = ["## Where the JAX capture's time goes", "",
+             f"`{data.get('command', 'python bench/jax_step.py')}` (JAX "
+             f"{data.get('versions', {}).get('jax', '?')}, code "
+             f"{data.get('versions', {}).get('code', '?')}): the default's "
+             "cost on JAX in parts measured apart. Train-step compiles: XLA "
+             "compilations of the train step in each epoch of a 3-epoch "
+             "`fit` of 4 batches per epoch. Compiled step: XLA's cost "
+             "analysis of the capture's train step over Keras's (flops, "
+             "bytes accessed), and the bytes of arguments its donation "
+             "aliases to outputs. Additions alone: the capture's per-step "
+             "work (`_add_step`) jitted by itself on gradients of the "
+             "model's shapes, and its share of a plain step. Per step: "
+             "plain and capture's train step alternating over the same "
+             "batches.", "",
+             "| model | train-step compiles per epoch, plain | callback | "
+             "trace + compile (s), plain / callback | flops ratio | bytes "
+             "accessed ratio | aliased / accumulator MB | additions "
+             "(ms/step) | of which Σg += g (ms) | additions ÷ plain step | "
+             "step ratio (wall / CPU) | plain step (ms) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for model, result in data.get("models", {}).items():
+        compiles = result["compiles"]
+        counts = {name: ", ".join(str(e["train_step_compiles"])
+                                  for e in compiles[name]["epochs"])
+                  for name in ("plain", "default")}
+        compiled, adds, steps = (result["compiled"], result["additions"],
+                                 result["steps"])
+        aliased = compiled["hooked"]["memory"]["alias_size_in_bytes"]
+        seconds = [compiled[k].get("compile_seconds")
+                   for k in ("plain", "hooked")]
+        lines.append(
+            f"| {model} | {counts['plain']} | {counts['default']} | "
+            + ("–" if None in seconds else
+               f"{seconds[0]:.1f} / {seconds[1]:.1f}") + " | "
+            f"{compiled['flops_ratio']:.4f} | "
+            f"{compiled['bytes_accessed_ratio']:.4f} | "
+            f"{aliased / 1e6:.1f} / {compiled['accumulator_bytes'] / 1e6:.1f}"
+            f" | {adds['add_step_seconds'] * 1000:.3f} | "
+            f"{adds['sums_only_seconds'] * 1000:.3f} | "
+            f"{adds['share_of_plain_step'] * 100:.2f} % | "
+            f"{steps['hook_step_ratio']:.3f} / "
+            f"{steps['hook_step_cpu_ratio']:.3f} | "
+            f"{steps['plain_step_seconds'] * 1000:.1f} |")
+    parts = {model: result["breakdown"]
+             for model, result in data.get("models", {}).items()
+             if "breakdown" in result}
+    if parts:
+        names = list(next(iter(parts.values()))["seconds"])
+        lines += ["", "The additions' per-variable figures, each way jitted "
+                  "alone on gradients of the model's shapes (ms per step; "
+                  "inside the train step XLA fuses them with the backward "
+                  "pass, so these times need not add up to the step's).", "",
+                  "| model | " + " | ".join(
+                      name.replace("|", "\\|") for name in names) + " |",
+                  "|---|" + "---|" * len(names)]
+        for model, part in parts.items():
+            lines.append(f"| {model} | " + " | ".join(
+                f"{part['seconds'][name] * 1000:.2f}" for name in names)
+                + " |")
+    lines += ["", f"Machine: {machine_line(data.get('machine'))}", ""]
+    return lines
+
+
+SECTIONS = [("overhead", overhead_section), ("scale", scale_section),
+            ("scale_jax", scale_jax_section),
+            ("jax_step", jax_step_section),
+            ("accumulation_error", accumulation_section),
+            ("storage", storage_section),
+            ("plugin_latency", latency_section),
+            ("render_time", render_section)]
+
+PREAMBLE = ["# Benchmark results", "",
+            "Written by `bench/run_all.py` from the JSON files each "
+            "benchmark writes under bench/out/. Every figure is a ratio "
+            "against a baseline measured in the same run, or a median / "
+            "percentile of repeated measurements; shared machines are "
+            "noisy, so compare only figures from the same machine.", ""]
+
+
+def render(name):
+    data = load(name)
+    renderer = dict(SECTIONS)[name]
+    return [f"## {name}", "", "not measured", ""] if data is None else (
+        renderer(data))
+
+
+def _blocks(text):
+    """The file as [(heading, lines)], split at its "## " headings (the
+    preamble's heading is None)."""
+    blocks = [(None, [])]
+    for line in text.split("\n"):
+        if line.startswith("## "):
+            blocks.append((line, []))
+        blocks[-1][1].append(line)
+    return blocks
+
+
+def report(only=None):
+    """Writes RESULTS.md from every section's JSON file; with ``only``
+    (section names), re-renders those sections alone and keeps the rest of
+    the file as it is (a section not yet in it goes after the section
+    before it in `SECTIONS`)."""
+    if only is None or not os.path.exists(RESULTS):
+        lines = list(PREAMBLE)
+        for name, _ in SECTIONS:
+            lines += render(name)
+        text = "\n".join(lines)
+    else:
+        unknown = set(only) - set(dict(SECTIONS))
+        if unknown:
+            raise SystemExit(f"unknown sections {sorted(unknown)}; the "
+                             f"sections are {[n for n, _ in SECTIONS]}")
+        with open(RESULTS) as f:
+            blocks = _blocks(f.read())
+        after = None
+        for name, _ in SECTIONS:
+            heading = render(name)[0]
+            found = [i for i, (h, _) in enumerate(blocks) if h == heading]
+            if name in only:
+                lines = render(name)
+                if found:
+                    blocks[found[0]] = (heading, lines)
+                else:
+                    position = len(blocks) if after is None else after + 1
+                    blocks.insert(position, (heading, lines))
+                    found = [position]
+            if found:
+                after = found[0]
+        text = "\n".join(line for _, lines in blocks for line in lines)
     with open(RESULTS, "w") as f:
-        f.write("\n".join(lines))
+        f.write(text)
     print(f"wrote {RESULTS}")
 
 
@@ -295,10 +580,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--sections", default=None,
+                        help="with --report-only: re-render only these "
+                        "sections (comma-separated: "
+                        + ", ".join(n for n, _ in SECTIONS)
+                        + ") and keep the rest of RESULTS.md")
     args = parser.parse_args()
     if not args.report_only:
         run(args.quick)
-    report()
+    report(args.sections.split(",") if args.sections else None)
 
 
 if __name__ == "__main__":
