@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-SUPPORTED_BACKENDS = ("tensorflow", "jax")
+SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 # keras.distribution classes the JAX capture supports: the variables (and
 # so the gradient accumulators) are replicated on every device.
 SUPPORTED_DISTRIBUTIONS = ("DataParallel",)
@@ -28,7 +28,7 @@ def check_backend(backend):
         raise ValueError(
             f"GradientTensorBoard supports the Keras backends "
             f"{SUPPORTED_BACKENDS}. Received: backend={backend!r} (set "
-            "KERAS_BACKEND=jax or KERAS_BACKEND=tensorflow)")
+            "KERAS_BACKEND to one of them)")
     return backend
 
 
@@ -81,6 +81,10 @@ def local_array(array):
     return array.addressable_data(0)
 
 
+def is_torch():
+    return keras.backend.backend() == "torch"
+
+
 def as_tf(value):
     """A TensorFlow tensor of a JAX array (zero-copy on the CPU) or of
     anything TensorFlow converts.
@@ -98,6 +102,14 @@ def as_tf(value):
                 return tf.experimental.dlpack.from_dlpack(value.__dlpack__())
             except Exception:  # a device TensorFlow cannot reach: copy
                 return tf.constant(np.asarray(value))
+    if is_torch():
+        import torch
+        if isinstance(value, torch.Tensor):
+            value = value.detach()
+            if value.device.type != "cpu" or value.dtype == torch.bfloat16:
+                return tf.constant(value.float().cpu().numpy())
+            return tf.experimental.dlpack.from_dlpack(
+                torch.utils.dlpack.to_dlpack(value.contiguous()))
     return tf.convert_to_tensor(value)
 
 
@@ -107,4 +119,8 @@ def to_host(value):
         import jax
         if isinstance(value, jax.Array):
             return np.array(local_array(value))
+    if is_torch():
+        import torch
+        if isinstance(value, torch.Tensor):
+            return value.detach().cpu().numpy().copy()
     return np.asarray(value)

@@ -70,6 +70,11 @@ def _backend_parts():
         from tb_gradients import capture_jax
         return (capture_jax.JaxTrainingCapture, capture_jax.JaxProbeGradients,
                 capture_jax.JaxTimestepGradients)
+    if backends.is_torch():
+        from tb_gradients import capture_torch
+        return (capture_torch.TorchTrainingCapture,
+                capture_torch.TorchProbeGradients,
+                capture_torch.TorchTimestepGradients)
     return (capture.TrainingGradientCapture, capture.ProbeGradients,
             timesteps.TimestepGradients)
 

@@ -8,6 +8,7 @@ counts, gate tables); the statistics are computed from it with
 `stats.variable_statistics` and returned as a `WindowRecord` for `summary`.
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -190,7 +191,7 @@ class SourceWindows:
         """``‖W‖₂`` of every variable now, float64 on the host."""
         values = [capture.plain_variable(variable)
                   for variable in self.variables]
-        if backends.is_jax():
+        if keras.backend.backend() != "tensorflow":
             values = [backends.as_tf(value) for value in values]
         return device_stats.weight_norms(values)
 

@@ -1,7 +1,7 @@
 """The same trainings on whichever Keras backend this process runs, for the
-tests that compare the backends (tests/test_jax_backend.py).
+tests that compare the backends (tests/test_backends.py).
 
-    KERAS_BACKEND=tensorflow|jax python -m tests.backend_training OUT
+    KERAS_BACKEND=tensorflow|jax|torch python -m tests.backend_training OUT
         [--reference] [--saving]
 
 The backend is fixed when Keras is imported, so each backend trains in its

@@ -72,18 +72,18 @@ def test_probe_dataset_is_limited_to_probe_batches(tmp_path):
                                      0)["steps"] == 3
 
 
-def test_only_the_tensorflow_and_jax_backends_are_accepted():
+def test_only_the_tensorflow_jax_and_torch_backends_are_accepted():
     # Keras fixes its backend at import: check the guard itself, then that
     # the constructor calls it with the live backend's name (a real numpy
-    # backend process: tests/test_jax_backend.py).
+    # backend process: tests/test_backends.py).
     from tb_gradients import backends
 
-    for name in ("torch", "numpy"):
+    for name in ("numpy", "openvino"):
         with pytest.raises(ValueError) as info:
             backends.check_backend(name)
         assert f"backend='{name}'" in str(info.value)
-        assert "('tensorflow', 'jax')" in str(info.value)
-    for name in ("tensorflow", "jax"):
+        assert "('tensorflow', 'jax', 'torch')" in str(info.value)
+    for name in ("tensorflow", "jax", "torch"):
         assert backends.check_backend(name) == name
     import inspect
 

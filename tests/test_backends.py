@@ -1,14 +1,15 @@
-"""On Keras's JAX backend the callback records what it records on TensorFlow.
+"""On Keras's JAX and PyTorch backends the callback records what it records
+on TensorFlow.
 
 `tests.backend_training` runs the same trainings (initial weights from a
-numpy generator, the same data, ``shuffle=False``) once with
-``KERAS_BACKEND=tensorflow`` and once with ``KERAS_BACKEND=jax``, each in its
-own process (Keras fixes its backend per process), both at once. Every
-statistic, global scalar, per-step table, heatmap, histogram, timestep and
-per-gate summary and finding of the JAX run must equal the TensorFlow run's
+numpy generator, the same data, ``shuffle=False``) with
+``KERAS_BACKEND=tensorflow``, ``jax`` and ``torch``, each in its own process
+(Keras fixes its backend per process), all at once. Every statistic, global
+scalar, per-step table, heatmap, histogram, timestep and per-gate summary
+and finding of the JAX and the PyTorch runs must equal the TensorFlow run's
 up to float round-off. The JAX process also trains a clone with a plain
 `jax.grad` loop (an independent reference), and saves and reloads its
-model; a third process checks that an unsupported backend is refused.
+model; another process checks that an unsupported backend is refused.
 """
 
 import json
@@ -64,7 +65,8 @@ def trainings(tmp_path_factory):
     """``{backend: output directory}`` of `tests.backend_training` run on
     both backends at once."""
     root = tmp_path_factory.mktemp("backends")
-    arguments = {"tensorflow": [], "jax": ["--reference", "--saving"]}
+    arguments = {"tensorflow": [], "jax": ["--reference", "--saving"],
+                 "torch": []}
     processes = {}
     try:
         for backend, extra in arguments.items():
@@ -117,8 +119,18 @@ def rtol_of(scenario):
     return RTOL_FLOAT16 if scenario == "mixed" else RTOL
 
 
-def both(logs, scenario, source):
-    return (logs.series("jax", scenario, source),
+# The backends compared with TensorFlow's recording, each test once per
+# backend.
+OTHER_BACKENDS = ("jax", "torch")
+
+
+@pytest.fixture(params=OTHER_BACKENDS)
+def backend(request):
+    return request.param
+
+
+def both(logs, backend, scenario, source):
+    return (logs.series(backend, scenario, source),
             logs.series("tensorflow", scenario, source))
 
 
@@ -126,8 +138,8 @@ def both(logs, scenario, source):
 
 
 @pytest.mark.parametrize("scenario", training.SCENARIOS)
-def test_same_tags_steps_shapes_and_metadata(logs, scenario):
-    jax_logs = logs.tensors("jax", scenario)
+def test_same_tags_steps_shapes_and_metadata(logs, backend, scenario):
+    jax_logs = logs.tensors(backend, scenario)
     tf_logs = logs.tensors("tensorflow", scenario)
     tags = sorted(tag for tag in tf_logs if tag.startswith("gradients/"))
     assert tags == sorted(t for t in jax_logs if t.startswith("gradients/"))
@@ -145,31 +157,31 @@ def test_same_tags_steps_shapes_and_metadata(logs, scenario):
 
 
 @pytest.mark.parametrize("scenario, source", CASES)
-def test_every_variable_statistic_equals_tensorflows(logs, scenario, source):
-    got, want = both(logs, scenario, source)
+def test_every_variable_statistic_equals_tensorflows(logs, backend, scenario, source):
+    got, want = both(logs, backend, scenario, source)
     series_compare.assert_same_statistics(got, want, rtol_of(scenario),
                                           f"{scenario} {source}")
 
 
 @pytest.mark.parametrize("scenario, source", CASES)
-def test_global_scalars_equal_tensorflows(logs, scenario, source):
-    got, want = both(logs, scenario, source)
+def test_global_scalars_equal_tensorflows(logs, backend, scenario, source):
+    got, want = both(logs, backend, scenario, source)
     series_compare.assert_same_scalars(got, want, rtol_of(scenario),
                                        f"{scenario} {source}")
 
 
 @pytest.mark.parametrize("scenario", training.SCENARIOS)
-def test_per_step_tables_equal_tensorflows(logs, scenario):
-    got, want = both(logs, scenario, "training")
+def test_per_step_tables_equal_tensorflows(logs, backend, scenario):
+    got, want = both(logs, backend, scenario, "training")
     assert sorted(want.step_tables) != []
     series_compare.assert_same_step_tables(got, want, rtol_of(scenario),
                                            scenario)
 
 
-def tensor_series(logs, scenario, kind):
-    """``[(tag, {step: jax value}, {step: tensorflow value})]`` of one kind
-    of plugin tensor (``"heatmap"``, ``"histogram"``...)."""
-    jax_logs = logs.tensors("jax", scenario)
+def tensor_series(logs, backend, scenario, kind):
+    """``[(tag, {step: backend's value}, {step: tensorflow value})]`` of one
+    kind of plugin tensor (``"heatmap"``, ``"histogram"``...)."""
+    jax_logs = logs.tensors(backend, scenario)
     tf_logs = logs.tensors("tensorflow", scenario)
     return [(tag, jax_logs[tag], tf_logs[tag]) for tag in sorted(tf_logs)
             if tag.startswith("gradients/") and tag.split("/")[2:3] == [kind]]
@@ -194,8 +206,8 @@ def heatmap_values(logs, backend, scenario, tag, step, heatmap):
 
 
 @pytest.mark.parametrize("scenario", training.SCENARIOS)
-def test_heatmaps_equal_tensorflows(logs, scenario):
-    series = tensor_series(logs, scenario, "heatmap")
+def test_heatmaps_equal_tensorflows(logs, backend, scenario):
+    series = tensor_series(logs, backend, scenario, "heatmap")
     assert series
     rtol = rtol_of(scenario)
     for tag, got, want in series:
@@ -208,7 +220,7 @@ def test_heatmaps_equal_tensorflows(logs, scenario):
         largest = series_compare.finite(recorded.stat("max_abs")[:, index])
         accumulated = np.cumsum(largest)
         for window, step in enumerate(recorded.steps):
-            jax_values = heatmap_values(logs, "jax", scenario, tag, step,
+            jax_values = heatmap_values(logs, backend, scenario, tag, step,
                                         got[step])
             tf_values = heatmap_values(logs, "tensorflow", scenario, tag,
                                        step, want[step])
@@ -228,8 +240,8 @@ def test_heatmaps_equal_tensorflows(logs, scenario):
 
 
 @pytest.mark.parametrize("scenario", training.SCENARIOS)
-def test_histograms_equal_tensorflows(logs, scenario):
-    series = tensor_series(logs, scenario, "histogram")
+def test_histograms_equal_tensorflows(logs, backend, scenario):
+    series = tensor_series(logs, backend, scenario, "histogram")
     assert series
     for tag, got, want in series:
         for step, buckets in want.items():
@@ -245,13 +257,13 @@ def test_histograms_equal_tensorflows(logs, scenario):
                 assert np.abs(moved).max(initial=0) <= 1, (tag, step)
 
 
-def test_timestep_and_gate_summaries_equal_tensorflows(logs):
+def test_timestep_and_gate_summaries_equal_tensorflows(logs, backend):
     """The LSTM's d(loss)/d(output) per timestep (probe) and its per-gate
     weight figures (both sources). Each element is a sum of terms as large
     as the largest the series holds (`run_scale`)."""
     counts = {}
     for kind in ("timesteps", "timestep_norms", "gates", "gate_heatmap"):
-        series = tensor_series(logs, "recurrent", kind)
+        series = tensor_series(logs, backend, "recurrent", kind)
         counts[kind] = len(series)
         for tag, got, want in series:
             stacked = np.stack([want[step] for step in sorted(want)])
@@ -271,7 +283,7 @@ def test_timestep_and_gate_summaries_equal_tensorflows(logs):
 
 
 @pytest.mark.parametrize("scenario", training.SCENARIOS)
-def test_findings_equal_tensorflows(logs, scenario):
+def test_findings_equal_tensorflows(logs, backend, scenario):
     """The same findings, at the same windows (their messages' figures may
     differ in the last digit)."""
     def findings(backend):
@@ -283,7 +295,7 @@ def test_findings_equal_tensorflows(logs, scenario):
                 for step, value in series.items()}
 
     found = findings("tensorflow")
-    assert findings("jax") == found
+    assert findings(backend) == found
     if scenario == "nonfinite":
         assert any(row[1] == "nonfinite" and row[3] == "gate/w"
                    for rows in found.values() for row in rows), found
@@ -295,7 +307,7 @@ def test_findings_equal_tensorflows(logs, scenario):
 def test_step_windows_span_epochs(logs):
     epoch_steps = training.MLP_STEPS_PER_EPOCH * training.MLP_EPOCHS
     ends = list(range(training.MLP_WINDOW, epoch_steps, training.MLP_WINDOW))
-    for backend in ("jax", "tensorflow"):
+    for backend in OTHER_BACKENDS + ("tensorflow",):
         for source in ("training", "probe"):
             series = logs.series(backend, "mlp", source)
             assert series.window == training.MLP_WINDOW
@@ -307,7 +319,7 @@ def test_step_windows_span_epochs(logs):
 def test_clipnorm_is_applied_before_the_capture(logs):
     """Each step's gradient is the clipped one (Keras clips each variable's
     gradient to `clipnorm`), though the loss's gradient is larger."""
-    for backend in ("jax", "tensorflow"):
+    for backend in OTHER_BACKENDS + ("tensorflow",):
         series = logs.series(backend, "mlp", "training")
         tables = np.concatenate(list(series.step_tables.values()))
         count = len(series.names)
@@ -319,8 +331,8 @@ def test_clipnorm_is_applied_before_the_capture(logs):
         assert probe.max() > 2 * training.MLP_CLIPNORM
 
 
-def test_loss_scale_optimizer_skipped_steps_are_counted_alike(logs):
-    got, want = both(logs, "mixed", "training")
+def test_loss_scale_optimizer_skipped_steps_are_counted_alike(logs, backend):
+    got, want = both(logs, backend, "mixed", "training")
     skipped = want.scalar("skipped_steps")
     assert skipped.sum() > 0  # the initial scale overflows float16
     np.testing.assert_array_equal(got.scalar("skipped_steps"), skipped)
@@ -333,7 +345,7 @@ def test_loss_scale_optimizer_skipped_steps_are_counted_alike(logs):
 def test_accumulated_gradients_are_recorded_per_update(logs):
     updates = (training.ACCUMULATION_STEPS_PER_EPOCH
                // training.ACCUMULATION_STEPS)
-    for backend in ("jax", "tensorflow"):
+    for backend in OTHER_BACKENDS + ("tensorflow",):
         series = logs.series(backend, "accumulation", "training")
         assert series.stat("steps")[:, 0].tolist() == [
             updates] * training.ACCUMULATION_EPOCHS
@@ -344,7 +356,7 @@ def test_accumulated_gradients_are_recorded_per_update(logs):
 def test_nan_gradient_is_recorded_alike(logs):
     nan_epoch = training.NAN_STEP // training.NAN_STEPS_PER_EPOCH
     epochs = np.arange(training.NAN_EPOCHS)
-    for backend in ("jax", "tensorflow"):
+    for backend in OTHER_BACKENDS + ("tensorflow",):
         series = logs.series(backend, "nonfinite", "training")
         gate = series.names.index("gate/w")
         others = [i for i in range(len(series.names)) if i != gate]
@@ -358,8 +370,8 @@ def test_nan_gradient_is_recorded_alike(logs):
         assert np.all(np.isfinite(series.stat("l2")[:, others]))
 
 
-def test_nonfinite_step_records_the_same_largest_element(logs):
-    got, want = both(logs, "nonfinite", "training")
+def test_nonfinite_step_records_the_same_largest_element(logs, backend):
+    got, want = both(logs, backend, "nonfinite", "training")
     for step, table in want.step_tables.items():
         np.testing.assert_array_equal(got.step_tables[step][:, 1], table[:, 1])
     np.testing.assert_array_equal(got.scalar("step_max_abs_max"),
@@ -497,4 +509,4 @@ def test_numpy_backend_is_rejected_at_construction():
     message = completed.stdout
     assert message.startswith("ValueError:"), message
     assert "backend='numpy'" in message
-    assert "('tensorflow', 'jax')" in message
+    assert "('tensorflow', 'jax', 'torch')" in message

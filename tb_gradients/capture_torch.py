@@ -1,0 +1,378 @@
+"""Getting gradients out of Keras on the PyTorch backend.
+
+Keras's PyTorch train step runs eagerly (``loss.backward()``, then
+``optimizer.apply``), so the hook is simple: ``TorchTrainingCapture`` wraps
+the inner optimizer's ``_backend_update_step``, which receives every
+gradient the optimizer applies (clipped, unscaled by a
+``LossScaleOptimizer``, averaged over ``gradient_accumulation_steps``; it
+runs on update steps only), and adds them to torch tensors it owns, next to
+the variables: ``Σg`` per variable (stacked by shape, as on the other
+backends, `device_stats.group_by_shape`) with one ``_foreach`` add, and
+``‖g‖₁``, ``‖g‖₂`` and ``max |g|`` of every variable with three
+``_foreach_norm`` calls. The window scalars are float64, as on
+TensorFlow. At a window's end the sums reach TensorFlow zero-copy through
+DLPack (on the CPU) for the shared window end; `begin_window` starts new
+tensors, so TensorFlow never reads a buffer the next step writes.
+
+``TorchProbeGradients`` and ``TorchTimestepGradients`` are the probe and
+the timestep gradients through `torch.autograd.grad`.
+"""
+
+import keras
+import numpy as np
+import torch
+from keras.src import backend as keras_backend
+
+from tb_gradients import backends
+from tb_gradients import capture
+from tb_gradients import device_stats
+
+_MODEL_ATTRIBUTE = "_tb_gradients_torch_capture"
+UPDATE_METHOD = "_backend_update_step"
+
+
+_tf = backends.as_tf
+_host = backends.to_host
+
+
+class TorchTrainingCapture:
+    """Per-window sums of the applied gradients, on the PyTorch backend.
+
+    The same interface as `capture.TrainingGradientCapture`.
+    """
+
+    @classmethod
+    def for_model(cls, model):
+        existing = model.__dict__.get(_MODEL_ATTRIBUTE)
+        if existing is None:
+            existing = cls(model)
+            object.__setattr__(model, _MODEL_ATTRIBUTE, existing)
+        return existing
+
+    def __init__(self, model):
+        self._model = model
+        self._variables = None
+        self._groups = []
+        self._slot = {}
+        self._capacity = 0
+        self._attached = False
+        self._optimizer = self._inner = None
+        self._patched = []
+        self._values = None
+        self._first_nonfinite = None
+
+    @property
+    def variables(self):
+        return list(self._variables or [])
+
+    @property
+    def groups(self):
+        return [list(group) for group in self._groups]
+
+    def stacked_window_sums(self):
+        return [_tf(values) for values in self._values["sums"]]
+
+    @property
+    def window_scalars(self):
+        return _Host(_host(self._values["scalars"]))
+
+    def first_nonfinite_steps(self):
+        return _host(self._first_nonfinite).astype(np.float64)
+
+    def read_steps(self):
+        values = self._values
+        applied = int(self._inner.iterations) - int(values["start"])
+        kept = max(0, min(applied, self._capacity))
+        table = np.stack([
+            np.sqrt(_host(values["step_sq"])[:kept]),
+            _host(values["step_max"])[:kept]], axis=1).astype(np.float64)
+        return table, float(values["skipped"])
+
+    def attach(self, steps_per_epoch=None):
+        if self._attached:
+            return
+        model = self._model
+        self._optimizer = model.optimizer
+        self._inner = capture.inner_optimizer(model.optimizer)
+        if not hasattr(self._inner, UPDATE_METHOD) or not hasattr(
+                self._inner, "_get_variable_index"):
+            raise RuntimeError(
+                "tb_gradients cannot hook this optimizer on the PyTorch "
+                f"backend: {type(self._inner).__name__} has no "
+                f"{UPDATE_METHOD!r}; use source='probe'.")
+        if not self._optimizer.built:
+            self._optimizer.build(model.trainable_variables)
+        variables = list(self._inner._trainable_variables)
+        capacity = min(max(capture.DEFAULT_STEP_CAPACITY,
+                           int(steps_per_epoch or 0)),
+                       capture.MAX_STEP_CAPACITY)
+        if (self._variables is None
+                or [id(v) for v in variables] != [id(v) for v in self._variables]
+                or capacity > self._capacity):
+            self._create(variables, capacity)
+        self._wrap_optimizer()
+        self._attached = True
+
+    def detach(self):
+        if not self._attached:
+            return
+        self._attached = False
+        for owner, name, original in reversed(self._patched):
+            if original is None:
+                owner.__dict__.pop(name, None)
+            else:
+                setattr(owner, name, original)
+        self._patched = []
+
+    def _create(self, variables, capacity):
+        self._variables = variables
+        self._capacity = capacity
+        self._groups = device_stats.group_by_shape(
+            [v.shape for v in variables])
+        self._slot = {index: (number, row)
+                      for number, group in enumerate(self._groups)
+                      for row, index in enumerate(group)}
+        self._device = variables[0].value.device
+        self._first_nonfinite = torch.full((len(variables),), -1,
+                                           dtype=torch.int64,
+                                           device=self._device)
+        self._values = self._zeros(0)
+
+    def _zeros(self, start):
+        device = self._device
+        sizes = [int(np.prod(self._variables[g[0]].shape, dtype=np.int64))
+                 for g in self._groups]
+        return {
+            "sums": [torch.zeros((len(group), size), dtype=torch.float32,
+                                 device=device)
+                     for group, size in zip(self._groups, sizes)],
+            "scalars": torch.zeros((len(self._variables), 3),
+                                   dtype=torch.float64, device=device),
+            "step_sq": torch.zeros(self._capacity + 1, dtype=torch.float64,
+                                   device=device),
+            "step_max": torch.zeros(self._capacity + 1, dtype=torch.float64,
+                                    device=device),
+            "skipped": 0.0,
+            "start": int(start),
+        }
+
+    def _patch(self, owner, name, replacement):
+        self._patched.append((owner, name, owner.__dict__.get(name)))
+        setattr(owner, name, replacement)
+
+    def _wrap_optimizer(self):
+        inner, outer = self._inner, self._optimizer
+        original = getattr(inner, UPDATE_METHOD)
+
+        def backend_update_step(grads, trainable_variables, learning_rate):
+            self._add_step(list(grads), list(trainable_variables))
+            return original(grads, trainable_variables, learning_rate)
+
+        self._patch(inner, UPDATE_METHOD, backend_update_step)
+        if inner is not outer:
+            original_skip = getattr(outer, capture.LOSS_SCALE_SKIP_METHOD)
+
+            def handle_non_finite_grads(*args, **kwargs):
+                self._values["skipped"] += 1.0
+                return original_skip(*args, **kwargs)
+
+            self._patch(outer, capture.LOSS_SCALE_SKIP_METHOD,
+                        handle_non_finite_grads)
+
+    @torch.no_grad()
+    def _add_step(self, grads, variables):
+        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        if not pairs:
+            return
+        values = self._values
+        gradients = [g.detach().to(torch.float32) for g, _ in pairs]
+        indices = [self._inner._get_variable_index(v) for _, v in pairs]
+        targets = []
+        for index in indices:
+            number, row = self._slot[index]
+            targets.append(values["sums"][number][row])
+        torch._foreach_add_(targets, [g.reshape(-1) for g in gradients])
+        l1 = torch.stack(torch._foreach_norm(gradients, 1)).double()
+        l2 = torch.stack(torch._foreach_norm(gradients, 2)).double()
+        largest = torch.stack(torch._foreach_norm(gradients, float("inf")))
+        rows = torch.stack([torch.ones_like(l1), l1, l2 * l2], dim=1)
+        positions = torch.tensor(indices, device=self._device)
+        values["scalars"].index_add_(0, positions, rows)
+        step = int(self._inner.iterations)
+        known = self._first_nonfinite[positions]
+        new = (known < 0) & ~torch.isfinite(l1)
+        self._first_nonfinite[positions] = torch.where(
+            new, torch.full_like(known, step), known)
+        row = min(max(step - values["start"], 0), self._capacity)
+        values["step_sq"][row] += rows[:, 2].sum()
+        # a NaN gradient's largest element is NaN (as its L2 norm)
+        step_max = largest.double().max() if not torch.isnan(
+            l1).any() else torch.tensor(float("nan"), dtype=torch.float64)
+        values["step_max"][row] = torch.maximum(values["step_max"][row],
+                                                step_max)
+
+    def begin_window(self):
+        self._values = self._zeros(int(self._inner.iterations))
+
+    def reset_run(self):
+        self._first_nonfinite.fill_(-1)
+
+    def run_arrays(self):
+        return iter([("first_nonfinite", self.first_nonfinite_steps())])
+
+    def load_run_arrays(self, arrays):
+        array = arrays.get("first_nonfinite")
+        expected = (len(self._variables),)
+        if array is None or tuple(array.shape) != expected:
+            raise ValueError(
+                "the run's first non-finite steps: expected "
+                f"{expected}, found {None if array is None else array.shape}")
+        self._first_nonfinite = torch.as_tensor(
+            np.asarray(array, np.int64), device=self._device)
+
+    def _tf_sum_shape(self, number):
+        group = self._groups[number]
+        shape = tuple(self._variables[group[0]].shape)
+        if len(group) > 1:
+            return (len(group), int(np.prod(shape, dtype=np.int64)))
+        return shape
+
+    def open_window_arrays(self):
+        values = self._values
+        arrays = [(f"sum/{n}", _host(s).reshape(self._tf_sum_shape(n)))
+                  for n, s in enumerate(values["sums"])]
+        arrays += [
+            ("scalars", _host(values["scalars"])),
+            ("step_sq", _host(values["step_sq"]).astype(np.float32)),
+            ("step_max", _host(values["step_max"]).astype(np.float32)),
+            ("skipped", np.float32(values["skipped"])),
+            ("start", np.int64(values["start"])),
+        ]
+        return iter(arrays)
+
+    def load_open_window_arrays(self, arrays):
+        expected = [(f"sum/{n}", self._tf_sum_shape(n), np.float32)
+                    for n in range(len(self._groups))]
+        expected += [("scalars", (len(self._variables), 3), np.float64),
+                     ("step_sq", (self._capacity + 1,), np.float32),
+                     ("step_max", (self._capacity + 1,), np.float32),
+                     ("skipped", (), np.float32), ("start", (), np.int64)]
+        for name, shape, dtype in expected:
+            array = arrays.get(name)
+            if (array is None or tuple(array.shape) != shape
+                    or array.dtype != dtype):
+                raise ValueError(
+                    f"open window {name!r}: expected {np.dtype(dtype).name} "
+                    f"{shape}, found "
+                    f"{None if array is None else (array.dtype.name, array.shape)}")
+
+        def placed(array, dtype):
+            return torch.as_tensor(np.array(array, dtype),
+                                   device=self._device)
+
+        values = self._zeros(int(arrays["start"]))
+        values["sums"] = [placed(arrays[f"sum/{n}"].reshape(len(group), -1),
+                                 np.float32)
+                          for n, group in enumerate(self._groups)]
+        values["scalars"] = placed(arrays["scalars"], np.float64)
+        values["step_sq"] = placed(arrays["step_sq"], np.float64)
+        values["step_max"] = placed(arrays["step_max"], np.float64)
+        values["skipped"] = float(arrays["skipped"])
+        self._values = values
+
+
+class _Host:
+    def __init__(self, array):
+        self._array = array
+
+    def numpy(self):
+        return self._array
+
+
+def _torch_batch(batch):
+    return tuple(None if part is None else keras.tree.map_structure(
+        lambda a: keras.ops.convert_to_tensor(np.asarray(a)), part)
+        for part in batch)
+
+
+class TorchProbeGradients:
+    """`capture.ProbeGradients` on the PyTorch backend."""
+
+    def __init__(self, model, batches):
+        self._model = model
+        self._batches = [_torch_batch(batch) for batch in batches]
+
+    @property
+    def batches(self):
+        return self._batches
+
+    def compute(self, variables):
+        model = self._model
+        parameters = [v.value for v in variables]
+        totals, count = None, 0
+        for batch in self._batches:
+            x, y = batch[0], batch[1]
+            sample_weight = batch[2] if len(batch) > 2 else None
+            n = int(keras.tree.flatten(x)[0].shape[0])
+            with torch.enable_grad():
+                y_pred = model(x, training=False)
+                loss = model.compute_loss(x=x, y=y, y_pred=y_pred,
+                                          sample_weight=sample_weight,
+                                          training=False)
+                grads = torch.autograd.grad(loss, parameters,
+                                            allow_unused=True)
+            grads = [torch.zeros(p.shape) if g is None else
+                     g.detach().to(torch.float32) * float(n)
+                     for g, p in zip(grads, parameters)]
+            totals = grads if totals is None else [
+                t + g for t, g in zip(totals, grads)]
+            count += n
+        return [_tf(t / float(count)) for t in totals]
+
+
+class TorchTimestepGradients:
+    """`timesteps.TimestepGradients` on the PyTorch backend: a zero
+    perturbation (requiring a gradient) is added to each watched layer's
+    output, and the loss is differentiated with respect to it."""
+
+    def __init__(self, model, layers, samples):
+        self._model = model
+        self.layers = layers
+        self._samples = _torch_batch(samples)
+
+    def compute(self):
+        model = self._model
+        x, y, sample_weight = self._samples
+        added, masks, wrapped = [], [], []
+        try:
+            for layer in self.layers:
+                original = layer.call
+
+                def call(*args, _original=original, **kwargs):
+                    output = _original(*args, **kwargs)
+                    perturbation = torch.zeros_like(output,
+                                                    requires_grad=True)
+                    added.append(perturbation)
+                    return output + perturbation
+
+                layer.call = call
+                wrapped.append(layer)
+            with torch.enable_grad():
+                y_pred = model(x, training=False)
+                loss = model.compute_loss(x=x, y=y, y_pred=y_pred,
+                                          sample_weight=sample_weight,
+                                          training=False)
+                grads = torch.autograd.grad(loss, added, allow_unused=True)
+        finally:
+            for layer in wrapped:
+                del layer.call
+        tap = keras.Model(model.inputs, [layer.output for layer in self.layers])
+        outputs = tap(x, training=False)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        for output in outputs:
+            mask = keras_backend.get_keras_mask(output)
+            masks.append(None if mask is None else _host(mask))
+        return [(np.zeros(1) if g is None else
+                 _host(g).astype(np.float64), mask)
+                for g, mask in zip(grads, masks)]
