@@ -14,8 +14,8 @@ for line in (HERE / "tb_gradients" / "__init__.py").read_text().splitlines():
 setup(
     name="tb-gradients",
     version=VERSION["__version__"],
-    description=("Gradient logging for Keras 3 on TensorFlow and JAX (the "
-                 "return of write_grads) and a Gradients tab for TensorBoard"),
+    description=("Gradient logging for Keras 3 on TensorFlow, JAX and PyTorch "
+                 "(the return of write_grads) and a Gradients tab for TensorBoard"),
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
@@ -34,6 +34,7 @@ setup(
         "tf": ["tensorflow>=2.16", "keras>=3.3"],
         # Keras's JAX backend (TensorFlow still writes the event files)
         "jax": ["tensorflow>=2.16", "keras>=3.10", "jax>=0.4.30"],
+        "torch": ["tensorflow>=2.16", "keras>=3.10", "torch>=2.1"],
         # `reader` series as DataFrames (`SourceSeries.to_pandas`).
         "pandas": ["pandas>=1.5"],
     },

@@ -62,7 +62,7 @@ import tensorflow as tf  # noqa: E402
 from bench import machine  # noqa: E402
 from tb_gradients import GradientTensorBoard  # noqa: E402
 
-BACKENDS = ("tensorflow", "jax")
+BACKENDS = ("tensorflow", "jax", "torch")
 # A tf.GradientTape over the training set: TensorFlow only.
 TENSORFLOW_ONLY = ("naive",)
 
@@ -548,12 +548,14 @@ def measure_backend(args):
         raise SystemExit(f"--child --backend {args.backend} runs with "
                          f"KERAS_BACKEND={args.backend}; Keras has {backend}")
     jax = backend == "jax"
-    names = (args.jax_configs if jax else args.configs).split(",")
+    # JAX and PyTorch: the configurations of --jax-configs, no tf.GradientTape
+    other = backend != "tensorflow"
+    names = (args.jax_configs if other else args.configs).split(",")
     if "plain" not in names:
         names = ["plain"] + names
-    skipped = [n for n in names if jax and n in TENSORFLOW_ONLY]
+    skipped = [n for n in names if other and n in TENSORFLOW_ONLY]
     names = [n for n in names if n not in skipped]
-    window = args.jax_window if jax else args.window
+    window = args.jax_window if other else args.window
     tasks = {"cnn": cnn_task, "lstm": lstm_task}
     results = {"backend": backend, "versions": versions(),
                "rounds": args.rounds, "epochs_per_fit": args.epochs,
@@ -567,7 +569,7 @@ def measure_backend(args):
         if window:
             result["window"] = measure_windows(
                 tasks[model_name], args.rounds, window, args.window_spans)
-        if not args.no_components:
+        if not args.no_components and backend != "torch":
             if jax:
                 result["components"] = measure_components_jax(
                     tasks[model_name], result["median_epoch_end_seconds"],
@@ -656,8 +658,8 @@ def main():
                         default="plain,default,probe,probe_full,naive",
                         help="configurations measured on TensorFlow")
     parser.add_argument("--jax-configs", default="plain,default",
-                        help="configurations measured on JAX (naive, a "
-                        "tf.GradientTape, is left out there)")
+                        help="configurations measured on JAX and PyTorch "
+                        "(naive, a tf.GradientTape, is left out there)")
     parser.add_argument("--window", type=int, default=100,
                         help="optimizer steps per window for the "
                         "gradient_window measurement on TensorFlow (0: "
