@@ -20,6 +20,8 @@ SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 # keras.distribution classes the JAX capture supports: the variables (and
 # so the gradient accumulators) are replicated on every device.
 SUPPORTED_DISTRIBUTIONS = ("DataParallel",)
+# TensorFlow's CPU tensors must start at a multiple of this many bytes.
+TF_ALIGNMENT = 64
 
 
 def check_backend(backend):
@@ -108,8 +110,13 @@ def as_tf(value):
             value = value.detach()
             if value.device.type != "cpu" or value.dtype == torch.bfloat16:
                 return tf.constant(value.float().cpu().numpy())
+            value = value.contiguous()
+            if value.data_ptr() % TF_ALIGNMENT:
+                # TensorFlow requires aligned buffers (a tensor made from a
+                # numpy array may not be): copy with torch's allocator
+                value = value.clone()
             return tf.experimental.dlpack.from_dlpack(
-                torch.utils.dlpack.to_dlpack(value.contiguous()))
+                torch.utils.dlpack.to_dlpack(value))
     return tf.convert_to_tensor(value)
 
 

@@ -267,8 +267,8 @@ class TorchTrainingCapture:
                     f"{None if array is None else (array.dtype.name, array.shape)}")
 
         def placed(array, dtype):
-            return torch.as_tensor(np.array(array, dtype),
-                                   device=self._device)
+            # a copy in torch's (aligned) memory
+            return torch.tensor(np.asarray(array, dtype), device=self._device)
 
         values = self._zeros(int(arrays["start"]))
         values["sums"] = [placed(arrays[f"sum/{n}"].reshape(len(group), -1),

@@ -101,15 +101,17 @@ def test_backup_and_restore_continues_the_series(uninterrupted, tmp_path,
         assert steps.count(24) == 2 and len(steps) == 11, steps
 
 
-def test_backup_and_restore_continues_the_series_on_jax(tmp_path):
-    # the JAX capture's open window (its accumulators, not variables) is
-    # saved and restored like the TensorFlow capture's
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_backup_and_restore_continues_the_series_on_other_backends(
+        tmp_path, backend):
+    # the JAX and PyTorch captures' open window (their accumulators, not
+    # variables) is saved and restored like the TensorFlow capture's
     reference = tmp_path / "uninterrupted"
-    train(reference, "--window", WINDOW, backend="jax")
+    train(reference, "--window", WINDOW, backend=backend)
     logdir = tmp_path / "run"
     train(logdir, "--window", WINDOW, "--kill-at", *KILL_AT, killed=True,
-          backend="jax")
-    train(logdir, "--window", WINDOW, backend="jax")
+          backend=backend)
+    train(logdir, "--window", WINDOW, backend=backend)
     assert_same_series(gradient_series(reference), gradient_series(logdir))
 
 
