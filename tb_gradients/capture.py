@@ -87,6 +87,23 @@ def plain_variable(variable):
 _MODEL_ATTRIBUTE = "_tb_gradients_capture"
 
 
+def model_capture(cls, model, attribute):
+    """The model's capture of class ``cls``, created at the first request
+    and kept in ``attribute``, set with `object.__setattr__` so that no
+    framework's tracking sees it."""
+    existing = model.__dict__.get(attribute)
+    if existing is None:
+        existing = cls(model)
+        object.__setattr__(model, attribute, existing)
+    return existing
+
+
+def step_capacity(steps_per_epoch):
+    """Rows of the per-step buffers for epochs of ``steps_per_epoch``."""
+    capacity = max(DEFAULT_STEP_CAPACITY, int(steps_per_epoch or 0))
+    return min(capacity, MAX_STEP_CAPACITY)
+
+
 class TrainingGradientCapture:
     """Per-window sums of the applied gradients, accumulated in the train step.
 
@@ -110,11 +127,7 @@ class TrainingGradientCapture:
     @classmethod
     def for_model(cls, model):
         """The model's capture, created at the first request."""
-        existing = model.__dict__.get(_MODEL_ATTRIBUTE)
-        if existing is None:
-            existing = cls(model)
-            object.__setattr__(model, _MODEL_ATTRIBUTE, existing)
-        return existing
+        return model_capture(cls, model, _MODEL_ATTRIBUTE)
 
     def __init__(self, model):
         self._model = model
@@ -199,8 +212,7 @@ class TrainingGradientCapture:
             with self._inner._distribution_strategy.scope():
                 self._optimizer.build(model.trainable_variables)
         variables = list(self._inner._trainable_variables)
-        capacity = max(DEFAULT_STEP_CAPACITY, int(steps_per_epoch or 0))
-        capacity = min(capacity, MAX_STEP_CAPACITY)
+        capacity = step_capacity(steps_per_epoch)
         if (self._variables is None
                 or [id(v) for v in variables] != [id(v) for v in self._variables]
                 or capacity > self._capacity):
@@ -518,6 +530,118 @@ class TrainingGradientCapture:
             np.sqrt(step_sq.numpy()[:kept].astype(np.float64)),
             step_max.numpy()[:kept].astype(np.float64)], axis=1)
         return table, float(skipped.numpy())
+
+
+class HostArray:
+    """A host array with the ``numpy()`` of a tensor."""
+
+    def __init__(self, array):
+        self._array = array
+
+    def numpy(self):
+        return self._array
+
+
+class OwnedAccumulatorCapture:
+    """What the JAX and PyTorch captures share (`capture_jax`,
+    `capture_torch`): accumulators the capture owns (not variables), the
+    optimizer methods it patches, and the layout and checks of the state a
+    resume saves, in the names, shapes and dtypes of
+    `TrainingGradientCapture`'s (a state saved on one backend continues on
+    another).
+    """
+
+    MODEL_ATTRIBUTE = None
+
+    @classmethod
+    def for_model(cls, model):
+        return model_capture(cls, model, cls.MODEL_ATTRIBUTE)
+
+    def __init__(self, model):
+        self._model = model
+        self._variables = None
+        self._groups = []
+        self._slot = {}
+        self._capacity = 0
+        self._attached = False
+        self._optimizer = self._inner = None
+        self._patched = []
+
+    @property
+    def variables(self):
+        """The Keras variables captured, in the optimizer's order."""
+        return list(self._variables or [])
+
+    @property
+    def groups(self):
+        """Indices of the variables whose window sums are stacked."""
+        return [list(group) for group in self._groups]
+
+    def _needs_layout(self, variables, capacity):
+        return (self._variables is None
+                or [id(v) for v in variables]
+                != [id(v) for v in self._variables]
+                or capacity > self._capacity)
+
+    def _lay_out(self, variables, capacity):
+        """Groups the variables by shape (`device_stats.group_by_shape`)."""
+        self._variables = variables
+        self._capacity = capacity
+        self._groups = device_stats.group_by_shape(
+            [v.shape for v in variables])
+        self._slot = {index: (number, row)
+                      for number, group in enumerate(self._groups)
+                      for row, index in enumerate(group)}
+
+    def _patch(self, owner, name, replacement):
+        self._patched.append((owner, name, owner.__dict__.get(name)))
+        setattr(owner, name, replacement)
+
+    def _unpatch(self):
+        for owner, name, original in reversed(self._patched):
+            if original is None:
+                owner.__dict__.pop(name, None)
+            else:
+                setattr(owner, name, original)
+        self._patched = []
+
+    def _saved_sum_shape(self, number):
+        """Group ``number``'s window sum as `TrainingGradientCapture` saves
+        it: ``(count, size)`` when stacked, else the variable's shape."""
+        group = self._groups[number]
+        shape = tuple(self._variables[group[0]].shape)
+        if len(group) > 1:
+            return (len(group), int(np.prod(shape, dtype=np.int64)))
+        return shape
+
+    def _checked_first_nonfinite(self, arrays):
+        """The saved first non-finite steps; ValueError when missing or of
+        another shape."""
+        array = arrays.get("first_nonfinite")
+        expected = (len(self._variables),)
+        if array is None or tuple(array.shape) != expected:
+            raise ValueError(
+                "the run's first non-finite steps: expected "
+                f"{expected}, found {None if array is None else array.shape}")
+        return array
+
+    def _check_open_window(self, arrays):
+        """ValueError naming the first saved open-window array that is
+        missing or of another shape or dtype."""
+        expected = [(f"sum/{n}", self._saved_sum_shape(n), np.float32)
+                    for n in range(len(self._groups))]
+        expected += [("scalars", (len(self._variables), 3), np.float64),
+                     ("step_sq", (self._capacity + 1,), np.float32),
+                     ("step_max", (self._capacity + 1,), np.float32),
+                     ("skipped", (), np.float32), ("start", (), np.int64)]
+        for name, shape, dtype in expected:
+            array = arrays.get(name)
+            if (array is None or tuple(array.shape) != shape
+                    or array.dtype != dtype):
+                raise ValueError(
+                    f"open window {name!r}: expected {np.dtype(dtype).name} "
+                    f"{shape}, found "
+                    f"{None if array is None else (array.dtype.name, array.shape)}")
 
 
 def _batches_from_arrays(data, batch_size):

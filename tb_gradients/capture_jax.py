@@ -36,7 +36,6 @@ import jax.numpy as jnp
 
 from tb_gradients import backends
 from tb_gradients import capture
-from tb_gradients import device_stats
 
 KERAS_VERSIONS_CHECKED = "3.10 - 3.15"
 # Private Keras attributes the JAX hook relies on (Keras 3.10 - 3.15).
@@ -53,7 +52,6 @@ UPDATE_METHOD = "_backend_update_step"
 # its optimizer-variable outputs).
 LOSS_SCALE_METHODS = ("_stateless_handle_finite_grads",
                       "_stateless_handle_non_finite_grads", "stateless_apply")
-_MODEL_ATTRIBUTE = "_tb_gradients_jax_capture"
 
 
 def check_private_attributes(optimizer):
@@ -129,31 +127,18 @@ class _Accumulate:
         self.result = None
 
 
-class JaxTrainingCapture:
+class JaxTrainingCapture(capture.OwnedAccumulatorCapture):
     """Per-window sums of the applied gradients, on the JAX backend.
 
     The same interface as `capture.TrainingGradientCapture`, which the
     callback uses on TensorFlow.
     """
 
-    @classmethod
-    def for_model(cls, model):
-        existing = model.__dict__.get(_MODEL_ATTRIBUTE)
-        if existing is None:
-            existing = cls(model)
-            object.__setattr__(model, _MODEL_ATTRIBUTE, existing)
-        return existing
+    MODEL_ATTRIBUTE = "_tb_gradients_jax_capture"
 
     def __init__(self, model):
-        self._model = model
-        self._variables = None
-        self._groups = []
-        self._slot = {}
-        self._capacity = 0
+        super().__init__(model)
         self.accumulators = None
-        self._attached = False
-        self._optimizer = self._inner = None
-        self._patched = []
         self._tracing = None
         self._plain_function = None
         self._step = None
@@ -161,14 +146,6 @@ class JaxTrainingCapture:
         self._sharding = None
 
     # -- what the callback reads ---------------------------------------------
-
-    @property
-    def variables(self):
-        return list(self._variables or [])
-
-    @property
-    def groups(self):
-        return [list(group) for group in self._groups]
 
     def stacked_window_sums(self):
         """The window sums as ``(count, size)`` TensorFlow tensors (views of
@@ -179,7 +156,7 @@ class JaxTrainingCapture:
     @property
     def window_scalars(self):
         """``(variables, 3)`` float64 `WINDOW_SCALARS` (has ``numpy()``)."""
-        return _HostArray(self._combined_scalars())
+        return capture.HostArray(self._combined_scalars())
 
     def _combined_scalars(self):
         total = backends.to_host(self.accumulators["scalars"])
@@ -215,12 +192,8 @@ class JaxTrainingCapture:
         if not self._optimizer.built:
             self._optimizer.build(model.trainable_variables)
         variables = list(self._inner._trainable_variables)
-        capacity = max(capture.DEFAULT_STEP_CAPACITY,
-                       int(steps_per_epoch or 0))
-        capacity = min(capacity, capture.MAX_STEP_CAPACITY)
-        if (self._variables is None
-                or [id(v) for v in variables] != [id(v) for v in self._variables]
-                or capacity > self._capacity):
+        capacity = capture.step_capacity(steps_per_epoch)
+        if self._needs_layout(variables, capacity):
             self._create_accumulators(variables, capacity)
         self._wrap_optimizer()
         self._attached = True
@@ -231,12 +204,7 @@ class JaxTrainingCapture:
         if not self._attached:
             return
         self._attached = False
-        for owner, name, original in reversed(self._patched):
-            if original is None:
-                owner.__dict__.pop(name, None)
-            else:
-                setattr(owner, name, original)
-        self._patched = []
+        self._unpatch()
         self._model.train_function = self._plain_function
         self._plain_function = None
 
@@ -249,13 +217,7 @@ class JaxTrainingCapture:
                     "variable replicated on every device (keras.distribution"
                     f".DataParallel). Received: variable {variable.path!r} "
                     f"with sharding {sharding}")
-        self._variables = variables
-        self._capacity = capacity
-        self._groups = device_stats.group_by_shape(
-            [v.shape for v in variables])
-        self._slot = {index: (number, row)
-                      for number, group in enumerate(self._groups)
-                      for row, index in enumerate(group)}
+        self._lay_out(variables, capacity)
         self._sharding = _replicated(variables[0].value.sharding)
         self.accumulators = self._zeros()
         self._step = self._step_key = None
@@ -281,10 +243,6 @@ class JaxTrainingCapture:
             else _filled((count,), np.int32, -1, sharding),
         }
         return values
-
-    def _patch(self, owner, name, replacement):
-        self._patched.append((owner, name, owner.__dict__.get(name)))
-        setattr(owner, name, replacement)
 
     def _wrap_optimizer(self):
         inner, outer = self._inner, self._optimizer
@@ -474,29 +432,15 @@ class JaxTrainingCapture:
         return iter([("first_nonfinite", self.first_nonfinite_steps())])
 
     def load_run_arrays(self, arrays):
-        array = arrays.get("first_nonfinite")
-        expected = (len(self._variables),)
-        if array is None or tuple(array.shape) != expected:
-            raise ValueError(
-                "the run's first non-finite steps: expected "
-                f"{expected}, found {None if array is None else array.shape}")
+        array = self._checked_first_nonfinite(arrays)
         self.accumulators = dict(self.accumulators, first_nonfinite=_placed(
             np.asarray(array, np.int32), self._sharding))
 
-    def _open_window_named(self):
-        """The open window as ``(name, array)`` in the TensorFlow capture's
-        names and dtypes (a state saved on one backend resumes on the
-        other)."""
-        values = self.accumulators
-        named = [(f"sum/{number}", values["sums"][number])
-                 for number in range(len(self._groups))]
-        return named, values
-
     def open_window_arrays(self):
-        named, values = self._open_window_named()
-        arrays = [(name, backends.to_host(array).reshape(
-            self._tf_sum_shape(number)))
-            for number, (name, array) in enumerate(named)]
+        values = self.accumulators
+        arrays = [(f"sum/{n}", backends.to_host(array).reshape(
+            self._saved_sum_shape(n)))
+            for n, array in enumerate(values["sums"])]
         arrays += [
             ("scalars", self._combined_scalars()),
             ("step_sq", backends.to_host(values["step_sq"])),
@@ -506,28 +450,8 @@ class JaxTrainingCapture:
         ]
         return iter(arrays)
 
-    def _tf_sum_shape(self, number):
-        group = self._groups[number]
-        shape = tuple(self._variables[group[0]].shape)
-        if len(group) > 1:
-            return (len(group), int(np.prod(shape, dtype=np.int64)))
-        return shape
-
     def load_open_window_arrays(self, arrays):
-        expected = [(f"sum/{n}", self._tf_sum_shape(n), np.float32)
-                    for n in range(len(self._groups))]
-        expected += [("scalars", (len(self._variables), 3), np.float64),
-                     ("step_sq", (self._capacity + 1,), np.float32),
-                     ("step_max", (self._capacity + 1,), np.float32),
-                     ("skipped", (), np.float32), ("start", (), np.int64)]
-        for name, shape, dtype in expected:
-            array = arrays.get(name)
-            if (array is None or tuple(array.shape) != shape
-                    or array.dtype != dtype):
-                raise ValueError(
-                    f"open window {name!r}: expected {np.dtype(dtype).name} "
-                    f"{shape}, found "
-                    f"{None if array is None else (array.dtype.name, array.shape)}")
+        self._check_open_window(arrays)
         sharding = self._sharding
 
         def placed(array, dtype):
@@ -546,16 +470,6 @@ class JaxTrainingCapture:
         values["start"] = placed(arrays["start"], np.int32)
         values["iterations"] = placed(self._optimizer_iterations(), np.int32)
         self.accumulators = values
-
-
-class _HostArray:
-    """A host array with the ``numpy()`` of a tensor."""
-
-    def __init__(self, array):
-        self._array = array
-
-    def numpy(self):
-        return self._array
 
 
 def _local_state(model):

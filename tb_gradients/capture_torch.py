@@ -25,9 +25,7 @@ from keras.src import backend as keras_backend
 
 from tb_gradients import backends
 from tb_gradients import capture
-from tb_gradients import device_stats
 
-_MODEL_ATTRIBUTE = "_tb_gradients_torch_capture"
 UPDATE_METHOD = "_backend_update_step"
 
 
@@ -35,46 +33,25 @@ _tf = backends.as_tf
 _host = backends.to_host
 
 
-class TorchTrainingCapture:
+class TorchTrainingCapture(capture.OwnedAccumulatorCapture):
     """Per-window sums of the applied gradients, on the PyTorch backend.
 
     The same interface as `capture.TrainingGradientCapture`.
     """
 
-    @classmethod
-    def for_model(cls, model):
-        existing = model.__dict__.get(_MODEL_ATTRIBUTE)
-        if existing is None:
-            existing = cls(model)
-            object.__setattr__(model, _MODEL_ATTRIBUTE, existing)
-        return existing
+    MODEL_ATTRIBUTE = "_tb_gradients_torch_capture"
 
     def __init__(self, model):
-        self._model = model
-        self._variables = None
-        self._groups = []
-        self._slot = {}
-        self._capacity = 0
-        self._attached = False
-        self._optimizer = self._inner = None
-        self._patched = []
+        super().__init__(model)
         self._values = None
         self._first_nonfinite = None
-
-    @property
-    def variables(self):
-        return list(self._variables or [])
-
-    @property
-    def groups(self):
-        return [list(group) for group in self._groups]
 
     def stacked_window_sums(self):
         return [_tf(values) for values in self._values["sums"]]
 
     @property
     def window_scalars(self):
-        return _Host(_host(self._values["scalars"]))
+        return capture.HostArray(_host(self._values["scalars"]))
 
     def first_nonfinite_steps(self):
         return _host(self._first_nonfinite).astype(np.float64)
@@ -103,12 +80,8 @@ class TorchTrainingCapture:
         if not self._optimizer.built:
             self._optimizer.build(model.trainable_variables)
         variables = list(self._inner._trainable_variables)
-        capacity = min(max(capture.DEFAULT_STEP_CAPACITY,
-                           int(steps_per_epoch or 0)),
-                       capture.MAX_STEP_CAPACITY)
-        if (self._variables is None
-                or [id(v) for v in variables] != [id(v) for v in self._variables]
-                or capacity > self._capacity):
+        capacity = capture.step_capacity(steps_per_epoch)
+        if self._needs_layout(variables, capacity):
             self._create(variables, capacity)
         self._wrap_optimizer()
         self._attached = True
@@ -117,21 +90,10 @@ class TorchTrainingCapture:
         if not self._attached:
             return
         self._attached = False
-        for owner, name, original in reversed(self._patched):
-            if original is None:
-                owner.__dict__.pop(name, None)
-            else:
-                setattr(owner, name, original)
-        self._patched = []
+        self._unpatch()
 
     def _create(self, variables, capacity):
-        self._variables = variables
-        self._capacity = capacity
-        self._groups = device_stats.group_by_shape(
-            [v.shape for v in variables])
-        self._slot = {index: (number, row)
-                      for number, group in enumerate(self._groups)
-                      for row, index in enumerate(group)}
+        self._lay_out(variables, capacity)
         self._device = variables[0].value.device
         self._first_nonfinite = torch.full((len(variables),), -1,
                                            dtype=torch.int64,
@@ -155,10 +117,6 @@ class TorchTrainingCapture:
             "skipped": 0.0,
             "start": int(start),
         }
-
-    def _patch(self, owner, name, replacement):
-        self._patched.append((owner, name, owner.__dict__.get(name)))
-        setattr(owner, name, replacement)
 
     def _wrap_optimizer(self):
         inner, outer = self._inner, self._optimizer
@@ -206,8 +164,10 @@ class TorchTrainingCapture:
         row = min(max(step - values["start"], 0), self._capacity)
         values["step_sq"][row] += rows[:, 2].sum()
         # a NaN gradient's largest element is NaN (as its L2 norm)
-        step_max = largest.double().max() if not torch.isnan(
-            l1).any() else torch.tensor(float("nan"), dtype=torch.float64)
+        # (on the device: no host read of the step's figures)
+        step_max = torch.where(torch.isnan(l1).any(),
+                               torch.full_like(l1[0], float("nan")),
+                               largest.double().max())
         values["step_max"][row] = torch.maximum(values["step_max"][row],
                                                 step_max)
 
@@ -221,25 +181,13 @@ class TorchTrainingCapture:
         return iter([("first_nonfinite", self.first_nonfinite_steps())])
 
     def load_run_arrays(self, arrays):
-        array = arrays.get("first_nonfinite")
-        expected = (len(self._variables),)
-        if array is None or tuple(array.shape) != expected:
-            raise ValueError(
-                "the run's first non-finite steps: expected "
-                f"{expected}, found {None if array is None else array.shape}")
+        array = self._checked_first_nonfinite(arrays)
         self._first_nonfinite = torch.as_tensor(
             np.asarray(array, np.int64), device=self._device)
 
-    def _tf_sum_shape(self, number):
-        group = self._groups[number]
-        shape = tuple(self._variables[group[0]].shape)
-        if len(group) > 1:
-            return (len(group), int(np.prod(shape, dtype=np.int64)))
-        return shape
-
     def open_window_arrays(self):
         values = self._values
-        arrays = [(f"sum/{n}", _host(s).reshape(self._tf_sum_shape(n)))
+        arrays = [(f"sum/{n}", _host(s).reshape(self._saved_sum_shape(n)))
                   for n, s in enumerate(values["sums"])]
         arrays += [
             ("scalars", _host(values["scalars"])),
@@ -251,20 +199,7 @@ class TorchTrainingCapture:
         return iter(arrays)
 
     def load_open_window_arrays(self, arrays):
-        expected = [(f"sum/{n}", self._tf_sum_shape(n), np.float32)
-                    for n in range(len(self._groups))]
-        expected += [("scalars", (len(self._variables), 3), np.float64),
-                     ("step_sq", (self._capacity + 1,), np.float32),
-                     ("step_max", (self._capacity + 1,), np.float32),
-                     ("skipped", (), np.float32), ("start", (), np.int64)]
-        for name, shape, dtype in expected:
-            array = arrays.get(name)
-            if (array is None or tuple(array.shape) != shape
-                    or array.dtype != dtype):
-                raise ValueError(
-                    f"open window {name!r}: expected {np.dtype(dtype).name} "
-                    f"{shape}, found "
-                    f"{None if array is None else (array.dtype.name, array.shape)}")
+        self._check_open_window(arrays)
 
         def placed(array, dtype):
             # a copy in torch's (aligned) memory
@@ -279,14 +214,6 @@ class TorchTrainingCapture:
         values["step_max"] = placed(arrays["step_max"], np.float64)
         values["skipped"] = float(arrays["skipped"])
         self._values = values
-
-
-class _Host:
-    def __init__(self, array):
-        self._array = array
-
-    def numpy(self):
-        return self._array
 
 
 def _torch_batch(batch):
