@@ -17,8 +17,13 @@ def clone_with_weights(model):
 
 
 def tape_training(model, loss_fn, x, y, batch_size, epochs, learning_rate,
-                  clip_norm=None):
-    """Returns step_grads[epoch][step][variable] (float64 numpy arrays)."""
+                  clip_norm=None, loss_scale=None):
+    """Returns step_grads[epoch][step][variable] (float64 numpy arrays).
+
+    ``loss_scale``: differentiate the loss times this factor and divide the
+    gradients by it, as Keras's `LossScaleOptimizer` does under mixed
+    precision (the caller keeps to steps whose gradients stay finite).
+    """
     variables = model.trainable_variables
     history = []
     for _ in range(epochs):
@@ -28,8 +33,12 @@ def tape_training(model, loss_fn, x, y, batch_size, epochs, learning_rate,
             yb = y[start:start + batch_size]
             with tf.GradientTape() as tape:
                 loss = tf.reduce_mean(loss_fn(yb, model(xb, training=True)))
+                if loss_scale is not None:
+                    loss = loss * loss_scale
             grads = tape.gradient(loss, variables)
             grads = [tf.convert_to_tensor(g) for g in grads]
+            if loss_scale is not None:
+                grads = [g / loss_scale for g in grads]
             if clip_norm is not None:  # Keras's clipnorm: per variable
                 grads = [tf.clip_by_norm(g, clip_norm) for g in grads]
             for g, v in zip(grads, variables):

@@ -21,8 +21,12 @@ from tb_gradients import metadata
 from tb_gradients import reader
 from tests import eventfiles
 from tests import reference
+from tests.test_statistics_exact import expected_stats
 
 LR = 0.05
+# mixed_float16 against a reference step in float16 with the same loss
+# scale: float32 round-off of the window-end reductions (no float16 unit)
+MIXED_RTOL = 1e-6
 
 
 def mlp(seed=3, inputs=6):
@@ -271,6 +275,7 @@ def test_mixed_precision_records_unscaled_gradients_and_skipped_steps(tmp_path):
                   keras.losses.SparseCategoricalCrossentropy())
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     twin = reference.clone_with_weights(model)
+    twin_before = reference.clone_with_weights(model)
     x_bad = x.copy()
     x_bad[32:] = 1e6  # overflows float16: the second step is skipped
     model.fit(x_bad, y, batch_size=32, epochs=1, shuffle=False, verbose=0,
@@ -286,6 +291,20 @@ def test_mixed_precision_records_unscaled_gradients_and_skipped_steps(tmp_path):
         assert got["steps"] == 1
         # unscaled: the loss scale is 32768, far outside this tolerance
         assert got["l2"] == pytest.approx(np.sqrt((g ** 2).sum()), rel=2e-2)
+    # The same float16 step with the loss scaled by Keras's initial 2**15 and
+    # unscaled after: a power of two moves no float16 bit (nothing here
+    # under- or overflows), so only the summation order differs from fit's.
+    scaled = reference.tape_training(twin_before, loss_fn, x[:32], y[:32], 32,
+                                     1, LR, loss_scale=2.0 ** 15)
+    wanted = [expected_stats([scaled[0][0][index]], [[scaled[0][0][index]]])
+              for index in range(len(scaled[0][0]))]
+    for index, name in enumerate(names_of(model)):
+        got = recorded(series, "training", name, 0)
+        for key, value in wanted[index][0].items():
+            if key.startswith("_"):
+                continue
+            assert got[key] == pytest.approx(value, rel=MIXED_RTOL, abs=1e-9,
+                                             nan_ok=True), (name, key)
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""

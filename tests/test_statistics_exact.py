@@ -38,26 +38,26 @@ def make_model():
     return model
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def train(logdir, learning_rate=LR, **callback_kwargs):
+    """`fit` with the callback and the same training by a tape loop."""
     keras.utils.clear_session()
     x, y = make_data()
     probe = (x[:40], y[:40])
     model = make_model()
     twin = reference.clone_with_weights(model)
-    model.compile(keras.optimizers.SGD(LR),
+    model.compile(keras.optimizers.SGD(learning_rate),
                   keras.losses.SparseCategoricalCrossentropy())
-    logdir = tmp_path_factory.mktemp("exact")
-    callback = GradientTensorBoard(
-        log_dir=str(logdir), source="both", probe_data=probe,
-        heatmap_encoding="float32", histogram_buckets=7)
+    if callback_kwargs.get("source") in ("probe", "both"):
+        callback_kwargs["probe_data"] = probe
+    callback = GradientTensorBoard(log_dir=str(logdir), **callback_kwargs)
     model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
               callbacks=[callback])
 
     loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
     steps, probes, weights = [], [], []
     for _ in range(EPOCHS):
-        steps += reference.tape_training(twin, loss_fn, x, y, BATCH, 1, LR)
+        steps += reference.tape_training(twin, loss_fn, x, y, BATCH, 1,
+                                         learning_rate)
         probes.append(reference.probe_gradient(twin, loss_fn, *probe))
         weights.append([v.numpy().astype(np.float64)
                         for v in twin.trainable_variables])
@@ -67,9 +67,53 @@ def run(tmp_path_factory):
             "logdir": logdir}
 
 
-def expected_stats(gradients, step_grads=None, weights=None):
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Both sources, float32 heatmaps at full resolution (1×1 blocks)."""
+    return train(tmp_path_factory.mktemp("exact"), source="both",
+                 heatmap_encoding="float32", histogram_buckets=7)
+
+
+# Every variable of `make_model` but out/bias (3 elements) is larger than
+# this: its heatmap pools blocks of several elements with uneven last blocks
+# (hidden/kernel (6, 5) in 3×3 blocks, out/kernel (5, 3) in 3×2,
+# hidden/bias in 1×2), and takes the float32 reduction path of the window
+# end.
+POOLED_CELLS = 4
+# A step large enough that the gradients change sign between epochs: the
+# dissolving channel holds more than round-off.
+POOLED_LR = 0.5
+
+
+@pytest.fixture(scope="module")
+def pooled(tmp_path_factory):
+    """The default uint8 heatmaps, pooled into blocks larger than 1×1."""
+    return train(tmp_path_factory.mktemp("pooled"), POOLED_LR,
+                 source="training", heatmap_cells=POOLED_CELLS)
+
+
+def matrix_view(values):
+    """docs/STATISTICS.md's matrix view: ``(n,)`` as ``(1, n)``, a kernel
+    ``(..., out)`` as ``(prod(...), out)``."""
+    values = np.asarray(values)
+    return values.reshape(1, -1) if values.ndim == 1 else values.reshape(
+        -1, values.shape[-1])
+
+
+def pooled_blocks(values, block, reduce):
+    """``reduce`` of each ``block = (rows, cols)`` of the matrix view, the
+    last block of each axis holding what is left."""
+    matrix = matrix_view(values)
+    rows, cols = block
+    return np.array([[reduce(matrix[i:i + rows, j:j + cols])
+                      for j in range(0, matrix.shape[1], cols)]
+                     for i in range(0, matrix.shape[0], rows)])
+
+
+def expected_stats(gradients, step_grads=None, weights=None, block=(1, 1)):
     """Per-epoch dicts of expected statistics of one variable (``weights``:
-    its values at each epoch's end)."""
+    its values at each epoch's end; ``block``: its heatmap's pooling block,
+    over which `dissolving_max` is the largest block mean of ``D``)."""
     out = []
     cumulative = np.zeros_like(gradients[0])
     cumulative_abs = np.zeros_like(gradients[0])
@@ -92,7 +136,7 @@ def expected_stats(gradients, step_grads=None, weights=None):
             "max_abs": np.abs(g).max(),
             "max_abs_index": float(np.argmax(np.abs(g).ravel())),
             "accumulated_max_abs": np.abs(cumulative).max(),
-            "dissolving_max": dissolving.max(),
+            "dissolving_max": pooled_blocks(dissolving, block, np.mean).max(),
             "nan_count": 0,
             "inf_count": 0,
             # output units = last axis; a unit is dead when all of its
@@ -169,12 +213,19 @@ def test_global_scalars(run):
             "accumulated_norm": sum(r["accumulated_norm"] for r in rows),
             "dissolving_norm": sum(r["dissolving_norm"] for r in rows),
             "l2": np.sqrt(sum(r["l2"] ** 2 for r in rows)),
+            "l2_accumulated": np.sqrt(sum(r["l2_accumulated"] ** 2
+                                          for r in rows)),
+            "within_epoch_dissolving_norm": sum(
+                r["within_epoch_dissolving_norm"] for r in rows),
             "max_abs": max(r["max_abs"] for r in rows),
+            "step_max_abs_max": max(np.abs(g).max() for step in
+                                    run["steps"][epoch] for g in step),
             "noise_scale": sum(r["_trace"] for r in rows)
             / sum(r["_signal"] for r in rows),
             "steps": SAMPLES // BATCH,
             "skipped_steps": 0,
             "nan_count": 0,
+            "inf_count": 0,
         }
         for key, value in want.items():
             got = eventfiles.scalar(run["series"], "training", key, epoch)
@@ -213,6 +264,166 @@ def test_heatmaps_are_the_elementwise_quantities(run):
         np.testing.assert_allclose(heat[2], np.abs(want["_C"]), rtol=RTOL,
                                    atol=1e-7)
         np.testing.assert_allclose(heat[3], want["_D"], rtol=1e-3, atol=1e-6)
+
+
+# docs/FORMAT.md, uint8 encoding: for a channel whose scale is s, code q in
+# 1..253 stands for s·10^((q − 1)/252·6 − 6), 0 for zero or anything below
+# s·10^-6, 254 for +Inf and 255 for NaN. Rounding to the nearest code moves
+# a value by at most half a code's width in log10: 6/252/2 = 0.0119 decades,
+# a factor of 10^±0.0119 (±2.8 %).
+DECADES, LEVELS = 6, 253
+HALF_CODE = DECADES / (LEVELS - 1) / 2
+
+
+def log10_margin(value, uncertainty):
+    """How far in log10 a reference ``value`` known to ±``uncertainty`` may
+    be from the recorded one."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log10(1 + np.asarray(uncertainty) / np.asarray(value))
+
+
+def assert_log_uint8(codes, values, uncertainty, scale, scale_uncertainty,
+                     what):
+    """``codes`` encode the reference ``values`` (known to ±``uncertainty``,
+    elementwise) on the scale ``scale`` (±``scale_uncertainty``) within the
+    quantisation bound. Returns how many cells could be checked: a value
+    not much larger than its uncertainty (a cancelling sum's round-off)
+    tells nothing about its code."""
+    codes = np.asarray(codes).astype(np.int64)
+    values = np.asarray(values, np.float64)
+    assert codes.shape == values.shape, what
+    assert (codes <= LEVELS).all(), f"{what}: a finite value coded as non-finite"
+    if scale <= 10 * scale_uncertainty:  # the whole channel is round-off
+        return 0
+    decoded = scale * 10.0 ** ((codes - 1) / (LEVELS - 1) * DECADES - DECADES)
+    tolerance = (HALF_CODE + log10_margin(scale, scale_uncertainty)
+                 + log10_margin(values, uncertainty))
+    checkable = values > 10 * np.asarray(uncertainty)
+    with np.errstate(divide="ignore"):
+        error = np.abs(np.log10(decoded) - np.log10(values))
+    visible = codes > 0
+    wrong = checkable & visible & (error > tolerance)
+    lowest = scale * 10.0 ** -DECADES
+    wrong |= checkable & ~visible & (values > lowest * 10 ** tolerance)
+    assert not wrong.any(), (
+        f"{what} at {np.argwhere(wrong).tolist()}: codes {codes[wrong]} "
+        f"decode to {decoded[wrong]}, expected {values[wrong]} (scale {scale})")
+    return int(checkable.sum())
+
+
+def heatmap_content(run, name):
+    tag = metadata.heatmap_tag("training", name)
+    return metadata.parse_plugin_metadata(
+        run["series"]["__metadata__"][tag].plugin_data.content)
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_pooled_variable_statistics(pooled, index):
+    """Every statistic on the float32 path, `dissolving_max` over blocks."""
+    gradients, step_grads = training_gradients(pooled, index)
+    name = pooled["names"][index]
+    block = tuple(heatmap_content(pooled, name)["block"])
+    weights = [w[index] for w in pooled["weights"]]
+    for epoch, want in enumerate(expected_stats(gradients, step_grads,
+                                                weights, block)):
+        got = eventfiles.variable_stats(pooled["series"], "training", name,
+                                        epoch)
+        for key, value in want.items():
+            if key.startswith("_"):
+                continue
+            assert got[key] == pytest.approx(value, rel=RTOL, abs=1e-6,
+                                             nan_ok=True), (name, epoch, key)
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_pooled_uint8_heatmaps_are_the_block_quantities(pooled, index):
+    """Each channel is its block reduction of the reference G, C and D,
+    log-coded on its scale, within the quantisation bound (blocks larger
+    than 1×1 with uneven last blocks: mean and max |G| differ)."""
+    gradients, step_grads = training_gradients(pooled, index)
+    name = pooled["names"][index]
+    content = heatmap_content(pooled, name)
+    assert content["encoding"] == "uint8" and content["decades"] == DECADES
+    block = tuple(content["block"])
+    rows, cols = matrix_view(gradients[0]).shape
+    assert content["view_shape"] == [rows, cols]
+    if rows * cols > POOLED_CELLS:
+        assert block[0] * block[1] > 1 and (rows % block[0] or cols % block[1])
+    grid = (-(-rows // block[0]), -(-cols // block[1]))
+    assert grid[0] * grid[1] <= POOLED_CELLS
+    checked = np.zeros(4, int)
+    for epoch, want in enumerate(expected_stats(gradients, step_grads,
+                                                block=block)):
+        heat = pooled["series"][metadata.heatmap_tag("training", name)][epoch]
+        assert heat.dtype == np.uint8 and heat.shape == (4,) + grid
+        mean_abs_a = pooled_blocks(sum(np.abs(g) for g in
+                                       gradients[:epoch + 1]), block, np.mean)
+        mean_abs_g = pooled_blocks(np.abs(want["_G"]), block, np.mean)
+        max_abs_g = pooled_blocks(np.abs(want["_G"]), block, np.max)
+        # C and D cancel over the windows: their round-off is relative to
+        # A = Σ_k |G_k| (tests/series_compare.py)
+        channels = [
+            (mean_abs_g, RTOL * mean_abs_g, want["max_abs"],
+             RTOL * want["max_abs"]),
+            (max_abs_g, RTOL * max_abs_g, want["max_abs"],
+             RTOL * want["max_abs"]),
+            (pooled_blocks(np.abs(want["_C"]), block, np.mean),
+             RTOL * mean_abs_a, want["accumulated_max_abs"],
+             RTOL * mean_abs_a.max()),
+            (pooled_blocks(want["_D"], block, np.mean), RTOL * mean_abs_a,
+             want["dissolving_max"], RTOL * mean_abs_a.max()),
+        ]
+        for channel, (values, error, scale, scale_error) in enumerate(
+                channels):
+            checked[channel] += assert_log_uint8(
+                heat[channel], values, error, scale, scale_error,
+                f"{name} epoch {epoch} {metadata.HEATMAP_CHANNELS[channel]}")
+    # every channel was compared on most of its cells
+    # Most cells were compared. D is 0 in the first window and holds only
+    # round-off where a gradient kept its sign (out/bias keeps it): half of
+    # the later windows' cells of each pooled variable is required.
+    cells = grid[0] * grid[1]
+    assert (checked[:3] >= 0.75 * EPOCHS * cells).all(), checked
+    if rows * cols > POOLED_CELLS:
+        assert checked[3] >= (EPOCHS - 1) * cells / 2, checked
+
+
+def test_inf_elements_are_counted_as_inf_not_nan(tmp_path):
+    """A gradient with ±Inf elements and no NaN: each element is counted as
+    what it is, per variable and over the model, and the uint8 heatmap
+    marks it as Inf.
+
+    Inputs of 1e20 in the first feature overflow float32 in the kernel's
+    first row (x·δ ≈ 1e40, of both signs); its second row and the bias stay
+    finite (≈ 1e19).
+    """
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(5)
+    x = np.array([[1e20, 1.0], [1e20, -2.0], [0.0, 0.5]], np.float32)
+    y = np.zeros((3, 3), np.float32)
+    model = keras.Sequential([keras.Input((2,)),
+                              keras.layers.Dense(3, name="dense")])
+    twin = reference.clone_with_weights(model)
+    model.compile(keras.optimizers.SGD(LR), "mse")
+    model.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0,
+              callbacks=[GradientTensorBoard(str(tmp_path))])
+    loss_fn = keras.losses.MeanSquaredError(reduction=None)
+    (step,), = reference.tape_training(twin, loss_fn, x, y, 3, 1, LR)
+    series = eventfiles.load(tmp_path / "train")
+    totals = {"nan_count": 0, "inf_count": 0}
+    for name, g in zip(["dense/kernel", "dense/bias"], step):
+        want = {"nan_count": np.isnan(g).sum(), "inf_count": np.isinf(g).sum()}
+        got = eventfiles.variable_stats(series, "training", name, 0)
+        for key, value in want.items():
+            assert got[key] == value, (name, key, got[key], value)
+            totals[key] += value
+        heat = series[metadata.heatmap_tag("training", name)][0]
+        view = matrix_view(g)
+        np.testing.assert_array_equal(heat[0] == 255, np.isnan(view))
+        np.testing.assert_array_equal(heat[0] == 254, np.isinf(view))
+    assert totals == {"nan_count": 0, "inf_count": 3}, totals
+    for key, value in totals.items():
+        assert eventfiles.scalar(series, "training", key, 0) == value, key
 
 
 def test_histograms_in_the_histograms_plugin_format(run):

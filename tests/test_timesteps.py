@@ -13,8 +13,10 @@ import tensorflow as tf
 from tb_gradients import GradientTensorBoard
 from tb_gradients import metadata
 from tests import eventfiles
+from tests import reference
 
 STEPS, FEATURES, SAMPLES = 7, 3, 48
+LR, BATCH, EPOCHS = 0.05, 16, 2
 
 
 def data(masked=False):
@@ -55,16 +57,22 @@ MODELS = {
 }
 
 
-def train(tmp_path, body, masked=False, samples=8, **kwargs):
+def build(body, masked=False):
     keras.utils.set_random_seed(0)
-    x, y = data(masked)
     layers = [keras.Input((STEPS, FEATURES))]
     if masked:
         layers.append(keras.layers.Masking(0.0, name="mask"))
-    model = keras.Sequential(layers + body + [keras.layers.Dense(1,
-                                                                 name="head")])
-    model.compile(keras.optimizers.SGD(0.05), "mse")
-    model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False,
+    return keras.Sequential(layers + body + [keras.layers.Dense(1,
+                                                                name="head")])
+
+
+def train(tmp_path, body, masked=False, samples=8, **kwargs):
+    """Trains ``body`` (layers, or a model from `build`) for 2 epochs of 3
+    steps with the callback."""
+    x, y = data(masked)
+    model = body if isinstance(body, keras.Model) else build(body, masked)
+    model.compile(keras.optimizers.SGD(LR), "mse")
+    model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0, shuffle=False,
               callbacks=[GradientTensorBoard(
                   str(tmp_path), probe_data=(x[:samples], y[:samples]),
                   timestep_samples=samples, **kwargs)])
@@ -152,6 +160,88 @@ def test_per_gate_weight_gradients(tmp_path):
             np.sqrt((part ** 2).sum()), rel=1e-4)
         assert table[row, gate, 2] == pytest.approx(np.abs(part).max(),
                                                     rel=1e-4)
+
+
+def gate_slices(gradient, gates):
+    """Each gate's slice of a fused weight's gradient (Keras's order on the
+    last axis), as the 2-D matrix view of docs/STATISTICS.md."""
+    units = gradient.shape[-1] // gates
+    slices = [gradient[..., gate * units:(gate + 1) * units]
+              for gate in range(gates)]
+    return [s.reshape(1, -1) if s.ndim == 1 else s.reshape(-1, s.shape[-1])
+            for s in slices]
+
+
+def block_means(matrix, block):
+    rows, cols = block
+    return np.array([[matrix[i:i + rows, j:j + cols].mean()
+                      for j in range(0, matrix.shape[1], cols)]
+                     for i in range(0, matrix.shape[0], rows)])
+
+
+# At most 32 / gates cells per gate's heatmap: the LSTM's kernel and
+# recurrent kernel slices ((3, 5), (5, 5)) and the GRU's are pooled in
+# blocks with uneven edges.
+GATE_HEATMAP_CELLS = 32
+
+
+@pytest.mark.parametrize("name, gates", [("lstm", 4), ("gru", 3)])
+def test_gate_figures_and_heatmaps_equal_a_tape_reference(tmp_path, name,
+                                                          gates):
+    """Every gate figure and gate heatmap of both sources, from a plain
+    tape training loop and the probe gradient at each epoch's end."""
+    model = build(MODELS[name]())
+    twin = reference.clone_with_weights(model)
+    _, probe_x, probe_y, series = train(tmp_path, model, source="both",
+                                        heatmap_cells=GATE_HEATMAP_CELLS)
+    x, y = data()
+    loss_fn = keras.losses.MeanSquaredError(reduction=None)
+    paths = [v.path for v in twin.trainable_variables]
+    wanted = {"training": [], "probe": []}
+    for _ in range(EPOCHS):
+        (steps,) = reference.tape_training(twin, loss_fn, x, y, BATCH, 1, LR)
+        wanted["training"].append([sum(step[i] for step in steps)
+                                   for i in range(len(paths))])
+        wanted["probe"].append(reference.probe_gradient(twin, loss_fn,
+                                                        probe_x, probe_y))
+    pooled = 0
+    for source, epochs in wanted.items():
+        tag = metadata.gates_tag(source, "rec")
+        content = metadata.parse_plugin_metadata(
+            series["__metadata__"][tag].plugin_data.content)
+        assert len(content["gates"]) == gates
+        assert content["stats"] == ["l2", "mean_abs", "max_abs"]
+        assert sorted(r["role"] for r in content["rows"]) == [
+            "bias", "kernel", "recurrent_kernel"]
+        for epoch, gradients in enumerate(epochs):
+            table = series[tag][epoch]
+            assert table.shape == (3, gates, 3)
+            for row, entry in enumerate(content["rows"]):
+                index = [i for i, path in enumerate(paths)
+                         if path.endswith(entry["variable"])]
+                assert len(index) == 1, (entry, paths)
+                slices = gate_slices(gradients[index[0]], gates)
+                want = [[np.sqrt((s ** 2).sum()), np.abs(s).mean(),
+                         np.abs(s).max()] for s in slices]
+                np.testing.assert_allclose(
+                    table[row], want, rtol=1e-4, atol=1e-9,
+                    err_msg=f"{source} epoch {epoch} {entry['variable']}")
+                heat_tag = metadata.gate_heatmap_tag(source,
+                                                     entry["variable"])
+                block = metadata.parse_plugin_metadata(
+                    series["__metadata__"][heat_tag].plugin_data.content
+                )["block"]
+                rows, cols = slices[0].shape
+                if rows * cols > GATE_HEATMAP_CELLS // gates:
+                    assert block[0] * block[1] > 1
+                    pooled += 1
+                heat = series[heat_tag][epoch]
+                np.testing.assert_allclose(
+                    heat, [block_means(np.abs(s), block) for s in slices],
+                    rtol=1e-4, atol=1e-9,
+                    err_msg=f"{source} epoch {epoch} gate heatmap "
+                            f"{entry['variable']}")
+    assert pooled >= 2 * EPOCHS * 2  # kernel and recurrent kernel, pooled
 
 
 def test_recurrent_layers_without_probe_data_warn_and_train(tmp_path):
