@@ -16,18 +16,24 @@ scenario writes its logs to ``OUT/<scenario>``:
 
 * ``mlp``: Dense layers, Adam with ``clipnorm`` (clipping active), windows
   of `MLP_WINDOW` steps spanning epochs, float32 heatmaps, sample-weighted
-  probe batches of unequal sizes;
+  probe batches of unequal sizes; inputs scaled by `MLP_INPUT_SCALE`, so
+  that the first kernel's gradient (proportional to its input) vanishes;
 * ``recurrent``: Masking and an LSTM, SGD, epoch windows: timestep
-  gradients (masked timesteps included) and per-gate figures;
+  gradients (masked timesteps included) and per-gate figures; inputs
+  scaled by `RNN_INPUT_SCALE` (the LSTM's input kernel's gradient
+  vanishes);
 * ``mixed``: ``mixed_float16`` with a `LossScaleOptimizer` whose initial
-  scale overflows float16, so that its first steps are skipped;
+  scale overflows float16, so that its first steps are skipped; a ReLU
+  layer with `MIXED_DEAD_UNITS` dead units (`kill_units`);
 * ``nonfinite``: a weight with a penalty (a regularisation loss) whose
   gradient becomes NaN at optimizer step `NAN_STEP` (and stays NaN), the
   other variables' staying finite;
 * ``accumulation``: SGD with ``gradient_accumulation_steps`` =
-  `ACCUMULATION_STEPS`: the recorded steps are the applied updates.
+  `ACCUMULATION_STEPS`: the recorded steps are the applied updates; a ReLU
+  layer with `ACCUMULATION_DEAD_UNITS` dead units.
 
-Every scenario records ``source="both"`` (training and probe gradients).
+Every scenario records ``source="both"`` (training and probe gradients),
+and each is built to show the callback's findings (`FINDINGS`).
 
 On JAX, ``OUT/compiles.json`` counts the XLA compilations of each jitted
 function (by name) during each scenario's `fit`.
@@ -62,11 +68,19 @@ from tb_gradients import GradientTensorBoard  # noqa: E402
 BATCH = 8
 MLP_STEPS_PER_EPOCH, MLP_EPOCHS, MLP_WINDOW = 5, 3, 4
 MLP_CLIPNORM = 0.05
+# The first kernel's gradient is proportional to its input, the others'
+# are not: 2.7 to 3.8 orders of magnitude below the output kernel's, in
+# every window from the first (`findings`' threshold is 2).
+MLP_INPUT_SCALE = 1e-4
 RNN_TIMESTEPS, RNN_FEATURES, RNN_EPOCHS, RNN_STEPS_PER_EPOCH = 6, 3, 2, 3
 RNN_LR = 0.05
 RNN_PROBE = 8
+# as MLP_INPUT_SCALE: the LSTM's input kernel 3.3 to 4 orders of magnitude
+# below the head's kernel
+RNN_INPUT_SCALE = 1e-3
 MIXED_EPOCHS, MIXED_STEPS_PER_EPOCH = 2, 4
 MIXED_INITIAL_SCALE = 2.0 ** 18
+MIXED_DEAD_UNITS = 4  # of 8: 50 %, a dead_units warning
 NAN_EPOCHS, NAN_STEPS_PER_EPOCH, NAN_LR = 3, 3, 0.1
 # `NanGate`'s weight starts at NAN_START and its penalty's gradient (about 1)
 # moves it by about NAN_LR per step: it is about -0.05 at step NAN_STEP.
@@ -74,7 +88,25 @@ NAN_START = 0.45
 NAN_STEP = 5
 ACCUMULATION_STEPS, ACCUMULATION_EPOCHS = 2, 2
 ACCUMULATION_STEPS_PER_EPOCH = 6  # micro-steps: 3 updates per epoch
+ACCUMULATION_DEAD_UNITS = 3  # of 6: 50 %, a dead_units warning
+# Far below the pre-activations' range (|x·w| stays under 5 on this data).
+DEAD_BIAS = -10.0
 SCENARIOS = ("mlp", "recurrent", "mixed", "nonfinite", "accumulation")
+# The findings each scenario's recording holds, (severity, kind, variable),
+# each once per source (docs/FINDINGS.md). None shows `exploding`: it needs
+# a step 100 times its window's median step, or the step norm growing by 2
+# orders of magnitude; the mlp's clipping caps every step, and in the SGD
+# scenarios (whose data repeat every epoch) such steps throw the weights
+# into saturated activations, where the backends' round-off no longer
+# compares. None shows `cancellation` either: it needs 5 records in a row
+# after the first (whose dissolving norm is 0), more than any trains.
+FINDINGS = {
+    "mlp": {("warning", "vanishing", "hidden/kernel")},
+    "recurrent": {("warning", "vanishing", "rec/lstm_cell/kernel")},
+    "mixed": {("warning", "dead_units", "hidden/kernel")},
+    "nonfinite": {("error", "nonfinite", "gate/w")},
+    "accumulation": {("warning", "dead_units", "hidden/kernel")},
+}
 ZEROS = {"kernel_initializer": "zeros", "bias_initializer": "zeros"}
 
 
@@ -91,6 +123,15 @@ def seeded_weights(model, seed):
         for w in model.get_weights()])
 
 
+def kill_units(layer, units):
+    """Sets the bias of a ReLU layer's first ``units`` units to DEAD_BIAS:
+    their pre-activation is negative for every sample, so their gradient
+    (kernel column and bias) is exactly 0 and they never move."""
+    bias = np.array(layer.bias.numpy(), "float32")
+    bias[:units] = DEAD_BIAS
+    layer.bias.assign(bias)
+
+
 # -- mlp ----------------------------------------------------------------------
 
 
@@ -99,7 +140,7 @@ def mlp_data():
     x = rng.normal(size=(MLP_STEPS_PER_EPOCH * BATCH, 6)).astype("float32")
     y = ((x[:, 0] + x[:, 1] * x[:, 2] > 0).astype("int64")
          + (x[:, 3] > 0.8).astype("int64"))
-    return x, y
+    return (x * MLP_INPUT_SCALE).astype("float32"), y
 
 
 def mlp_model():
@@ -140,7 +181,7 @@ def recurrent_data():
     # masked timesteps (all-zero) in two samples, probe samples among them
     x[0, 4:] = 0.0
     x[1, 2:] = 0.0
-    return x, y
+    return (x * RNN_INPUT_SCALE).astype("float32"), y
 
 
 def recurrent_model():
@@ -180,11 +221,12 @@ def train_mixed(out):
     try:
         model = keras.Sequential([
             keras.Input((6,)),
-            dense(8, "hidden", activation="tanh"),
+            dense(8, "hidden", activation="relu"),
             dense(3, "logits"),
             keras.layers.Activation("softmax", dtype="float32", name="out"),
         ], name="mixed")
         seeded_weights(model, 3)
+        kill_units(model.get_layer("hidden"), MIXED_DEAD_UNITS)
         optimizer = keras.optimizers.LossScaleOptimizer(
             keras.optimizers.SGD(0.1), initial_scale=MIXED_INITIAL_SCALE)
         model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy())
@@ -205,10 +247,11 @@ def train_accumulation(out):
         "float32")
     y = (x[:, 0] > 0).astype("int64") + (x[:, 3] > 0.5)
     model = keras.Sequential([keras.Input((5,)),
-                              dense(6, "hidden", activation="tanh"),
+                              dense(6, "hidden", activation="relu"),
                               dense(3, "out", activation="softmax")],
                              name="accumulation")
     seeded_weights(model, 4)
+    kill_units(model.get_layer("hidden"), ACCUMULATION_DEAD_UNITS)
     model.compile(keras.optimizers.SGD(
         0.2, gradient_accumulation_steps=ACCUMULATION_STEPS),
         keras.losses.SparseCategoricalCrossentropy())

@@ -70,18 +70,40 @@ def cancellation_scales(get):
         }
 
 
+# Values that no tolerance covers: each must be where the reference has it.
+NONFINITE = (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf))
+
+
+def assert_nonfinite_alike(got, want, what):
+    """NaN only where ``want`` is NaN, +inf only where it is +inf, -inf only
+    where it is -inf."""
+    for label, where in NONFINITE:
+        np.testing.assert_array_equal(where(got), where(want),
+                                      err_msg=f"{what}: {label} positions")
+
+
 def assert_close(got, want, rtol, atol, what):
-    """``|got − want| ≤ rtol·|want| + atol``; NaN only where both are."""
+    """``|got − want| ≤ rtol·|want| + atol`` where ``want`` is finite; NaN,
+    +inf and -inf exactly where ``want`` has them (no tolerance covers a
+    non-finite value: ``inf − inf`` is NaN, and ``rtol·inf`` is inf)."""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     assert got.shape == want.shape, what
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want),
-                                  err_msg=f"{what}: NaN positions")
-    with np.errstate(invalid="ignore"):
+    assert_nonfinite_alike(got, want, what)
+    with np.errstate(invalid="ignore", over="ignore"):
         bad = np.abs(got - want) > rtol * np.abs(want) + finite(atol)
-    bad &= ~np.isnan(want)
+    # (both non-finite, and alike, at the other positions)
+    bad &= np.isfinite(want)
     assert not bad.any(), (
         f"{what} at {np.argwhere(bad).tolist()}: got {got[bad]}, "
         f"expected {want[bad]}")
+
+
+def assert_exact(got, want, what):
+    """Equal values, NaN and ±inf at the same positions."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, what
+    assert_nonfinite_alike(got, want, what)
+    np.testing.assert_array_equal(got, want, err_msg=what)
 
 
 def assert_same_statistics(got, want, rtol=RTOL, what=""):
@@ -93,8 +115,7 @@ def assert_same_statistics(got, want, rtol=RTOL, what=""):
     for name in metadata.VARIABLE_STAT_NAMES:
         label = f"{what} {name}"
         if name in EXACT_STATS:
-            np.testing.assert_array_equal(got.stat(name), want.stat(name),
-                                          err_msg=label)
+            assert_exact(got.stat(name), want.stat(name), label)
             continue
         scale = np.maximum(run_scale(want.stat(name)),
                            finite(scales.get(name, 0.0)))
@@ -109,8 +130,7 @@ def assert_same_scalars(got, want, rtol=RTOL, what=""):
     for name, values in want.scalars.items():
         label = f"{what} {name}"
         if name in EXACT_SCALARS:
-            np.testing.assert_array_equal(got.scalars[name], values,
-                                          err_msg=label)
+            assert_exact(got.scalars[name], values, label)
             continue
         scale = np.maximum(run_scale(values)[0], finite(scales.get(name, 0.0)))
         assert_close(got.scalars[name], values, rtol, rtol * scale, label)

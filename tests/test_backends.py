@@ -12,6 +12,7 @@ up to float round-off. The JAX process also trains a clone with a plain
 model; another process checks that an unsupported backend is refused.
 """
 
+import collections
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ import pytest
 
 from tb_gradients import metadata
 from tb_gradients import reader
+from tb_gradients import series
 from tb_gradients import stats
 from tests import backend_training as training
 from tests import eventfiles
@@ -132,6 +134,88 @@ def backend(request):
 def both(logs, backend, scenario, source):
     return (logs.series(backend, scenario, source),
             logs.series("tensorflow", scenario, source))
+
+
+# -- the comparisons themselves -----------------------------------------------
+
+INF, NAN = np.inf, np.nan
+NONFINITE = (INF, -INF, NAN)
+
+
+@pytest.mark.parametrize("got, want", [
+    ([1.0], [INF]), ([INF], [1.0]), ([INF], [-INF]), ([-INF], [INF]),
+    ([1.0], [-INF]), ([NAN], [INF]), ([INF], [NAN]), ([NAN], [1.0]),
+    ([1.0], [NAN]), ([1.0, INF], [1.0, 1.0]), ([1.0, 2.0], [1.0, 2.1])])
+def test_assert_close_refuses(got, want):
+    """A non-finite value only where the reference has the same one (no
+    tolerance covers it, however large), a finite one within tolerance."""
+    with pytest.raises(AssertionError):
+        series_compare.assert_close(got, want, RTOL, 0.0, "value")
+    with pytest.raises(AssertionError):
+        series_compare.assert_close(got, want, 1e-3, np.array(INF), "value")
+
+
+@pytest.mark.parametrize("got, want", [
+    ([INF], [INF]), ([-INF], [-INF]), ([NAN], [NAN]),
+    ([1.0, INF, NAN, -INF], [1.0 + 1e-6, INF, NAN, -INF]),
+    ([[0.0, 1e-9]], [[1e-9, 0.0]])])
+def test_assert_close_accepts(got, want):
+    series_compare.assert_close(got, want, RTOL, 1e-8, "value")
+
+
+def small_series(what=None, name=None, value=None):
+    """A `series.SourceSeries` of 2 windows and 2 variables, every figure
+    finite but `first_nonfinite_step`; one figure of ``what``
+    (``"statistics"``, ``"scalars"`` or ``"step tables"``) set to
+    ``value``."""
+    names = metadata.VARIABLE_STAT_NAMES
+    stats = np.arange(1.0, 1.0 + 2 * 2 * len(names)).reshape(2, 2, len(names))
+    stats[..., names.index("first_nonfinite_step")] = NAN
+    scalars = {scalar: np.array([3.0, 4.0])
+               for scalar in metadata.GLOBAL_STAT_NAMES}
+    tables = {1: np.array([[1.0, 0.5], [2.0, 1.5]]),
+              2: np.array([[3.0, 2.5]])}
+    if what == "statistics":
+        stats[1, 0, names.index(name)] = value
+    elif what == "scalars":
+        scalars[name][1] = value
+    elif what == "step tables":
+        tables[2][0, 1] = value
+    variables = [{"name": f"dense/{weight}", "layer": "dense", "index": i,
+                  "shape": shape} for i, (weight, shape) in enumerate(
+                      [("kernel", [2, 3]), ("bias", [3])])]
+    return series.SourceSeries("training", "epoch", [1, 2], variables, stats,
+                               scalars, tables)
+
+
+SERIES_COMPARISONS = {
+    "statistics": series_compare.assert_same_statistics,
+    "scalars": series_compare.assert_same_scalars,
+    "step tables": series_compare.assert_same_step_tables,
+}
+
+
+@pytest.mark.parametrize("what, name", [
+    ("statistics", "l2"), ("statistics", "mean"),
+    ("statistics", "noise_scale"), ("statistics", "nan_count"),
+    ("scalars", "step_l2_max"), ("scalars", "dissolving_norm"),
+    ("scalars", "nan_count"), ("step tables", None)])
+@pytest.mark.parametrize("value", NONFINITE)
+def test_series_comparisons_match_nonfinite_values_exactly(what, name, value):
+    """Statistics (within tolerance or exact), scalars and step tables: a
+    non-finite figure equals only the same non-finite figure."""
+    compare = SERIES_COMPARISONS[what]
+    want = small_series(what, name, value)
+    compare(small_series(what, name, value), want)
+    compare(small_series(), small_series())
+    others = [small_series()] + [small_series(what, name, other)
+                                 for other in NONFINITE
+                                 if repr(other) != repr(value)]
+    for other in others:
+        with pytest.raises(AssertionError):
+            compare(other, want)
+        with pytest.raises(AssertionError):
+            compare(want, other)
 
 
 # -- the recorded series are the same -----------------------------------------
@@ -285,7 +369,8 @@ def test_timestep_and_gate_summaries_equal_tensorflows(logs, backend):
 @pytest.mark.parametrize("scenario", training.SCENARIOS)
 def test_findings_equal_tensorflows(logs, backend, scenario):
     """The same findings, at the same windows (their messages' figures may
-    differ in the last digit)."""
+    differ in the last digit); each scenario's are those it is built to
+    show (`training.FINDINGS`), so that there is something to compare."""
     def findings(backend):
         series = logs.tensors(backend, scenario).get(metadata.FINDINGS_TAG,
                                                      {})
@@ -295,10 +380,28 @@ def test_findings_equal_tensorflows(logs, backend, scenario):
                 for step, value in series.items()}
 
     found = findings("tensorflow")
+    # a table under its heading row, written where a finding is new
+    assert found and all(len(rows) > 1 for rows in found.values()), (
+        scenario, found)
     assert findings(backend) == found
+    # the latest table holds every finding so far: each expected one, once
+    # per source (the table does not say which)
+    kinds = collections.Counter((row[0][2:], row[1], row[3])
+                                for row in found[max(found)][1:])
+    assert kinds == {finding: len(metadata.SOURCES)
+                     for finding in training.FINDINGS[scenario]}, (
+        scenario, found)
     if scenario == "nonfinite":
         assert any(row[1] == "nonfinite" and row[3] == "gate/w"
                    for rows in found.values() for row in rows), found
+
+
+def test_scenarios_show_several_kinds_of_findings():
+    kinds = {kind for expected in training.FINDINGS.values()
+             for _, kind, _ in expected}
+    assert sorted(training.FINDINGS) == sorted(training.SCENARIOS)
+    assert all(training.FINDINGS.values())
+    assert kinds >= {"nonfinite", "vanishing", "dead_units"}, kinds
 
 
 # -- each scenario does what it is for ----------------------------------------
