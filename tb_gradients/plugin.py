@@ -92,13 +92,21 @@ def _samples_dict(value):
     return result
 
 
+# What `_guarded` logs and answers. Both are fixed texts so that a log or
+# a test can tell the last line of defence from the typed errors the routes
+# raise on purpose: on intact data the guard is never meant to answer.
+GUARD_WARNING = "Gradients plugin could not read data for %r"
+GUARD_NOT_FOUND = "No readable gradient data for this request"
+
+
 def _guarded(route):
     """Makes a route answer 4xx, never 500, on data it cannot parse.
 
-    Parameter errors are raised as `errors.InvalidArgumentError` by the
-    routes themselves; anything else that escapes (a series whose shape or
-    content does not match the format) is reported as data not found, and
-    logged with its traceback for whoever runs the server.
+    Parameter errors are raised as `errors.InvalidArgumentError` and absent
+    data as `errors.NotFoundError` by the routes themselves; anything else
+    that escapes (a series whose shape or content does not match the
+    format) is reported as data not found, and logged with its traceback
+    for whoever runs the server.
     """
 
     @functools.wraps(route)
@@ -108,11 +116,9 @@ def _guarded(route):
         except errors.PublicError:
             raise
         except Exception as error:  # the data, not the request, is at fault
-            logger.warning("Gradients plugin could not read data for %r",
-                           request.full_path, exc_info=True)
-            raise errors.NotFoundError(
-                "No readable gradient data for this request (%s: %s)"
-                % (type(error).__name__, error))
+            logger.warning(GUARD_WARNING, request.full_path, exc_info=True)
+            raise errors.NotFoundError("%s (%s: %s)" % (
+                GUARD_NOT_FOUND, type(error).__name__, error))
 
     return wrapper
 

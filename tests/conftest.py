@@ -70,3 +70,13 @@ def events(logdir):
         return cache[run]
 
     return load
+
+
+@pytest.fixture
+def guard_log():
+    """The requests the Gradients plugin's last-resort guard answered during
+    one test (tests.test_plugin_wsgi.GuardLog)."""
+    from tests.test_plugin_wsgi import GuardLog
+
+    with GuardLog() as log:
+        yield log

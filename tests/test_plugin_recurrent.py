@@ -21,11 +21,12 @@ from tb_gradients import metadata
 from tests import eventfiles
 from tests import logdirs
 from tests.test_plugin_wsgi import assert_error
-from tests.test_plugin_wsgi import get
+from tests.test_plugin_wsgi import assert_no_request_answers_500
+from tests.test_plugin_wsgi import data_routes
 from tests.test_plugin_wsgi import get_json
 from tests.test_plugin_wsgi import make_app
+from tests.test_plugin_wsgi import request_path
 from tests.test_plugin_wsgi import same
-from tests.test_plugin_wsgi import strict_json
 
 RUNS = ("lstm/train", "gru/train")
 LAYERS = ("encoder", "bidirectional", "last")
@@ -54,6 +55,14 @@ def build_logdir(root):
 @pytest.fixture(scope="session")
 def logdir(tmp_path_factory):
     return build_logdir(tmp_path_factory.getbasetemp() / "recurrent_logdir")
+
+
+@pytest.fixture(autouse=True)
+def _guard_never_fires(guard_log):
+    """Fails each test in which the plugin's guard answered a request the
+    test did not `GuardLog.take` (as in tests.test_plugin_wsgi)."""
+    yield
+    guard_log.assert_silent("the test")
 
 
 def content_of(series, tag):
@@ -119,7 +128,7 @@ def test_timestep_layers_with_gates_only(client):
 def test_timestep_layers_errors(client):
     assert_error(client, 400, "/timestep_layers", ["'run'", "None"])
     assert_error(client, 400, "/timestep_layers", ["'run'", "''"], run="")
-    assert_error(client, 404, "/timestep_layers", ["'no-such-run'"],
+    assert_error(client, 404, "/timestep_layers", ["run 'no-such-run'"],
                  run="no-such-run")
 
 
@@ -242,13 +251,14 @@ def test_timesteps_errors(client):
                  epoch="x")
     assert_error(client, 400, "/timesteps", ["epoch", "'1.5'"], **base,
                  epoch="1.5")
-    assert_error(client, 404, "/timesteps", ["epoch", "99"], **base,
-                 epoch="99")
-    assert_error(client, 404, "/timesteps", ["'head'", "'lstm/train'"],
+    assert_error(client, 404, "/timesteps", ["epoch", "99", "epoch 99"],
+                 **base, epoch="99")
+    assert_error(client, 404, "/timesteps",
+                 ["layer 'head'", "run 'lstm/train'"],
                  run="lstm/train", layer="head")
-    assert_error(client, 404, "/timesteps", ["'no-such-run'"],
+    assert_error(client, 404, "/timesteps", ["run 'no-such-run'"],
                  run="no-such-run", layer="encoder")
-    assert_error(client, 404, "/timesteps", ["'encoder'"],
+    assert_error(client, 404, "/timesteps", ["layer 'encoder'"],
                  run=TRAINING_ONLY, layer="encoder")
 
 
@@ -298,11 +308,11 @@ def test_gates_errors(client):
                      **params)
     assert_error(client, 400, "/gates", ["source", "'gradient'"],
                  **dict(base, source="gradient"))
-    assert_error(client, 404, "/gates", ["'last'"], **dict(base,
-                                                          layer="last"))
-    assert_error(client, 404, "/gates", ["'no-such-run'"],
+    assert_error(client, 404, "/gates", ["layer 'last'"],
+                 **dict(base, layer="last"))
+    assert_error(client, 404, "/gates", ["run 'no-such-run'"],
                  **dict(base, run="no-such-run"))
-    assert_error(client, 404, "/gates", ["'probe'"], run=TRAINING_ONLY,
+    assert_error(client, 404, "/gates", ["source 'probe'"], run=TRAINING_ONLY,
                  source="probe", layer="encoder")
 
 
@@ -355,11 +365,11 @@ def test_gate_heatmap_errors(client):
                      **params)
     assert_error(client, 400, "/gate_heatmap", ["epoch", "'x'"], **base,
                  epoch="x")
-    assert_error(client, 404, "/gate_heatmap", ["epoch", "7"], **base,
-                 epoch="7")
-    assert_error(client, 404, "/gate_heatmap", ["'head/kernel'"],
+    assert_error(client, 404, "/gate_heatmap", ["epoch", "7", "epoch 7"],
+                 **base, epoch="7")
+    assert_error(client, 404, "/gate_heatmap", ["variable 'head/kernel'"],
                  **dict(base, variable="head/kernel"))
-    assert_error(client, 404, "/gate_heatmap", ["'no-such-run'"],
+    assert_error(client, 404, "/gate_heatmap", ["run 'no-such-run'"],
                  **dict(base, run="no-such-run"))
 
 
@@ -410,26 +420,28 @@ RECURRENT_ROUTES = ("/timestep_layers", "/timesteps", "/gates",
                     "/gate_heatmap")
 
 
-def test_no_request_answers_500(client):
-    values = ["", "x", "lstm/train", "encoder", "../../etc/passwd",
-              "\u00e9\u0000", "%", "((", "1e999", "-0", "9" * 40]
-    for route in RECURRENT_ROUTES:
-        for value in values:
-            for params in ({"run": value, "layer": "encoder",
-                            "source": "training",
-                            "variable": "encoder/lstm_cell/kernel"},
-                           {"run": "lstm/train", "layer": value,
-                            "source": value, "variable": value,
-                            "epoch": value},
-                           {"run": "lstm/train", "layer": "encoder",
-                            "source": "probe",
-                            "variable": "encoder/lstm_cell/kernel",
-                            "epoch": value}):
-                response = get(client, route, **params)
-                assert response.status_code in (200, 400, 404), (route,
-                                                                 params)
-                if response.status_code == 200:
-                    strict_json(response)
+def test_no_request_answers_500(client, guard_log):
+    """Every route on recurrent runs, the recurrent ones deepest."""
+    assert set(RECURRENT_ROUTES) <= set(data_routes())
+    bases = ({"run": "lstm/train", "source": "probe", "layer": "encoder",
+              "variable": "encoder/lstm_cell/kernel", "epoch": "1"},
+             {"run": "gru/train", "source": "training", "layer": "last",
+              "variable": "bidirectional/backward_gru/gru_cell/bias",
+              "stats": "l2", "points": "2"},
+             {"run": TRAINING_ONLY, "source": "probe", "layer": "encoder",
+              "variable": "encoder/lstm_cell/kernel"})
+    combined = []
+    for value in ("", "x", "lstm/train", "encoder", "../../etc/passwd",
+                  "\u00e9\u0000", "%", "((", "1e999", "-0", "9" * 40):
+        combined += [{"run": value, "layer": "encoder", "source": "training",
+                      "variable": "encoder/lstm_cell/kernel"},
+                     {"run": "lstm/train", "layer": value, "source": value,
+                      "variable": value, "epoch": value},
+                     {"run": "lstm/train", "layer": "encoder",
+                      "source": "probe",
+                      "variable": "encoder/lstm_cell/kernel",
+                      "epoch": value}]
+    assert_no_request_answers_500(client, guard_log, bases, combined)
 
 
 def _write_odd_runs(root):
@@ -505,16 +517,24 @@ def test_non_finite_values_are_null(tmp_path):
     assert [entry["layer"] for entry in layers] == ["rec"]
 
 
-def test_malformed_recurrent_data_is_404(tmp_path):
+def test_malformed_recurrent_data_is_404(tmp_path, guard_log):
+    """Malformed tensors are the guard's 404, for exactly the requests that
+    read them; the layer listing only needs their metadata."""
     _write_odd_runs(tmp_path)
     app, _, _ = make_app(tmp_path)
     client = werkzeug_test.Client(app)
-    assert_error(client, 404, "/timesteps", ["readable"], run="broken",
-                 layer="rec")
-    assert_error(client, 404, "/gates", ["readable"], run="broken",
-                 source="training", layer="rec")
-    assert_error(client, 404, "/gate_heatmap", ["readable"], run="broken",
-                 source="training", variable="rec/lstm_cell/kernel")
+    damaged = [("/timesteps", ["timesteps tensor"],
+                {"run": "broken", "layer": "rec"}),
+               ("/gates", ["gates tensor"],
+                {"run": "broken", "source": "training", "layer": "rec"}),
+               ("/gate_heatmap", ["gate heatmap tensor"],
+                {"run": "broken", "source": "training",
+                 "variable": "rec/lstm_cell/kernel"})]
+    for route, words, params in damaged:
+        assert_error(client, 404, route, ["readable"] + words, guarded=True,
+                     **params)
+    assert guard_log.take() == [request_path(route, **params)
+                                for route, _, params in damaged]
     body = get_json(client, "/timestep_layers", run="broken")
     assert body["layers"][0]["epochs"] == [0]
     assert math.isfinite(body["layers"][0]["samples"])

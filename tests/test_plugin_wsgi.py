@@ -7,6 +7,7 @@ TensorBoard's event reader (tests.eventfiles) finds in the same files.
 """
 
 import json
+import logging
 import math
 import os
 import time
@@ -17,11 +18,13 @@ import pytest
 from tensorboard import program
 from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_ingester
+from tensorboard.plugins import base_plugin
 from tensorboard.plugins.core import core_plugin
 from werkzeug import test as werkzeug_test
 
 from tb_gradients import metadata
 from tb_gradients import plugin
+from tb_gradients import plugin_params
 from tb_gradients import stats
 from tests import eventfiles
 from tests import logdirs
@@ -107,9 +110,14 @@ def strict_json(response):
                       parse_constant=_reject_constant)
 
 
-def get(client, route, **params):
+def request_path(route, **params):
+    """The path and query string `get` asks for (as the guard logs it)."""
     query = urllib.parse.urlencode(params)
-    return client.get(f"{PREFIX}{route}" + (f"?{query}" if query else ""))
+    return f"{PREFIX}{route}" + (f"?{query}" if query else "")
+
+
+def get(client, route, **params):
+    return client.get(request_path(route, **params))
 
 
 def get_json(client, route, **params):
@@ -119,13 +127,74 @@ def get_json(client, route, **params):
     return strict_json(response)
 
 
-def assert_error(client, status, route, words=(), **params):
+def assert_error(client, status, route, words=(), guarded=False, **params):
+    """Asserts the status and words of an error answer.
+
+    Args:
+      guarded: Whether the answer is expected from the plugin's last-resort
+        guard (`plugin._guarded`, damaged data only). By default it must be
+        a typed error raised on purpose by the route, whose message the
+        guard's cannot pass for even when it quotes the same words.
+    """
     response = get(client, route, **params)
     assert response.status_code == status, response.get_data(as_text=True)
     text = response.get_data(as_text=True)
+    assert (plugin.GUARD_NOT_FOUND in text) is guarded, text
     for word in words:
         assert word in text, text
     return text
+
+
+class GuardLog(logging.Handler):
+    """The requests the plugin's last-resort guard answered (`plugin._guarded`
+    logs each one), collected while attached with ``with``.
+
+    On intact data the guard never fires: every bad request is a typed error
+    of the route. Tests of damaged data `take` the requests they expect it
+    to have answered; whatever is left is a crash in route code.
+    """
+
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self._fired = []
+        self._level = None
+
+    def emit(self, record):
+        if record.msg == plugin.GUARD_WARNING:
+            error = record.exc_info[1] if record.exc_info else None
+            self._fired.append((record.args[0], error))
+
+    def __enter__(self):
+        self._level = plugin.logger.level
+        if not plugin.logger.isEnabledFor(logging.WARNING):
+            plugin.logger.setLevel(logging.WARNING)
+        plugin.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info):
+        plugin.logger.removeHandler(self)
+        plugin.logger.setLevel(self._level)
+
+    def take(self):
+        """The request paths answered by the guard so far (then forgotten)."""
+        fired, self._fired = self._fired, []
+        return [path for path, _ in fired]
+
+    def assert_silent(self, during=""):
+        """Fails, naming each request and its error, if the guard fired."""
+        fired, self._fired = self._fired, []
+        assert not fired, "the guard answered %s%s" % (
+            "; ".join("%s (%r)" % item for item in fired),
+            " during %s" % (during,) if during else "")
+
+
+@pytest.fixture(autouse=True)
+def _guard_never_fires(guard_log):
+    """Fails each test in which the plugin's guard answered a request the
+    test did not `GuardLog.take`: on intact data that is a crash in route
+    code, however it was answered."""
+    yield
+    guard_log.assert_silent("the test")
 
 
 def same(json_value, stored):
@@ -621,12 +690,34 @@ def test_heatmap_errors(client):
     assert_error(client, 400, "/heatmap", ["epoch", "'x'"], **base, epoch="x")
     assert_error(client, 400, "/heatmap", ["epoch", "'1.5'"], **base,
                  epoch="1.5")
-    assert_error(client, 404, "/heatmap", ["epoch", "99"], **base, epoch="99")
-    assert_error(client, 404, "/heatmap", ["-1"], **base, epoch="-1")
+    assert_error(client, 404, "/heatmap", ["epoch", "99", "epoch 99"], **base,
+                 epoch="99")
+    assert_error(client, 404, "/heatmap", ["-1", "epoch -1"], **base,
+                 epoch="-1")
     assert_error(client, 400, "/heatmap", ["variable", "None"],
                  run="tanh/train", source="training")
-    assert_error(client, 404, "/heatmap", ["'nope/kernel'"],
+    assert_error(client, 404, "/heatmap", ["variable 'nope/kernel'"],
                  run="tanh/train", source="training", variable="nope/kernel")
+
+
+# -- /findings ----------------------------------------------------------------
+
+
+def test_findings(client):
+    """Every run is served; the NaN run has findings. (What each finding
+    says is tested in test_findings.py.)"""
+    for run in ("tanh/train", "long/train", "float/train"):
+        body = get_json(client, "/findings", run=run)
+        assert sorted(body) == ["findings", "run"] and body["run"] == run
+        assert isinstance(body["findings"], list)
+    assert get_json(client, "/findings", run="exploding/train")["findings"]
+
+
+def test_findings_errors(client):
+    assert_error(client, 400, "/findings", ["'run'", "None"])
+    assert_error(client, 400, "/findings", ["'run'", "''"], run="")
+    assert_error(client, 404, "/findings", ["run 'no-such-run'"],
+                 run="no-such-run")
 
 
 # -- errors shared by every route --------------------------------------------
@@ -652,9 +743,10 @@ def test_missing_and_invalid_parameters_are_400(client, route):
 @pytest.mark.parametrize("route", ROUTES_WITH_RUN)
 def test_unknown_run_and_absent_source_are_404(client, route):
     extra = {"variable": "dense/kernel"} if route == "/heatmap" else {}
-    assert_error(client, 404, route, ["'no-such-run'"], run="no-such-run",
+    assert_error(client, 404, route, ["run 'no-such-run'"], run="no-such-run",
                  source="training", **extra)
-    assert_error(client, 404, route, ["'exploding/train'", "'probe'"],
+    assert_error(client, 404, route,
+                 ["run 'exploding/train'", "source 'probe'"],
                  run="exploding/train", source="probe", **extra)
 
 
@@ -668,25 +760,101 @@ def test_hostile_run_name_is_returned_verbatim(client):
     body = get_json(client, "/heatmap", run=run, source="training",
                     variable="dense_0/kernel")
     assert body["run"] == run
+    for route in ("/timestep_layers", "/findings"):
+        assert get_json(client, route, run=run)["run"] == run
 
 
-def test_no_request_answers_500(client):
-    values = ["", "x", "tanh/train", f"{HOSTILE}/train", "../../etc/passwd",
-              "\u00e9\u0000", "%", "((", "[", "1e999", "-0", "9" * 40]
-    for route in ("/runs",) + ROUTES_WITH_RUN:
-        for value in values:
-            for params in ({"run": value, "source": "training"},
-                           {"run": "tanh/train", "source": value},
-                           {"run": "tanh/train", "source": "training",
-                            "variable": value, "epoch": value,
-                            "filter": value},
-                           {"run": "exploding/train", "source": "training",
-                            "variable": "dense/kernel", "epoch": value}):
-                response = get(client, route, **params)
-                assert response.status_code in (200, 400, 404), (route,
-                                                                 params)
-                if response.status_code == 200:
-                    strict_json(response)
+# -- requests that must not answer 500, nor reach the guard ------------------
+
+
+# The parameters each data route reads (docs/API.md, Parameters).
+ROUTE_PARAMETERS = {
+    "/runs": (),
+    "/variables": ("run", "source"),
+    "/scalars": ("run", "source", "points", "start", "end"),
+    "/variable_stats": ("run", "source", "filter", "stats", "points",
+                        "start", "end"),
+    "/steps": ("run", "source"),
+    "/heatmap": ("run", "source", "variable", "epoch"),
+    "/timestep_layers": ("run",),
+    "/timesteps": ("run", "layer", "epoch"),
+    "/gates": ("run", "source", "layer"),
+    "/gate_heatmap": ("run", "source", "variable", "epoch"),
+    "/findings": ("run",),
+}
+
+FUZZ_VALUES = ("", "x", "../../etc/passwd", "\u00e9\u0000", "%", "((", "[",
+               "1e999", "-0", "-1", "99", "9" * 40)
+
+
+def data_routes():
+    """Every route the plugin registers but its static assets."""
+    apps = plugin.GradientsPlugin(base_plugin.TBContext()).get_plugin_apps()
+    return sorted(set(apps) - {"/" + name for name in plugin.ASSETS})
+
+
+def fuzz_params(route, bases, combined=(), values=FUZZ_VALUES):
+    """The parameter sets asked of ``route``: each base, each base with one
+    of the route's parameters left out or set to each of ``values``, and
+    the ``combined`` sets, several hostile values at once."""
+    for base in bases:
+        yield base
+        for name in ROUTE_PARAMETERS[route]:
+            yield {key: value for key, value in base.items() if key != name}
+            for value in values:
+                yield dict(base, **{name: value})
+    yield from combined
+
+
+def assert_names_a_parameter(text, route, params):
+    """A 4xx message names one of the route's parameters and the value it
+    received (docs/API.md, Errors)."""
+    for name in ROUTE_PARAMETERS[route]:
+        value = params.get(name)
+        received = [repr(value)]
+        if plugin_params.parse_integer(value) is not None:
+            received.append(" %d" % plugin_params.parse_integer(value))
+        if name in text and any(v in text for v in received):
+            return
+    raise AssertionError("%s %r answered %r" % (route, params, text))
+
+
+def assert_no_request_answers_500(client, guard_log, bases, combined):
+    """Every data route, asked `fuzz_params`: strict JSON or a typed 4xx
+    naming a parameter, never 500 and never the guard's answer."""
+    assert sorted(ROUTE_PARAMETERS) == data_routes()
+    for route in data_routes():
+        for params in fuzz_params(route, bases, combined):
+            response = get(client, route, **params)
+            guard_log.assert_silent("%s %r" % (route, params))
+            assert response.status_code in (200, 400, 404), (route, params)
+            if response.status_code == 200:
+                strict_json(response)
+            else:
+                assert_names_a_parameter(response.get_data(as_text=True),
+                                         route, params)
+
+
+def test_no_request_answers_500(client, guard_log):
+    bases = ({"run": "tanh/train", "source": "training",
+              "variable": "dense_0/kernel", "layer": "dense_0"},
+             {"run": "exploding/train", "source": "training",
+              "variable": "dense/kernel", "epoch": "1", "filter": "kernel",
+              "stats": "l2,nan_count", "points": "2", "start": "0",
+              "end": "1"},
+             {"run": "long/train", "source": "probe",
+              "variable": "dense_0/kernel"})
+    combined = []
+    for value in ("", "x", "tanh/train", f"{HOSTILE}/train",
+                  "../../etc/passwd", "\u00e9\u0000", "%", "((", "[",
+                  "1e999", "-0", "9" * 40):
+        combined += [{"run": value, "source": "training"},
+                     {"run": "tanh/train", "source": value},
+                     {"run": "tanh/train", "source": "training",
+                      "variable": value, "epoch": value, "filter": value},
+                     {"run": "exploding/train", "source": "training",
+                      "variable": "dense/kernel", "epoch": value}]
+    assert_no_request_answers_500(client, guard_log, bases, combined)
 
 
 def _write_odd_runs(root):
@@ -725,20 +893,30 @@ def _write_odd_runs(root):
                     metadata.KIND_STEPS, "training"))
 
 
-def test_unknown_versions_and_malformed_data_are_4xx(tmp_path):
+def test_unknown_versions_and_malformed_data_are_4xx(tmp_path, guard_log):
+    """A future version is absent data, a typed 404; malformed tensors are
+    the guard's 404, for exactly the requests that read them."""
     _write_odd_runs(tmp_path)
     app, _, _ = make_app(tmp_path)
     client = werkzeug_test.Client(app)
     assert [r["run"] for r in get_json(client, "/runs")["runs"]] == ["broken"]
     assert_error(client, 404, "/variables", ["'future'"], run="future",
                  source="training")
+    assert_error(client, 404, "/findings", ["run 'future'"], run="future")
     body = get_json(client, "/variable_stats", run="broken",
                     source="training")
     assert body["epochs"] == [] and body["variables"][0]["values"] == []
-    assert_error(client, 404, "/heatmap", ["heatmap"], run="broken",
-                 source="training", variable="v")
-    assert_error(client, 404, "/steps", ["per-step"], run="broken",
-                 source="training")
+    assert get_json(client, "/findings", run="broken")["findings"] == []
+    guard_log.assert_silent("reading the future and broken runs' listing")
+    damaged = [("/heatmap", ["heatmap"], {"run": "broken",
+                                          "source": "training",
+                                          "variable": "v"}),
+               ("/steps", ["per-step"], {"run": "broken",
+                                         "source": "training"})]
+    for route, words, params in damaged:
+        assert_error(client, 404, route, words, guarded=True, **params)
+    assert guard_log.take() == [request_path(route, **params)
+                                for route, _, params in damaged]
 
 
 def _write_stats_epochs(run_dir, epochs):

@@ -20,6 +20,7 @@ import urllib.request
 
 import pytest
 
+from tb_gradients import plugin
 from tests import browser_harness
 from tests import test_plugin_wsgi
 
@@ -84,8 +85,9 @@ def _wait_until_loaded(process, base, log_path):
 
 @pytest.fixture(scope="module", params=["false", "true"],
                 ids=["load_fast=false", "load_fast=true"])
-def server(request, logdir, tmp_path_factory):
-    """A running TensorBoard; always stopped at teardown."""
+def tensorboard(request, logdir, tmp_path_factory):
+    """A running TensorBoard, ``(address, log path)``; always stopped at
+    teardown."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("tensorboard") / "server.log"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -98,9 +100,30 @@ def server(request, logdir, tmp_path_factory):
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_until_loaded(process, base, log_path)
-        yield base
+        yield base, log_path
     finally:
         browser_harness.stop_process(process)
+
+
+def _guard_warnings(log_path, offset):
+    """The plugin guard's warnings (`plugin._guarded`) logged after
+    ``offset``."""
+    marker = plugin.GUARD_WARNING.split("%", 1)[0]
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        f.seek(offset)
+        return [line for line in f if marker in line]
+
+
+@pytest.fixture
+def server(tensorboard):
+    """The running TensorBoard's address; the test fails if the plugin's
+    last-resort guard answered any of its requests (on intact data every
+    error is a typed one of the route)."""
+    base, log_path = tensorboard
+    offset = os.path.getsize(log_path)
+    yield base
+    warnings = _guard_warnings(log_path, offset)
+    assert not warnings, "the guard answered: %s" % "".join(warnings)
 
 
 def test_plugin_is_listed(server):
@@ -140,10 +163,59 @@ def test_nan_run_is_strict_json(server):
     assert any(entry["nan"] for entry in heatmap["channels"].values())
 
 
+def test_findings_are_served(server):
+    body = _get_json(server, PREFIX + "/findings", run="exploding/train")
+    assert body["run"] == "exploding/train" and body["findings"]
+
+
+def _error(url):
+    """``(status, text)`` of a request that must fail."""
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(url, timeout=60)
+    return error.value.code, error.value.read().decode("utf-8", "replace")
+
+
 def test_errors_are_4xx(server):
     for params, status in (({"run": "tanh/train", "source": "x"}, 400),
                            ({"run": "nope", "source": "training"}, 404)):
         url = server + PREFIX + "/variables?" + urllib.parse.urlencode(params)
-        with pytest.raises(urllib.error.HTTPError) as error:
-            urllib.request.urlopen(url, timeout=60)
-        assert error.value.code == status
+        code, text = _error(url)
+        assert code == status
+        assert plugin.GUARD_NOT_FOUND not in text, text
+
+
+@pytest.mark.parametrize("route, params, status, words", [
+    ("/heatmap", {"run": "tanh/train", "source": "training",
+                  "variable": "nope/kernel"}, 404, "variable 'nope/kernel'"),
+    ("/heatmap", {"run": "tanh/train", "source": "training",
+                  "variable": "dense_0/kernel", "epoch": "99"}, 404,
+     "epoch 99"),
+    ("/timesteps", {"run": "tanh/train", "layer": "dense_0"}, 404,
+     "layer 'dense_0'"),
+    ("/findings", {"run": "nope"}, 404, "run 'nope'"),
+    ("/findings", {}, 400, "'run'"),
+], ids=["unknown-variable", "absent-epoch", "unknown-layer", "unknown-run",
+        "missing-run"])
+def test_route_errors_are_typed(server, route, params, status, words):
+    """Both loaders: the route's own error, not the guard's."""
+    url = server + PREFIX + route + "?" + urllib.parse.urlencode(params)
+    code, text = _error(url)
+    assert code == status and words in text, text
+    assert plugin.GUARD_NOT_FOUND not in text, text
+
+
+def test_no_request_answers_500(server):
+    """Every data route, each parameter absent or odd, on both loaders:
+    strict JSON or a 4xx naming a parameter (fewer values than in
+    test_plugin_wsgi: each request is an HTTP round trip)."""
+    base = {"run": "exploding/train", "source": "training",
+            "variable": "dense/kernel", "layer": "dense", "epoch": "1"}
+    for route in test_plugin_wsgi.data_routes():
+        for params in test_plugin_wsgi.fuzz_params(
+                route, [base], values=("x", "((", "-1", "9" * 40)):
+            try:
+                _get_json(server, PREFIX + route, **params)
+            except urllib.error.HTTPError as error:
+                assert error.code in (400, 404), (route, params)
+                test_plugin_wsgi.assert_names_a_parameter(
+                    error.read().decode("utf-8", "replace"), route, params)
