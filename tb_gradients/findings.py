@@ -278,7 +278,9 @@ def vanishing(data):
         return []
     affected = [kernels[k] for k in range(len(kernels) - 1)
                 if relative[start, k] <= -VANISHING_NAMED_DECADES]
-    layers = [data.variables[i]["layer"] for i in affected]
+    # a layer with several kernels (an LSTM's kernel and recurrent kernel)
+    # is named once; the evidence is per kernel
+    layers = list(dict.fromkeys(data.variables[i]["layer"] for i in affected))
     output = data.variables[kernels[-1]]
     epoch, step, at = _location(data, start)
     return [Finding(
@@ -291,10 +293,10 @@ def vanishing(data):
         "variance-preserving initialisation (He for ReLU), batch "
         "normalisation or residual connections usually fix it.",
         {"layers": layers,
-         "step_rms": {data.variables[i]["layer"]: 10 ** decades[start, k]
+         "step_rms": {data.variables[i]["name"]: 10 ** decades[start, k]
                       for k, i in enumerate(kernels)},
          "decades_below_output": {
-             data.variables[i]["layer"]: relative[start, k]
+             data.variables[i]["name"]: relative[start, k]
              for k, i in enumerate(kernels)},
          "records": int(np.sum(holds))},
         data.source, at, "flow")]

@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 import pytest
 
+from tb_gradients import findings
 from tb_gradients import metadata
 from tb_gradients import reader
 from tb_gradients import series
@@ -402,6 +403,23 @@ def test_scenarios_show_several_kinds_of_findings():
     assert sorted(training.FINDINGS) == sorted(training.SCENARIOS)
     assert all(training.FINDINGS.values())
     assert kinds >= {"nonfinite", "vanishing", "dead_units"}, kinds
+
+
+def test_a_layer_of_two_kernels_is_named_once_with_each_kernels_evidence(
+        logs):
+    """The recurrent scenario's vanishing finding: the LSTM's kernel and
+    recurrent kernel are one layer in the message, two in the evidence."""
+    found = [f for f in findings.evaluate(
+        {"training": logs.series("tensorflow", "recurrent", "training")})
+        if f.kind == "vanishing"]
+    assert found, "the recurrent scenario has a vanishing finding"
+    finding = found[0]
+    assert finding.evidence["layers"] == list(
+        dict.fromkeys(finding.evidence["layers"]))
+    assert finding.message.count("rec/lstm_cell") == 1, finding.message
+    kernels = {"rec/lstm_cell/kernel", "rec/lstm_cell/recurrent_kernel"}
+    assert kernels <= set(finding.evidence["step_rms"])
+    assert kernels <= set(finding.evidence["decades_below_output"])
 
 
 # -- each scenario does what it is for ----------------------------------------
