@@ -1,6 +1,6 @@
 """Error of the accumulated gradient C after many windows, against float64.
 
-`device_stats.kahan_add` (float32 sum, bfloat16 compensation) and a naive
+`tf_kernel.kahan_add` (float32 sum, bfloat16 compensation) and a naive
 float32 sum add the same float32 window gradients; both are compared with
 the float64 sum of those same terms. Errors are relative to ``Σ_k |G_k|``
 per element (the scale the dissolving views compare ``|C|`` with) and, for
@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import machine  # noqa: E402
-from tb_gradients import device_stats  # noqa: E402
+from tb_gradients.window.kernels import tensorflow as tf_kernel  # noqa: E402
 
 
 def main():
@@ -42,7 +42,7 @@ def main():
     compensation = tf.zeros([args.elements], tf.bfloat16)
     exact = np.zeros(args.elements)
     absolute = np.zeros(args.elements)
-    add = tf.function(device_stats.kahan_add)
+    add = tf.function(tf_kernel.kahan_add)
     for _ in range(args.windows):
         term = (rng.normal(size=args.elements) * rng.lognormal(0, 1)
                 + args.drift).astype(np.float32)

@@ -60,7 +60,7 @@ from bench import machine  # noqa: E402
 from bench import overhead  # noqa: E402
 from bench import scale  # noqa: E402
 from tb_gradients import GradientTensorBoard  # noqa: E402
-from tb_gradients import capture_jax  # noqa: E402
+from tb_gradients.capture import jax as jax_capture  # noqa: E402
 
 # (fun_name, seconds) of every XLA compilation, as JAX reports them
 _COMPILES = []
@@ -192,7 +192,7 @@ def compiled_steps(task):
     keras.utils.clear_session()
     model = build()
     model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)
-    hook = capture_jax.JaxTrainingCapture(model)
+    hook = jax_capture.JaxTrainingCapture(model)
     hook.attach(steps_per_epoch=len(x) // batch)
     data = (x[:batch], y[:batch])
     state = _state(model)
@@ -248,7 +248,7 @@ def additions(task, repeats):
     keras.utils.clear_session()
     model = build()
     model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)
-    hook = capture_jax.JaxTrainingCapture(model)
+    hook = jax_capture.JaxTrainingCapture(model)
     hook.attach(steps_per_epoch=len(x) // batch)
     variables = hook.variables
     rng = np.random.default_rng(0)
@@ -318,7 +318,7 @@ def breakdown(task, repeats):
     build, x, y, batch = task()
     keras.utils.clear_session()
     model = build()
-    hook = capture_jax.JaxTrainingCapture(model)
+    hook = jax_capture.JaxTrainingCapture(model)
     hook.attach(steps_per_epoch=len(x) // batch)
     variables, groups = hook.variables, hook.groups
     hook.detach()

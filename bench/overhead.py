@@ -381,8 +381,7 @@ def measure_components(task, repeats=6, steps=30, epochs=6):
     """
     from keras.src.backend.tensorflow.trainer import TFEpochIterator
 
-    from tb_gradients import capture
-
+    from tb_gradients.capture import tensorflow as tf_capture
     build, x, y, batch = task()
     keras.utils.clear_session()
     model = build()
@@ -403,7 +402,7 @@ def measure_components(task, repeats=6, steps=30, epochs=6):
 
     model.make_train_function(force=True)
     plain = model.train_function
-    hook = capture.TrainingGradientCapture(model)
+    hook = tf_capture.TrainingGradientCapture(model)
     hook.attach(steps_per_epoch=len(x) // batch + 1)
     hooked = model.train_function
     per_step(plain, 5), per_step(hooked, 5)
@@ -455,15 +454,14 @@ def measure_components_jax(task, epoch_end, epoch_seconds, repeats=10,
     """
     import jax
 
-    from tb_gradients import capture_jax
-
+    from tb_gradients.capture import jax as jax_capture
     build, x, y, batch = task()
     keras.utils.clear_session()
     model = build()
     model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)
     model.make_train_function(force=True)
     plain = model.train_function
-    hook = capture_jax.JaxTrainingCapture(model)
+    hook = jax_capture.JaxTrainingCapture(model)
     hook.attach(steps_per_epoch=math.ceil(len(x) / batch))
     hooked = model.train_function
     batches = [(x[i:i + batch], y[i:i + batch])

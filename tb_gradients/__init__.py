@@ -1,4 +1,5 @@
-"""Gradient logging for Keras 3 / TensorFlow 2 and a "Gradients" TensorBoard tab.
+"""Gradient logging for Keras 3 (TensorFlow, JAX, PyTorch) and a "Gradients"
+TensorBoard tab.
 
 Pass `GradientTensorBoard` to `model.fit` like `keras.callbacks.TensorBoard`.
 """
@@ -13,7 +14,11 @@ def __getattr__(name):
         from tb_gradients.callback import GradientTensorBoard
 
         return GradientTensorBoard
+    if name in ("reader", "findings"):
+        import importlib
+
+        return importlib.import_module(f"tb_gradients.analysis.{name}")
     raise AttributeError(f"module 'tb_gradients' has no attribute {name!r}")
 
 
-__all__ = ["GradientTensorBoard", "__version__"]
+__all__ = ["GradientTensorBoard", "findings", "reader", "__version__"]

@@ -1,8 +1,8 @@
 """`GradientTensorBoard`: Keras's TensorBoard callback plus gradient logging.
 
-Orchestration only: `capture` (TensorFlow) or `capture_jax` (JAX) gets the
-gradients, `window` and `stats` compute, `summary` writes; with several
-processes only the chief writes (`backends`).
+Orchestration only: `capture` gets the gradients (one module per backend),
+`window` computes the statistics, `writer` writes; with several processes
+only the chief writes (`distribution`).
 """
 
 import functools
@@ -15,16 +15,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tb_gradients import backends
 from tb_gradients import capture
-from tb_gradients import findings
-from tb_gradients import metadata
+from tb_gradients import distribution
 from tb_gradients import resume
-from tb_gradients import series
-from tb_gradients import stats
-from tb_gradients import summary
-from tb_gradients import timesteps
-from tb_gradients import window
+from tb_gradients import writer
+from tb_gradients.analysis import findings
+from tb_gradients.analysis import series
+from tb_gradients.capture import probe_data as probe_batching
+from tb_gradients.capture import recurrent
+from tb_gradients.format import metadata
+from tb_gradients.window import source as window
+from tb_gradients.window import statistics
 
 SOURCE_CHOICES = ("training", "probe", "both")
 # Records per source the callback keeps for its findings (the rules look
@@ -62,21 +63,6 @@ def _unique_names(variables, model_name=None):
             seen[name] = 0
         names.append(name)
     return names
-
-
-def _backend_parts():
-    """The training capture, probe and timestep classes of this backend."""
-    if backends.is_jax():
-        from tb_gradients import capture_jax
-        return (capture_jax.JaxTrainingCapture, capture_jax.JaxProbeGradients,
-                capture_jax.JaxTimestepGradients)
-    if backends.is_torch():
-        from tb_gradients import capture_torch
-        return (capture_torch.TorchTrainingCapture,
-                capture_torch.TorchProbeGradients,
-                capture_torch.TorchTimestepGradients)
-    return (capture.TrainingGradientCapture, capture.ProbeGradients,
-            timesteps.TimestepGradients)
 
 
 class GradientTensorBoard(keras.callbacks.TensorBoard):
@@ -138,7 +124,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                  histograms=True, histogram_buckets=30, timestep_layers=None,
                  timestep_samples=16, timestep_cells=512, timestep_channels=32,
                  **kwargs):
-        backends.check_backend(keras.backend.backend())
+        distribution.check_backend(keras.backend.backend())
         if not isinstance(source, str) or source not in SOURCE_CHOICES:
             raise ValueError(f"`source` must be one of {SOURCE_CHOICES}. "
                              f"Received: source={source!r}")
@@ -213,7 +199,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._gate_layers = []
         self._probe_batch_list = None
         if probe_data is not None:
-            self._probe_batch_list = capture.probe_batches(
+            self._probe_batch_list = probe_batching.probe_batches(
                 probe_data, self.probe_batch_size, self.probe_batches)
         self._capture = None
         self._probe = None
@@ -224,8 +210,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._epoch_start_step = 0
         self._history = {}  # source -> recent records, for the findings
         self._reported = set()  # Finding.key already reported
-        self._chief = True  # this process writes (`backends.is_chief`)
-        self._batch_writer = summary.BatchWriter()
+        self._chief = True  # this process writes (`distribution.is_chief`)
+        self._batch_writer = writer.BatchWriter()
         self._state_writer = resume.StateWriter()
 
     # -- lifecycle ---------------------------------------------------------
@@ -236,22 +222,23 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
 
     def set_model(self, model):
         # Only the chief writes (several processes run the same fit).
-        if backends.is_chief():
+        if distribution.is_chief():
             super().set_model(model)
         else:
             self._model = model
 
     def on_train_begin(self, logs=None):
         model = self.model
-        backends.check_distribution()
-        self._chief = backends.is_chief()
-        if self.stop_on and backends.process_count() > 1:
+        distribution.check_distribution()
+        self._chief = distribution.is_chief()
+        if self.stop_on and distribution.process_count() > 1:
             raise ValueError(
                 "`stop_on` needs a single process: every process of a "
                 "multi-process fit would have to stop at the same step. "
                 f"Received: stop_on={self.stop_on!r} with "
-                f"{backends.process_count()} processes")
-        capture_class, probe_class, _ = _backend_parts()
+                f"{distribution.process_count()} processes")
+        capture_class, probe_class, _ = capture.for_backend(
+            keras.backend.backend())
         if "probe" in self._sources and self._chief:
             self._probe = probe_class(model, self._probe_batch_list)
             self._check_probe_fits(model)
@@ -272,11 +259,11 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
     def _prepare_recurrent(self, model):
         """Finds the layers for timestep and per-gate gradients."""
         self._gate_layers = [
-            (layer, timesteps.recurrent_kind(layer),
-             timesteps.gate_weights(layer))
-            for layer in timesteps.find_layers(model, None)
-            if timesteps.recurrent_kind(layer)]
-        layers = timesteps.find_layers(model, self.timestep_layers)
+            (layer, recurrent.recurrent_kind(layer),
+             recurrent.gate_weights(layer))
+            for layer in recurrent.find_layers(model, None)
+            if recurrent.recurrent_kind(layer)]
+        layers = recurrent.find_layers(model, self.timestep_layers)
         self._timesteps, self._timestep_info = None, []
         if not layers:
             return
@@ -289,10 +276,11 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                 "to record them, or timestep_layers=[] to silence this.",
                 stacklevel=2)
             return
-        samples = timesteps.first_samples(self._probe_batch_list,
-                                          self.timestep_samples)
-        self._timesteps = _backend_parts()[2](model, layers, samples)
-        self._timestep_info = [timesteps.describe(layer) for layer in layers]
+        samples = probe_batching.first_samples(self._probe_batch_list,
+                                               self.timestep_samples)
+        timestep_class = capture.for_backend(keras.backend.backend())[2]
+        self._timesteps = timestep_class(model, layers, samples)
+        self._timestep_info = [recurrent.describe(layer) for layer in layers]
         try:
             self._timesteps.compute()
         except Exception as error:
@@ -413,7 +401,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         # `self.model` brings the JAX state back to the model's variables;
         # with gradient accumulation `iterations` is a tensor (the updates)
         iterations = self.model.optimizer.iterations
-        return int(backends.to_host(getattr(iterations, "value", iterations)))
+        return int(keras.ops.convert_to_numpy(
+            getattr(iterations, "value", iterations)))
 
     def _begin_window(self):
         if self._capture is not None and "training" in self._sources:
@@ -452,7 +441,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         records = [r for r in records if r is not None]
         if not records or not self._should_log(index):
             return
-        batch = summary.EpochBatch(window=self.gradient_window)
+        batch = writer.EpochBatch(window=self.gradient_window)
         for record in records:
             self._write_record(batch, record, step)
         if self._timesteps is not None:
@@ -485,7 +474,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         if not new:
             return
         self._reported.update(f.key for f in new)
-        summary.write_findings(batch, found,
+        writer.write_findings(batch, found,
                                "epoch" if not self._step_windows else "step")
         for finding in new:
             if findings.severity_rank(finding.severity) >= (
@@ -632,7 +621,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                 for _, _, variable in weights:
                     if id(variable) in by_id:
                         gate_counts[by_id[id(variable)]] = len(
-                            stats.GATES[kind])
+                            metadata.GATES[kind])
             self._history.pop(source, None)  # findings of other variables
             state = self._windows[source] = window.SourceWindows(
                 source, variables, self.heatmap_cells, self.heatmap_encoding,
@@ -671,30 +660,30 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                     "index": i, "shape": tuple(int(d) for d in
                                                variable.shape)}
             described.append(dict(info, shape=list(info["shape"])))
-            summary.write_variable_stats(batch, source, info, record.stats[i])
+            writer.write_variable_stats(batch, source, info, record.stats[i])
             if record.heatmaps[i] is not None:
                 encoded, block = record.heatmaps[i]
-                summary.write_heatmap(batch, source, info, encoded, block,
+                writer.write_heatmap(batch, source, info, encoded, block,
                                       self.heatmap_encoding)
             if record.histograms[i] is not None:
-                summary.write_histogram(batch, source, info,
+                writer.write_histogram(batch, source, info,
                                         record.histograms[i])
         self._write_gates(batch, record, variables, names)
-        global_values = stats.global_statistics(
+        global_values = statistics.global_statistics(
             record.stats, skipped_steps=record.skipped_steps,
             step_table=record.step_table)
-        summary.write_global_scalars(batch, source, global_values)
+        writer.write_global_scalars(batch, source, global_values)
         if record.step_table is not None:
-            summary.write_steps(batch, source, record.step_table)
+            writer.write_steps(batch, source, record.step_table)
         self._remember(source, step, described, record, global_values)
 
     def _write_timesteps(self, batch):
         results = self._timesteps.compute()
         for info, (gradient, mask) in zip(self._timestep_info, results):
-            view = timesteps.pooled_layer_gradient(
+            view = recurrent.pooled_layer_gradient(
                 info, gradient, mask, self.timestep_cells,
                 self.timestep_channels)
-            summary.write_timesteps(batch, "probe", info, view,
+            writer.write_timesteps(batch, "probe", info, view,
                                     gradient.shape[0])
 
     def _write_gates(self, batch, record, variables, names):
@@ -711,9 +700,9 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                              "variable": names[index]})
                 table.append(gate_table)
                 if heatmap is not None:
-                    summary.write_gate_heatmap(batch, record.source,
+                    writer.write_gate_heatmap(batch, record.source,
                                                names[index], layer.name, kind,
                                                heatmap, block)
             if rows:
-                summary.write_gates(batch, record.source, layer.name, kind,
+                writer.write_gates(batch, record.source, layer.name, kind,
                                     np.stack(table), rows)

@@ -15,23 +15,23 @@ model; another process checks that an unsupported backend is refused.
 import collections
 import json
 import os
-import subprocess
 import sys
 import zipfile
 
 import h5py
 import numpy as np
 import pytest
-
-from tb_gradients import findings
-from tb_gradients import metadata
-from tb_gradients import reader
-from tb_gradients import series
-from tb_gradients import stats
+import subprocess
 from tests import backend_training as training
 from tests import eventfiles
 from tests import series_compare
 from tests.test_statistics_exact import expected_stats
+
+from tb_gradients.analysis import findings
+from tb_gradients.analysis import reader
+from tb_gradients.analysis import series
+from tb_gradients.format import heatmap as heatmap_format
+from tb_gradients.format import metadata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Both backends apply the same gradients, computed by different kernels
@@ -286,7 +286,7 @@ def heatmap_values(logs, backend, scenario, tag, step, heatmap):
     series = logs.series(backend, scenario, source)
     window, index = series.steps.tolist().index(step), series.names.index(name)
     return np.stack([
-        stats.decode_log_uint8(codes, series.stat(scale)[window, index])
+        heatmap_format.decode_log_uint8(codes, series.stat(scale)[window, index])
         for codes, scale in zip(heatmap, metadata.HEATMAP_CHANNEL_SCALES)])
 
 

@@ -76,15 +76,14 @@ def test_only_the_tensorflow_jax_and_torch_backends_are_accepted():
     # Keras fixes its backend at import: check the guard itself, then that
     # the constructor calls it with the live backend's name (a real numpy
     # backend process: tests/test_backends.py).
-    from tb_gradients import backends
-
+    from tb_gradients import distribution
     for name in ("numpy", "openvino"):
         with pytest.raises(ValueError) as info:
-            backends.check_backend(name)
+            distribution.check_backend(name)
         assert f"backend='{name}'" in str(info.value)
         assert "('tensorflow', 'jax', 'torch')" in str(info.value)
     for name in ("tensorflow", "jax", "torch"):
-        assert backends.check_backend(name) == name
+        assert distribution.check_backend(name) == name
     import inspect
 
     assert "check_backend(keras.backend.backend())" in inspect.getsource(

@@ -16,9 +16,9 @@ import pytest
 import tensorflow as tf
 
 from tb_gradients import GradientTensorBoard
-from tb_gradients import capture
-from tb_gradients import metadata
-from tb_gradients import reader
+from tb_gradients.capture import tensorflow as tf_capture
+from tb_gradients.format import metadata
+from tb_gradients.analysis import reader
 from tests import eventfiles
 from tests import reference
 from tests.test_statistics_exact import expected_stats
@@ -114,7 +114,7 @@ def test_optimizer_patch_is_undone_and_checkpoint_is_clean(tmp_path):
     assert "update_step" not in model.optimizer.__dict__
     # Keras's own train function is back; the hooked one stays with the
     # model's capture for the next fit with the callback
-    assert model.train_function is not capture.TrainingGradientCapture.for_model(
+    assert model.train_function is not tf_capture.TrainingGradientCapture.for_model(
         model)._hooked_function
     assert len(model.optimizer.variables) == len(plain.optimizer.variables)
     path = str(tmp_path / "model.keras")
@@ -146,7 +146,7 @@ def test_patch_undone_when_training_raises(tmp_path):
         model.fit(dataset, epochs=1, verbose=0,
                   callbacks=[GradientTensorBoard(str(tmp_path))])
     assert "update_step" not in model.optimizer.__dict__
-    assert model.train_function is not capture.TrainingGradientCapture.for_model(
+    assert model.train_function is not tf_capture.TrainingGradientCapture.for_model(
         model)._hooked_function
     model.fit(x, y, epochs=1, verbose=0)
 
@@ -317,8 +317,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import keras
     from tb_gradients import GradientTensorBoard
     from tests import eventfiles
-    from tb_gradients import metadata
-
+    from tb_gradients.format import metadata
     def run(logdir, strategy):
         keras.utils.set_random_seed(3)
         with strategy.scope():

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_file_loader
 
-from tb_gradients import metadata
+from tb_gradients.format import metadata
 from tests import eventfiles
 from tests import paced_training
 

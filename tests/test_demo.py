@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from demo import experiments
-from tb_gradients import metadata
+from tb_gradients.format import metadata
 from tests import eventfiles
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

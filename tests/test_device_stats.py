@@ -4,23 +4,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tb_gradients import device_stats
-from tb_gradients import metadata
-from tb_gradients import stats
-
-
+from tb_gradients.format import histogram
+from tb_gradients.window.kernels import tensorflow as tf_kernel
+from tb_gradients.format import metadata
+from tb_gradients.format import heatmap
 def _pooled(values, block, reducer, view=None):
     """Pools ``values``: one view, or views of shape ``view`` stacked."""
     view = view or values.shape
     geometry = tf.constant(list(view) + list(block) + [0], tf.int32)
-    return device_stats.pool(tf.constant(values), geometry, reducer).numpy()
+    return tf_kernel.pool(tf.constant(values), geometry, reducer).numpy()
 
 
 def test_pool_mean_and_max_with_ragged_blocks():
     view = np.arange(35, dtype=np.float32).reshape(5, 7)
     sums = _pooled(view, (2, 3), tf.math.segment_sum)
     maxima = _pooled(view, (2, 3), tf.math.segment_max)
-    counts = device_stats.block_counts(
+    counts = tf_kernel.block_counts(
         tf.constant([5, 7, 2, 3, 0], tf.int32)).numpy()
     mean = sums / counts
     assert mean.shape == (3, 3)
@@ -42,8 +41,8 @@ def test_pool_keeps_stacked_views_apart():
 def test_log_uint8_round_trip_error_bound():
     scale = 3.7e-3
     values = scale * np.logspace(-5.99, 0, 2000)
-    codes = device_stats.encode_log_uint8(tf.constant(values), scale).numpy()
-    decoded = stats.decode_log_uint8(codes, scale)
+    codes = tf_kernel.encode_log_uint8(tf.constant(values), scale).numpy()
+    decoded = heatmap.decode_log_uint8(codes, scale)
     relative = np.abs(decoded / values - 1)
     bound = 10 ** (metadata.HEATMAP_DECADES / 252 / 2) - 1
     assert relative.max() <= bound + 1e-12
@@ -51,15 +50,15 @@ def test_log_uint8_round_trip_error_bound():
 
 
 def test_log_uint8_special_codes():
-    codes = device_stats.encode_log_uint8(
+    codes = tf_kernel.encode_log_uint8(
         tf.constant([0.0, 1e-12, 1.0, np.inf, np.nan], tf.float64),
         1.0).numpy()
     assert codes.tolist() == [0, 0, 253, 254, 255]
-    decoded = stats.decode_log_uint8(codes, 1.0)
+    decoded = heatmap.decode_log_uint8(codes, 1.0)
     assert decoded[0] == 0 and decoded[2] == 1.0
     assert np.isposinf(decoded[3]) and np.isnan(decoded[4])
     # no usable scale: only the special codes survive
-    codes = device_stats.encode_log_uint8(
+    codes = tf_kernel.encode_log_uint8(
         tf.constant([1.0, np.nan], tf.float64), 0.0).numpy()
     assert codes.tolist() == [0, 255]
 
@@ -67,8 +66,8 @@ def test_log_uint8_special_codes():
 def _histogram(values, buckets):
     values = tf.constant(values)[None]
     low, high = tf.reduce_min(values, 1), tf.reduce_max(values, 1)
-    counts = device_stats.histogram_counts(values, low, high, buckets)
-    return device_stats.histogram_rows(low[0].numpy(), high[0].numpy(),
+    counts = tf_kernel.histogram_counts(values, low, high, buckets)
+    return histogram.histogram_rows(low[0].numpy(), high[0].numpy(),
                                        counts[0].numpy())
 
 
@@ -86,7 +85,7 @@ def test_histogram_rows_of_a_stack_are_apart():
     values = np.array([[0.0, 1.0, 2.0, 3.0], [10.0, 10.0, 10.0, 11.0]],
                       np.float32)
     tensor = tf.constant(values)
-    counts = device_stats.histogram_counts(
+    counts = tf_kernel.histogram_counts(
         tensor, tf.reduce_min(tensor, 1), tf.reduce_max(tensor, 1), 2).numpy()
     assert counts.tolist() == [[2, 2], [3, 1]]
 
@@ -95,7 +94,7 @@ def test_histogram_constant_and_empty():
     constant = _histogram(np.full(10, 2.0, np.float32), 4)
     assert constant.shape == (4, 3) and constant[:, 2].sum() == 10
     assert constant[0, 0] == 1.5 and constant[0, 1] == 2.5
-    assert device_stats.histogram_rows(np.inf, -np.inf,
+    assert histogram.histogram_rows(np.inf, -np.inf,
                                        np.zeros(4)).shape == (0, 3)
 
 
@@ -105,7 +104,7 @@ def _sum_float32(terms, compensated):
     for term in terms:
         term = tf.constant(term)
         if compensated:
-            total, compensation = device_stats.kahan_add(total, compensation,
+            total, compensation = tf_kernel.kahan_add(total, compensation,
                                                          term)
         else:
             total = total + term
@@ -127,11 +126,11 @@ def test_kahan_accumulation_over_1000_windows_stays_float32_accurate():
 
 
 def test_kahan_keeps_nan_and_inf():
-    total, compensation = device_stats.kahan_add(
+    total, compensation = tf_kernel.kahan_add(
         tf.constant([1.0, 1.0, 1.0]), tf.zeros([3], tf.bfloat16),
         tf.constant([np.nan, np.inf, 2.0], tf.float32))
-    compensation = device_stats.finite_compensation(total, compensation)
-    total, compensation = device_stats.kahan_add(
+    compensation = tf_kernel.finite_compensation(total, compensation)
+    total, compensation = tf_kernel.kahan_add(
         total, compensation, tf.constant([1.0, 1.0, 1.0]))
     values = total.numpy()
     assert np.isnan(values[0]) and np.isposinf(values[1]) and values[2] == 4
@@ -140,7 +139,7 @@ def test_kahan_keeps_nan_and_inf():
 def test_gate_step_splits_on_the_last_axis():
     gradient = np.concatenate([np.full((2, 3), k + 1.0) for k in range(4)],
                               axis=1).astype(np.float32)
-    table, heatmap = device_stats.gate_step_function()(
+    table, heatmap = tf_kernel.gate_step_function()(
         tf.constant(gradient), tf.constant(4, tf.int32),
         np.array([2, 3, 1, 1, 0], np.int32))
     table = table.numpy()
@@ -184,8 +183,7 @@ def _expected(gradients, sizes_cells=None):
 @pytest.mark.parametrize("shape, count", [((7, 5), 3), ((300, 200), 2)])
 def test_window_statistics_of_stacked_groups(shape, count):
     """Stacked variables (small: float64; pooled: float32) each equal numpy."""
-    from tb_gradients import window
-
+    from tb_gradients.window import source as window
     rng = np.random.default_rng(3)
     variables = [tf.Variable(tf.zeros(shape)) for _ in range(count)]
     windows = window.SourceWindows("probe", variables, 1024, "float32", 8)
@@ -209,8 +207,7 @@ def test_window_statistics_of_stacked_groups(shape, count):
 
 
 def test_non_finite_elements_are_counted_and_left_out():
-    from tb_gradients import window
-
+    from tb_gradients.window import source as window
     rng = np.random.default_rng(4)
     variables = [tf.Variable(tf.zeros((40, 30))) for _ in range(2)]
     windows = window.SourceWindows("probe", variables, 256, "uint8", 6)

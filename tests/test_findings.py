@@ -22,10 +22,10 @@ from tensorboard.util import tensor_util
 
 from demo import experiments
 from tb_gradients import GradientTensorBoard
-from tb_gradients import diagnose
-from tb_gradients import findings
-from tb_gradients import metadata
-from tb_gradients import reader
+from tb_gradients.analysis import diagnose
+from tb_gradients.analysis import findings
+from tb_gradients.format import metadata
+from tb_gradients.analysis import reader
 from tests import eventfiles
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tb_gradients import reader
+from tb_gradients.analysis import reader
 from tests import series_compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from werkzeug import test as werkzeug_test
 
-from tb_gradients import metadata
+from tb_gradients.format import metadata
 from tests import eventfiles
 from tests import logdirs
 from tests.test_plugin_wsgi import assert_error
@@ -541,18 +541,17 @@ def test_malformed_recurrent_data_is_404(tmp_path, guard_log):
 
 
 def test_float32_json_is_the_shortest_exact_text():
-    from tb_gradients import plugin_json
-
+    from tb_gradients import json_values
     values = np.array([0.1, np.nan, np.inf, -np.inf, 1e-40, 3.4e38, -0.0,
                        1.0, 1e20, 2.0**-149], np.float32)
-    text = plugin_json.float32_json(values)
+    text = json_values.float32_json(values)
     assert text == ("[0.1,null,null,null,1e-40,3.4e+38,-0.0,1.0,1e+20,"
                     "1e-45]")
     cube = (np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 7) ** 3
-    assert_float32_equal(json.loads(plugin_json.float32_json(cube)), cube)
-    assert plugin_json.float32_json(np.zeros((2, 0))) == "[[],[]]"
-    assert plugin_json.float32_json(np.float32(np.nan)) == "null"
-    body = plugin_json.dumps({"b": 1, "a": plugin_json.JSONText("[1.5]")})
+    assert_float32_equal(json.loads(json_values.float32_json(cube)), cube)
+    assert json_values.float32_json(np.zeros((2, 0))) == "[[],[]]"
+    assert json_values.float32_json(np.float32(np.nan)) == "null"
+    body = json_values.dumps({"b": 1, "a": json_values.JSONText("[1.5]")})
     assert json.loads(body) == {"a": [1.5], "b": 1}
 
 

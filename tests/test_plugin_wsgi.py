@@ -22,10 +22,10 @@ from tensorboard.plugins import base_plugin
 from tensorboard.plugins.core import core_plugin
 from werkzeug import test as werkzeug_test
 
-from tb_gradients import metadata
+from tb_gradients.format import metadata
 from tb_gradients import plugin
-from tb_gradients import plugin_params
-from tb_gradients import stats
+from tb_gradients.format import heatmap
+from tb_gradients.plugin import params as plugin_params
 from tests import eventfiles
 from tests import logdirs
 
@@ -610,7 +610,7 @@ def _stored_channel(series, source, variable, epoch, channel):
         return tensor[position].astype(np.float64).reshape(-1), scale_name
     scale = eventfiles.variable_stats(series, source, variable,
                                       epoch)[scale_name]
-    values = stats.decode_log_uint8(tensor[position], scale,
+    values = heatmap.decode_log_uint8(tensor[position], scale,
                                     content["decades"])
     return values.reshape(-1), scale_name
 

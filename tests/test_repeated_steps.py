@@ -23,8 +23,8 @@ from tensorboard.util import tensor_util
 from werkzeug import test as werkzeug_test
 
 from tb_gradients import GradientTensorBoard
-from tb_gradients import metadata
-from tb_gradients import plugin_series
+from tb_gradients.format import metadata
+from tb_gradients.plugin import series as plugin_series
 from tests.test_plugin_wsgi import get_json
 from tests.test_plugin_wsgi import make_app
 

@@ -20,7 +20,7 @@ import pytest
 from tensorboard.backend.event_processing import event_file_loader
 
 from tb_gradients import GradientTensorBoard
-from tb_gradients import metadata
+from tb_gradients.format import metadata
 from tb_gradients import resume
 from tests import eventfiles
 

@@ -5,13 +5,12 @@ import itertools
 import numpy as np
 import pytest
 
-from tb_gradients import stats
-
-
+from tb_gradients.format import heatmap
+from tb_gradients.format import timesteps as format_timesteps
 @pytest.mark.parametrize("rows, cols, cells", list(itertools.product(
     [1, 3, 7, 64, 1000, 4608], [1, 5, 64, 2048, 100000], [1, 16, 128 * 128])))
 def test_pool_blocks_respects_the_cell_budget(rows, cols, cells):
-    block_rows, block_cols = stats.pool_blocks(rows, cols, cells)
+    block_rows, block_cols = heatmap.pool_blocks(rows, cols, cells)
     out_rows, out_cols = -(-rows // block_rows), -(-cols // block_cols)
     assert out_rows * out_cols <= cells
     # no needless pooling: a view that fits is kept whole
@@ -20,15 +19,15 @@ def test_pool_blocks_respects_the_cell_budget(rows, cols, cells):
 
 
 def test_view_shape():
-    assert stats.view_shape(()) == (1, 1)
-    assert stats.view_shape((7,)) == (1, 7)
-    assert stats.view_shape((3, 3, 16, 32)) == (144, 32)
-    assert stats.view_shape((6, 5)) == (6, 5)
+    assert heatmap.view_shape(()) == (1, 1)
+    assert heatmap.view_shape((7,)) == (1, 7)
+    assert heatmap.view_shape((3, 3, 16, 32)) == (144, 32)
+    assert heatmap.view_shape((6, 5)) == (6, 5)
 
 
 def test_timestep_view_pools_each_direction_apart():
     gradient = np.arange(2 * 5 * 6, dtype=np.float64).reshape(2, 5, 6)
-    view = stats.timestep_view(gradient, max_timesteps=2, max_channels=2,
+    view = format_timesteps.timestep_view(gradient, max_timesteps=2, max_channels=2,
                                directions=2)
     assert view["direction_ranges"] == [[0, 2], [2, 4]]
     assert view["values"].shape == (2, 2, 4)

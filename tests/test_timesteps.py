@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tb_gradients import GradientTensorBoard
-from tb_gradients import metadata
+from tb_gradients.format import metadata
 from tests import eventfiles
 from tests import reference
 

@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from tb_gradients import GradientTensorBoard
-from tb_gradients import capture
-from tb_gradients import device_stats
+from tb_gradients.capture import tensorflow as tf_capture
+from tb_gradients.window.kernels import tensorflow as tf_kernel
 from tests import eventfiles
 
 
@@ -51,9 +51,9 @@ def test_later_fits_reuse_the_traced_functions(tmp_path):
     model = mlp()
     callback = GradientTensorBoard(str(tmp_path / "a"))
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[callback])
-    hook = capture.TrainingGradientCapture.for_model(model)
+    hook = tf_capture.TrainingGradientCapture.for_model(model)
     hooked = hook._hooked_function
-    functions = dict(device_stats._FUNCTIONS)
+    functions = dict(tf_kernel._FUNCTIONS)
     traces = {key: f.tracing_count()
               for key, f in functions.items()}
     # the same callback again, then a new one on the same model
@@ -61,7 +61,7 @@ def test_later_fits_reuse_the_traced_functions(tmp_path):
     model.fit(x, y, batch_size=32, epochs=1, verbose=0,
               callbacks=[GradientTensorBoard(str(tmp_path / "b"))])
     assert hook._hooked_function is hooked
-    assert set(device_stats._FUNCTIONS) == set(functions)
+    assert set(tf_kernel._FUNCTIONS) == set(functions)
     for key, function in functions.items():
         assert function.tracing_count() == traces[key]
     # the new callback recorded its own epoch 0
@@ -74,7 +74,7 @@ def test_fit_without_the_callback_records_nothing(tmp_path):
     model = mlp()
     model.fit(x, y, batch_size=32, epochs=1, verbose=0,
               callbacks=[GradientTensorBoard(str(tmp_path))])
-    hook = capture.TrainingGradientCapture.for_model(model)
+    hook = tf_capture.TrainingGradientCapture.for_model(model)
     hook.begin_window()  # zero the sums
     model.fit(x, y, batch_size=32, epochs=2, verbose=0)
     assert model.train_function is not hook._hooked_function
@@ -94,12 +94,12 @@ def test_recompile_rebuilds_the_hooked_function(tmp_path):
     model = mlp()
     callback = GradientTensorBoard(str(tmp_path))
     model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
-    hooked = capture.TrainingGradientCapture.for_model(model)._hooked_function
+    hooked = tf_capture.TrainingGradientCapture.for_model(model)._hooked_function
     model.compile(keras.optimizers.Adam(1e-3),
                   keras.losses.SparseCategoricalCrossentropy())
     model.fit(x, y, batch_size=32, epochs=1, verbose=0,
               callbacks=[GradientTensorBoard(str(tmp_path / "adam"))])
-    hook = capture.TrainingGradientCapture.for_model(model)
+    hook = tf_capture.TrainingGradientCapture.for_model(model)
     assert hook._hooked_function is not hooked
     series = eventfiles.load(tmp_path / "adam" / "train")
     assert eventfiles.scalar(series, "training", "steps", 0) == 3

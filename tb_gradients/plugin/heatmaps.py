@@ -10,12 +10,10 @@ import math
 
 import numpy as np
 
-from tb_gradients import metadata
-from tb_gradients import plugin_json
-from tb_gradients import plugin_stats
-from tb_gradients import stats
-
-
+from tb_gradients.format import metadata
+from tb_gradients import json_values
+from tb_gradients.plugin import stats as plugin_stats
+from tb_gradients.format import heatmap
 def heatmap_layout(content):
     """Channel order and scale statistics of a heatmap series.
 
@@ -63,7 +61,7 @@ def decode_channel(plane, encoding, scale, content):
     if encoding == "float32":
         return np.asarray(plane, dtype=np.float64)
     if encoding == "uint8":
-        return stats.decode_log_uint8(plane, scale, decades(content))
+        return heatmap.decode_log_uint8(plane, scale, decades(content))
     raise ValueError("unknown heatmap encoding %r" % (encoding,))
 
 
@@ -72,7 +70,7 @@ def channel_body(values, scale_over_epochs):
     flat = np.asarray(values, dtype=np.float64).reshape(-1)
     finite = np.isfinite(flat)
     return {
-        "values": plugin_json.finite_list(flat),
+        "values": json_values.finite_list(flat),
         "nan": np.flatnonzero(np.isnan(flat)).tolist(),
         "inf": np.flatnonzero(np.isinf(flat)).tolist(),
         "max": float(flat[finite].max()) if finite.any() else None,

@@ -1,17 +1,19 @@
-"""The per-variable reductions of docs/STATISTICS.md, computed on the device.
+"""The window end in TensorFlow ops: the per-variable reductions of
+docs/STATISTICS.md, computed on the device.
 
 At a window's end (today: an epoch) one compiled call reads every window
 gradient ``G`` where it lives, updates the accumulated state in place and
 returns only reductions: per variable a vector of sums and maxima
 (``REDUCTIONS``), the pooled heatmap channels (uint8-encoded on the device),
-histogram counts and per-gate figures. `window.py` turns the reductions into
-the statistics on the host (O(variables) numbers). Nothing of a variable's
+histogram counts and per-gate figures. `window.source` turns the reductions
+into the statistics on the host (O(variables) numbers). Nothing of a variable's
 size crosses to the host, so the host's work per window does not grow with
 the parameter count.
 
 **Groups.** Variables of the same shape are stacked and reduced together
 along a leading axis, in groups of at most `GROUP_ELEMENTS` elements
-(`group_by_shape`; the training capture keeps their window sums stacked
+(`window.layout.group_by_shape`; the training capture keeps their window
+sums stacked
 that way). One compiled step with unknown shapes serves every group of
 every model: it is traced once per process, not per model or layout, and a
 model with hundreds of variables costs a few dozen calls per window.
@@ -44,100 +46,17 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tb_gradients import metadata
-from tb_gradients import stats
 from tb_gradients import tracing
+from tb_gradients.format import metadata
+from tb_gradients.window import kernels
+from tb_gradients.window import statistics
 
 # Per-variable reductions returned by the window end, in order.
-REDUCTIONS = stats.REDUCTIONS
+REDUCTIONS = statistics.REDUCTIONS
 
 # Per-variable scalars summed over the steps of a window (training source):
 # the number of steps, Σ_i ‖g_i‖₁ and Σ_i ‖g_i‖₂².
 WINDOW_SCALARS = ("steps", "step_l1", "step_sq")
-
-# Grid of the pooled accumulated |G| when heatmaps are off: it still serves
-# `dissolving_max`.
-DEFAULT_POOL_CELLS = 128 * 128
-
-# Largest number of elements stacked into one group (bounds the window
-# end's temporaries); a larger variable is a group of its own, unstacked.
-GROUP_ELEMENTS = 1 << 21
-
-
-class VariableLayout:
-    """Static description of one variable's window-end computation.
-
-    Args:
-      shape: the variable's shape.
-      max_cells: cells of the pooled grid (heatmaps and accumulated |G|).
-      heatmap: whether heatmap channels are returned.
-      encoding: ``"uint8"`` or ``"float32"`` heatmap encoding.
-      buckets: histogram buckets (0: no histogram).
-      gate_count: fused recurrent gates on the last axis (0: none).
-      gate_cells: cells per gate heatmap (0: none).
-    """
-
-    def __init__(self, shape, max_cells, heatmap, encoding, buckets,
-                 gate_count=0, gate_cells=0):
-        self.shape = tuple(int(d) for d in shape)
-        self.size = int(np.prod(self.shape, dtype=np.int64))
-        self.view = stats.view_shape(self.shape)
-        self.block = stats.pool_blocks(*self.view, max(1, max_cells))
-        self.grid = (-(-self.view[0] // self.block[0]),
-                     -(-self.view[1] // self.block[1]))
-        self.exact = self.block == (1, 1)
-        self.heatmap = bool(heatmap)
-        self.encoding = encoding
-        self.buckets = int(buckets)
-        self.gate_count = int(gate_count)
-        self.gate_cells = int(gate_cells)
-        self.gate_view = self.gate_block = None
-        if self.gate_count:
-            gate_shape = self.shape[:-1] + (self.shape[-1] // self.gate_count,)
-            self.gate_view = stats.view_shape(gate_shape)
-            self.gate_block = stats.pool_blocks(*self.gate_view,
-                                                max(1, self.gate_cells))
-
-    @property
-    def cells(self):
-        return self.grid[0] * self.grid[1]
-
-    @property
-    def geometry(self):
-        """``[rows, cols, block_rows, block_cols, buckets]`` for the steps."""
-        return np.array(list(self.view) + list(self.block) + [self.buckets],
-                        np.int32)
-
-    @property
-    def gate_geometry(self):
-        """One gate's view and pooling, for `_gate_step`."""
-        return np.array(list(self.gate_view) + list(self.gate_block) + [0],
-                        np.int32)
-
-
-def group_by_shape(shapes, limit=GROUP_ELEMENTS):
-    """Splits variable indices into groups of equal shape.
-
-    The training capture keeps each group's window sums stacked in one
-    ``(count, size)`` variable, and the window end reduces a group at once.
-
-    Returns:
-      list of lists of indices, in first-appearance order; each group's
-      stacked size is at most ``limit`` elements unless a single variable
-      is larger (then it is alone).
-    """
-    open_groups, groups = {}, []
-    for index, shape in enumerate(shapes):
-        key = tuple(int(d) for d in shape)
-        size = int(np.prod(key, dtype=np.int64))
-        group = open_groups.get(key)
-        if group is None or (len(group) + 1) * size > limit:
-            group = []
-            groups.append(group)
-            open_groups[key] = group
-        group.append(index)
-    return groups
-
 
 class GroupState:
     """The state carried from window to window for one group.
@@ -257,7 +176,7 @@ def block_counts(geometry):
 
 
 def encode_log_uint8(values, scale, decades=metadata.HEATMAP_DECADES):
-    """Device twin of `stats.decode_log_uint8`'s encoding (float64).
+    """Device twin of `format.heatmap.decode_log_uint8`'s encoding (float64).
 
     Code 0 is zero (or anything below ``scale * 10**-decades``), codes
     1..253 are evenly spaced in ``log10`` from ``scale * 10**-decades`` to
@@ -606,20 +525,119 @@ def weight_norms(variables):
         np.zeros(0))
 
 
-def histogram_rows(low, high, counts):
-    """The histograms plugin's ``(k, 3)`` rows from bounds and counts.
+# -- arrays of every backend in TensorFlow -----------------------------------
 
-    Edges are equally spaced from ``low`` to ``high`` (as `np.histogram`); a
-    constant variable gets one unit-wide bucket around its value and empty
-    ones after it; no finite value gives a ``(0, 3)`` array.
+# TensorFlow's CPU tensors must start at a multiple of this many bytes.
+TF_ALIGNMENT = 64
+
+
+def as_tf(value):
+    """A TensorFlow tensor of a JAX array or a torch tensor (zero-copy
+    through DLPack on the CPU), or of anything TensorFlow converts.
+
+    The tensor aliases the other framework's buffer: use it before that
+    buffer is donated to (JAX) or written by (torch) the next training step.
     """
-    counts = np.asarray(counts, np.float64)
-    bucket_count = counts.shape[0]
-    low, high = float(low), float(high)
-    if not counts.sum() or not (math.isfinite(low) and math.isfinite(high)):
-        return np.zeros((0, 3), dtype=np.float64)
-    if low == high:
-        return np.array([[low - 0.5, high + 0.5, counts.sum()]] +
-                        [[high + 0.5, high + 0.5, 0.0]] * (bucket_count - 1))
-    edges = np.linspace(low, high, bucket_count + 1)
-    return np.stack([edges[:-1], edges[1:], counts], axis=1)
+    module = type(value).__module__.split(".", 1)[0]
+    if module in ("jax", "jaxlib"):
+        return _jax_as_tf(value)
+    if module == "torch":
+        return _torch_as_tf(value)
+    return tf.convert_to_tensor(value)
+
+
+def _jax_as_tf(value):
+    if len(value.devices()) > 1:  # replicated: every device holds all of it
+        value = value.addressable_data(0)
+    if value.dtype == np.dtype("bfloat16") or value.ndim == 0:
+        return tf.constant(np.asarray(value))
+    try:
+        return tf.experimental.dlpack.from_dlpack(value.__dlpack__())
+    except Exception:  # a device TensorFlow cannot reach: copy
+        return tf.constant(np.asarray(value))
+
+
+def _torch_as_tf(value):
+    import torch
+
+    value = value.detach()
+    if value.device.type != "cpu" or value.dtype == torch.bfloat16:
+        return tf.constant(value.float().cpu().numpy())
+    value = value.contiguous()
+    if value.data_ptr() % TF_ALIGNMENT:
+        # TensorFlow requires aligned buffers (a tensor made from a numpy
+        # array may not be): copy with torch's allocator
+        value = value.clone()
+    return tf.experimental.dlpack.from_dlpack(
+        torch.utils.dlpack.to_dlpack(value))
+
+
+def _array_of(variable):
+    """The backend's array behind a Keras variable (a plain framework
+    variable or array as it is)."""
+    return variable.value if hasattr(variable, "path") else variable
+
+
+def _device_of(variable):
+    """Where a Keras variable lives, for colocating its state (a JAX or
+    torch variable's state lives on TensorFlow's default device)."""
+    device = getattr(_array_of(variable), "device", None)
+    return device if isinstance(device, str) and device else None
+
+
+def _host(out):
+    """A step's outputs as host arrays (gate pairs as pairs)."""
+    return {name: tuple(v.numpy() for v in value)
+            if isinstance(value, tuple) else value.numpy()
+            for name, value in out.items()}
+
+
+class TensorFlowKernel(kernels.WindowKernel):
+    """`kernels.WindowKernel` in TensorFlow ops, for every backend's sums."""
+
+    def new_state(self, layout, count, variable):
+        with tf.device(_device_of(variable)):
+            return GroupState(layout, count)
+
+    def stack(self, gradients):
+        rows = [tf.reshape(tf.cast(as_tf(g), tf.float32), [1, -1])
+                for g in gradients]
+        return rows[0] if len(rows) == 1 else tf.concat(rows, 0)
+
+    def group_end(self, state, layout, gradients, record, gated=()):
+        gradients = as_tf(gradients)
+        with tf.device(state.accumulated.device):
+            step = group_step_function(layout.exact, layout.heatmap,
+                                       layout.encoding, record)
+            new_state, out = step(gradients, *state.values(),
+                                  layout.geometry)
+            state.replace(new_state)
+            if not record:
+                return None
+            host = _host(out)
+            host["gates"] = {}
+            for row, gate_layout in gated:
+                table, pooled = gate_step_function()(
+                    tf.reshape(gradients[row], gate_layout.view),
+                    tf.constant(gate_layout.gate_count, tf.int32),
+                    gate_layout.gate_geometry)
+                host["gates"][row] = (table.numpy(), pooled.numpy())
+        return host
+
+    def masked_end(self, state, layout, gradients, row, update_l1):
+        gradients = as_tf(gradients)
+        with tf.device(state.accumulated.device):
+            step = masked_step_function(layout.heatmap, layout.encoding)
+            new_l1, compensation, out = step(
+                gradients[row:row + 1],
+                *(value[row:row + 1] for value in state.values()),
+                layout.geometry)
+            state.compensation = tf.tensor_scatter_nd_update(
+                state.compensation, [[row]], compensation)
+            if update_l1:
+                state.accumulated_l1 = tf.tensor_scatter_nd_update(
+                    state.accumulated_l1, [[row]], new_l1)
+        return _host(out)
+
+    def weight_norms(self, variables):
+        return weight_norms([as_tf(_array_of(v)) for v in variables])

@@ -11,12 +11,10 @@ tested on hand-made input.
 
 import numpy as np
 
-from tb_gradients import metadata
-from tb_gradients import plugin_buckets
-from tb_gradients import plugin_json
-from tb_gradients import plugin_series
-
-
+from tb_gradients.format import metadata
+from tb_gradients.plugin import buckets as plugin_buckets
+from tb_gradients import json_values
+from tb_gradients.plugin import series as plugin_series
 # -- per-variable statistics --------------------------------------------------
 
 
@@ -121,7 +119,7 @@ def _nested_compact(array):
     integral[integral] = array[integral] == np.floor(array[integral])
     integral &= (array != 0) | ~np.signbit(array)
     if not integral.any():
-        return plugin_json.nested_or_none(array)
+        return json_values.nested_or_none(array)
     values = array.astype(object)
     values[integral] = array[integral].astype(np.int64)
     values[~finite] = None
@@ -161,8 +159,8 @@ def highest_series(aligned, present):
       rows holding ``None`` where the epoch is missing or non-finite.
     """
     gradient, accumulated = highest_arrays(aligned, present)
-    return (plugin_json.nested_or_none(gradient),
-            plugin_json.nested_or_none(accumulated))
+    return (json_values.nested_or_none(gradient),
+            json_values.nested_or_none(accumulated))
 
 
 def highest_arrays(aligned, present):
@@ -211,7 +209,7 @@ class StatsTable:
 def _rows_or_none(array, present):
     """`_nested_compact` rows (or values) with ``None`` where not present."""
     rows = _nested_compact(array) if np.ndim(array) > 1 else \
-        plugin_json.nested_or_none(array)
+        json_values.nested_or_none(array)
     for index in np.flatnonzero(~present).tolist():
         rows[index] = None
     return rows
@@ -250,9 +248,9 @@ def variable_stats_body(table, selected, names, points=None, start=None,
         if starts is None:
             variable.update({
                 "values": aligned_values(aligned, present),
-                "highest_gradient": plugin_json.nested_or_none(gradient),
+                "highest_gradient": json_values.nested_or_none(gradient),
                 "highest_accumulated":
-                    plugin_json.nested_or_none(accumulated),
+                    json_values.nested_or_none(accumulated),
             })
         else:
             has = plugin_buckets.present_buckets(present, starts)
@@ -295,7 +293,7 @@ def scalar_series(tag_to_data, source):
                              for d in plugin_series.latest_by_step(data)}
     epochs = sorted({step for values in by_stat.values() for step in values})
     series = {
-        name: [plugin_json.finite_or_none(values.get(epoch))
+        name: [json_values.finite_or_none(values.get(epoch))
                for epoch in epochs]
         for name, values in by_stat.items()
     }
@@ -323,8 +321,8 @@ def reduced_scalars(epochs, series, points=None, start=None, end=None):
     for name, values in series.items():
         array = np.array([values[i] for i in indices], dtype=np.float64)
         low, high = plugin_buckets.envelope(array, starts)
-        body["min"][name] = plugin_json.nested_or_none(low)
-        body["max"][name] = plugin_json.nested_or_none(high)
+        body["min"][name] = json_values.nested_or_none(low)
+        body["max"][name] = json_values.nested_or_none(high)
     return body
 
 
@@ -367,4 +365,4 @@ def step_epochs(datums, content):
 def _column(table, index):
     if index is None or index >= table.shape[1]:
         return [None] * table.shape[0]
-    return plugin_json.finite_list(table[:, index])
+    return json_values.finite_list(table[:, index])

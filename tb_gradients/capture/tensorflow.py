@@ -13,68 +13,21 @@ are combined in a few operations rather than a few per variable.
 the current weights with a ``tf.GradientTape`` (one extra pass per logged
 epoch).
 
-This module (TensorFlow backend) and `capture_jax` (JAX backend) are the
-only ones that touch private Keras attributes; they are listed in each
-one's ``PRIVATE_KERAS_ATTRIBUTES`` with the Keras versions checked.
+The private Keras names this relies on are listed, with why, in
+`compat.tensorflow`.
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
+from keras.src import backend as keras_backend
 
-from tb_gradients import device_stats
+from tb_gradients import compat
 from tb_gradients import tracing
-
-# Private Keras attributes the optimizer hook relies on, checked against
-# Keras 3.10 - 3.15 (TensorFlow backend). `check_private_attributes` names
-# the missing one when a future Keras changes them.
-KERAS_VERSIONS_CHECKED = "3.10 - 3.15"
-PRIVATE_KERAS_ATTRIBUTES = (
-    # list of the variables the optimizer updates, in model order
-    "_trainable_variables",
-    # maps the tf.Variable given to update_step to its position
-    "_get_variable_index",
-    # the tf.distribute strategy the optimizer was created under
-    "_distribution_strategy",
-    # called once per step with every (all-reduced, clipped, unscaled)
-    # gradient and its variable, in cross-replica context
-    "_distributed_tf_update_step",
-)
-# The optimizer method the hook wraps (one of the attributes above).
-UPDATE_METHOD = "_distributed_tf_update_step"
-# LossScaleOptimizer: the branch taken on a step with non-finite gradients.
-LOSS_SCALE_SKIP_METHOD = "_stateful_handle_non_finite_grads"
-
-# Row capacity of the per-step buffers when the number of steps per epoch is
-# not known in advance; later steps are counted but not kept per step.
-DEFAULT_STEP_CAPACITY = 10000
-MAX_STEP_CAPACITY = 1000000
-
-
-def inner_optimizer(optimizer):
-    """The optimizer whose ``update_step`` sees unscaled gradients."""
-    return getattr(optimizer, "inner_optimizer", optimizer)
-
-
-def check_private_attributes(optimizer):
-    """Raises a clear error if this Keras lacks what the hook needs."""
-    inner = inner_optimizer(optimizer)
-    for name in PRIVATE_KERAS_ATTRIBUTES:
-        if not hasattr(inner, name):
-            raise RuntimeError(
-                f"tb_gradients cannot hook this optimizer: "
-                f"{type(inner).__name__} has no attribute {name!r}. The "
-                f"training-gradient capture was checked against Keras "
-                f"{KERAS_VERSIONS_CHECKED}; use source='probe' with this "
-                f"Keras version, or a checked one."
-            )
-    if inner is not optimizer and not hasattr(optimizer, LOSS_SCALE_SKIP_METHOD):
-        raise RuntimeError(
-            f"tb_gradients cannot count skipped steps: "
-            f"{type(optimizer).__name__} has no attribute "
-            f"{LOSS_SCALE_SKIP_METHOD!r} (checked against Keras "
-            f"{KERAS_VERSIONS_CHECKED})."
-        )
-
+from tb_gradients.capture import base
+from tb_gradients.capture import probe_data
+from tb_gradients.compat import tensorflow as private
+from tb_gradients.window import layout
 
 def plain_variable(variable):
     """The ``tf.Variable`` behind a Keras variable."""
@@ -82,29 +35,7 @@ def plain_variable(variable):
         variable, "path") else variable
 
 
-# Attribute of the model holding its capture, set with `object.__setattr__`
-# so that neither Keras's nor TensorFlow's tracking sees it.
-_MODEL_ATTRIBUTE = "_tb_gradients_capture"
-
-
-def model_capture(cls, model, attribute):
-    """The model's capture of class ``cls``, created at the first request
-    and kept in ``attribute``, set with `object.__setattr__` so that no
-    framework's tracking sees it."""
-    existing = model.__dict__.get(attribute)
-    if existing is None:
-        existing = cls(model)
-        object.__setattr__(model, attribute, existing)
-    return existing
-
-
-def step_capacity(steps_per_epoch):
-    """Rows of the per-step buffers for epochs of ``steps_per_epoch``."""
-    capacity = max(DEFAULT_STEP_CAPACITY, int(steps_per_epoch or 0))
-    return min(capacity, MAX_STEP_CAPACITY)
-
-
-class TrainingGradientCapture:
+class TrainingGradientCapture(base.TrainingCapture):
     """Per-window sums of the applied gradients, accumulated in the train step.
 
     One capture exists per model (`for_model`) and outlives callbacks and
@@ -118,16 +49,13 @@ class TrainingGradientCapture:
     and a float64 vector the per-step scalars ``WINDOW_SCALARS`` (steps,
     ``Σ_i ‖g_i‖₁``, ``Σ_i ‖g_i‖₂²``). Per step, two buffers hold the squared
     global L2 norm and the largest ``|g|``. Window sums of variables of the
-    same shape are stacked in one variable (`device_stats.group_by_shape`),
+    same shape are stacked in one variable (`layout.group_by_shape`),
     so that the window end reads them without copies. None of these is an
     attribute tracked by the model or the optimizer, so checkpoints do not
     see them.
     """
 
-    @classmethod
-    def for_model(cls, model):
-        """The model's capture, created at the first request."""
-        return model_capture(cls, model, _MODEL_ATTRIBUTE)
+    MODEL_ATTRIBUTE = "_tb_gradients_capture"
 
     def __init__(self, model):
         self._model = model
@@ -155,7 +83,7 @@ class TrainingGradientCapture:
     @property
     def groups(self):
         """Indices of the variables whose window sums are stacked together
-        (`device_stats.group_by_shape`)."""
+        (`layout.group_by_shape`)."""
         return [list(group) for group in self._groups]
 
     @property
@@ -204,15 +132,15 @@ class TrainingGradientCapture:
             return
         model = self._model
         self._optimizer = model.optimizer
-        self._inner = inner_optimizer(model.optimizer)
-        check_private_attributes(self._optimizer)
+        self._inner = base.inner_optimizer(model.optimizer)
+        compat.check("tensorflow", self._model, self._optimizer, self._inner)
         if not self._optimizer.built:
             # Keras builds the optimizer lazily at its first step, the same
             # way; the accumulators need its variable list now.
             with self._inner._distribution_strategy.scope():
                 self._optimizer.build(model.trainable_variables)
         variables = list(self._inner._trainable_variables)
-        capacity = step_capacity(steps_per_epoch)
+        capacity = base.step_capacity(steps_per_epoch)
         if (self._variables is None
                 or [id(v) for v in variables] != [id(v) for v in self._variables]
                 or capacity > self._capacity):
@@ -236,15 +164,15 @@ class TrainingGradientCapture:
             return
         self._attached = False
         if self._original_update_step is None:
-            self._inner.__dict__.pop(UPDATE_METHOD, None)
+            self._inner.__dict__.pop(private.UPDATE_METHOD, None)
         else:
-            setattr(self._inner, UPDATE_METHOD, self._original_update_step)
-        if self._original_skip is not None or LOSS_SCALE_SKIP_METHOD in (
+            setattr(self._inner, private.UPDATE_METHOD, self._original_update_step)
+        if self._original_skip is not None or private.LOSS_SCALE_SKIP_METHOD in (
                 self._optimizer.__dict__):
             if self._original_skip is None:
-                self._optimizer.__dict__.pop(LOSS_SCALE_SKIP_METHOD, None)
+                self._optimizer.__dict__.pop(private.LOSS_SCALE_SKIP_METHOD, None)
             else:
-                setattr(self._optimizer, LOSS_SCALE_SKIP_METHOD,
+                setattr(self._optimizer, private.LOSS_SCALE_SKIP_METHOD,
                         self._original_skip)
         self._original_update_step = self._original_skip = None
         self._model.train_function = self._plain_function
@@ -254,7 +182,7 @@ class TrainingGradientCapture:
         strategy = self._inner._distribution_strategy
         self._variables = variables
         self._capacity = capacity
-        self._groups = device_stats.group_by_shape(
+        self._groups = layout.group_by_shape(
             [v.shape for v in variables])
         self._slot = {}
         sums = []
@@ -293,8 +221,8 @@ class TrainingGradientCapture:
 
     def _wrap_optimizer(self):
         inner = self._inner
-        self._original_update_step = inner.__dict__.get(UPDATE_METHOD)
-        original = getattr(inner, UPDATE_METHOD)
+        self._original_update_step = inner.__dict__.get(private.UPDATE_METHOD)
+        original = getattr(inner, private.UPDATE_METHOD)
 
         def distributed_update_step(distribution, grads_and_vars,
                                     learning_rate):
@@ -302,18 +230,18 @@ class TrainingGradientCapture:
             self._record_step(distribution, grads_and_vars)
             return original(distribution, grads_and_vars, learning_rate)
 
-        setattr(inner, UPDATE_METHOD, distributed_update_step)
+        setattr(inner, private.UPDATE_METHOD, distributed_update_step)
 
         if inner is not self._optimizer:
             outer = self._optimizer
-            self._original_skip = outer.__dict__.get(LOSS_SCALE_SKIP_METHOD)
-            original_skip = getattr(outer, LOSS_SCALE_SKIP_METHOD)
+            self._original_skip = outer.__dict__.get(private.LOSS_SCALE_SKIP_METHOD)
+            original_skip = getattr(outer, private.LOSS_SCALE_SKIP_METHOD)
 
             def handle_non_finite_grads(*args, **kwargs):
                 self._skipped.assign_add(1.0)
                 return original_skip(*args, **kwargs)
 
-            setattr(outer, LOSS_SCALE_SKIP_METHOD, handle_non_finite_grads)
+            setattr(outer, private.LOSS_SCALE_SKIP_METHOD, handle_non_finite_grads)
 
     def _record_step(self, distribution, grads_and_vars):
         """Graph ops adding one step's gradients.
@@ -532,176 +460,6 @@ class TrainingGradientCapture:
         return table, float(skipped.numpy())
 
 
-class HostArray:
-    """A host array with the ``numpy()`` of a tensor."""
-
-    def __init__(self, array):
-        self._array = array
-
-    def numpy(self):
-        return self._array
-
-
-class OwnedAccumulatorCapture:
-    """What the JAX and PyTorch captures share (`capture_jax`,
-    `capture_torch`): accumulators the capture owns (not variables), the
-    optimizer methods it patches, and the layout and checks of the state a
-    resume saves, in the names, shapes and dtypes of
-    `TrainingGradientCapture`'s (a state saved on one backend continues on
-    another).
-    """
-
-    MODEL_ATTRIBUTE = None
-
-    @classmethod
-    def for_model(cls, model):
-        return model_capture(cls, model, cls.MODEL_ATTRIBUTE)
-
-    def __init__(self, model):
-        self._model = model
-        self._variables = None
-        self._groups = []
-        self._slot = {}
-        self._capacity = 0
-        self._attached = False
-        self._optimizer = self._inner = None
-        self._patched = []
-
-    @property
-    def variables(self):
-        """The Keras variables captured, in the optimizer's order."""
-        return list(self._variables or [])
-
-    @property
-    def groups(self):
-        """Indices of the variables whose window sums are stacked."""
-        return [list(group) for group in self._groups]
-
-    def _needs_layout(self, variables, capacity):
-        return (self._variables is None
-                or [id(v) for v in variables]
-                != [id(v) for v in self._variables]
-                or capacity > self._capacity)
-
-    def _lay_out(self, variables, capacity):
-        """Groups the variables by shape (`device_stats.group_by_shape`)."""
-        self._variables = variables
-        self._capacity = capacity
-        self._groups = device_stats.group_by_shape(
-            [v.shape for v in variables])
-        self._slot = {index: (number, row)
-                      for number, group in enumerate(self._groups)
-                      for row, index in enumerate(group)}
-
-    def _patch(self, owner, name, replacement):
-        self._patched.append((owner, name, owner.__dict__.get(name)))
-        setattr(owner, name, replacement)
-
-    def _unpatch(self):
-        for owner, name, original in reversed(self._patched):
-            if original is None:
-                owner.__dict__.pop(name, None)
-            else:
-                setattr(owner, name, original)
-        self._patched = []
-
-    def _saved_sum_shape(self, number):
-        """Group ``number``'s window sum as `TrainingGradientCapture` saves
-        it: ``(count, size)`` when stacked, else the variable's shape."""
-        group = self._groups[number]
-        shape = tuple(self._variables[group[0]].shape)
-        if len(group) > 1:
-            return (len(group), int(np.prod(shape, dtype=np.int64)))
-        return shape
-
-    def _checked_first_nonfinite(self, arrays):
-        """The saved first non-finite steps; ValueError when missing or of
-        another shape."""
-        array = arrays.get("first_nonfinite")
-        expected = (len(self._variables),)
-        if array is None or tuple(array.shape) != expected:
-            raise ValueError(
-                "the run's first non-finite steps: expected "
-                f"{expected}, found {None if array is None else array.shape}")
-        return array
-
-    def _check_open_window(self, arrays):
-        """ValueError naming the first saved open-window array that is
-        missing or of another shape or dtype."""
-        expected = [(f"sum/{n}", self._saved_sum_shape(n), np.float32)
-                    for n in range(len(self._groups))]
-        expected += [("scalars", (len(self._variables), 3), np.float64),
-                     ("step_sq", (self._capacity + 1,), np.float32),
-                     ("step_max", (self._capacity + 1,), np.float32),
-                     ("skipped", (), np.float32), ("start", (), np.int64)]
-        for name, shape, dtype in expected:
-            array = arrays.get(name)
-            if (array is None or tuple(array.shape) != shape
-                    or array.dtype != dtype):
-                raise ValueError(
-                    f"open window {name!r}: expected {np.dtype(dtype).name} "
-                    f"{shape}, found "
-                    f"{None if array is None else (array.dtype.name, array.shape)}")
-
-
-def _batches_from_arrays(data, batch_size):
-    """Splits ``(x, y[, sample_weight])`` arrays into batches."""
-    data = tuple(data)
-    if len(data) not in (2, 3):
-        raise ValueError(
-            "probe_data must be (x, y) or (x, y, sample_weight). Received: "
-            f"a tuple of {len(data)} elements")
-    lengths = {int(np.shape(a)[0]) for a in tf.nest.flatten(data)
-               if a is not None}
-    if len(lengths) != 1:
-        raise ValueError(
-            "probe_data arrays must all have the same number of samples. "
-            f"Received: lengths {sorted(lengths)}")
-    total = lengths.pop()
-    if total == 0:
-        raise ValueError("probe_data holds no samples. Received: 0 samples")
-    batches = []
-    for start in range(0, total, batch_size):
-        batches.append(tf.nest.map_structure(
-            lambda a: None if a is None else np.asarray(a)[start:start + batch_size],
-            data))
-    return batches
-
-
-def _batches_from_dataset(dataset, max_batches):
-    batches = []
-    for element in dataset.take(max_batches):
-        if not isinstance(element, (tuple, list)) or len(element) not in (2, 3):
-            raise ValueError(
-                "probe_data datasets must yield (x, y) or (x, y, "
-                f"sample_weight) batches. Received: an element {element!r:.200}")
-        batches.append(tuple(element))
-    if not batches:
-        raise ValueError("probe_data is an empty dataset. Received: 0 batches")
-    return batches
-
-
-def probe_batches(probe_data, batch_size, max_batches):
-    """Materialises probe data once as a list of batches.
-
-    Arrays are used whole (split into ``batch_size`` batches); a
-    ``tf.data.Dataset`` is assumed batched and at most ``max_batches`` of its
-    batches are used, the same ones every epoch.
-    """
-    if isinstance(probe_data, tf.data.Dataset):
-        return _batches_from_dataset(probe_data, max_batches)
-    if isinstance(probe_data, (tuple, list)):
-        return _batches_from_arrays(probe_data, batch_size)
-    raise TypeError(
-        "probe_data must be a tuple (x, y) or (x, y, sample_weight) of arrays "
-        "or a tf.data.Dataset yielding such batches. Received: "
-        f"probe_data of type {type(probe_data).__name__}")
-
-
-def _batch_size(batch):
-    return int(tf.shape(tf.nest.flatten(batch[0])[0])[0])
-
-
 class ProbeGradients:
     """Gradient of the loss on probe data at the current weights.
 
@@ -747,9 +505,87 @@ class ProbeGradients:
         for batch in self._batches:
             x, y = batch[0], batch[1]
             sample_weight = batch[2] if len(batch) > 2 else None
-            n = _batch_size(batch)
+            n = probe_data.batch_size(batch)
             grads = [g * float(n) for g in self._function(x, y, sample_weight)]
             totals = grads if totals is None else [
                 t + g for t, g in zip(totals, grads)]
             count += n
         return [t / float(count) for t in totals]
+
+
+class TimestepGradients:
+    """d(loss)/d(output) of several layers in one GradientTape pass."""
+
+    def __init__(self, model, layers, samples):
+        """Builds the tap model.
+
+        Args:
+          model: a functional or Sequential Keras model.
+          layers: from `find_layers`.
+          samples: ``(x, y, sample_weight)`` of the probe samples to use.
+
+        Raises:
+          ValueError: the model has no symbolic graph to tap (a subclassed
+            model), or a layer is used more than once.
+        """
+        self._model = model
+        self.layers = layers
+        self._samples = samples
+        outputs = list(getattr(model, "outputs", None) or [])
+        if not outputs:
+            raise ValueError(
+                "Timestep gradients need a functional or Sequential model "
+                "(a subclassed model has no graph of layer outputs to tap). "
+                f"Received: a {type(model).__name__}; pass "
+                "timestep_layers=[] to turn them off")
+        taps = []
+        for layer in layers:
+            try:
+                taps.append(layer.output)
+            except (AttributeError, ValueError) as error:
+                raise ValueError(
+                    f"Cannot record the output of layer {layer.name!r}: "
+                    f"{error}. Received: timestep_layers item "
+                    f"{layer.name!r}") from error
+        self._output_count = len(outputs)
+        self._tap_model = keras.Model(model.inputs, outputs + taps)
+        self._function = None
+
+    def _build(self):
+        model, tap, count = self._model, self._tap_model, self._output_count
+
+        @tf.function(reduce_retracing=True)
+        def output_gradients(x, y, sample_weight):
+            with tf.GradientTape() as tape:
+                results = tap(x, training=False)
+                y_pred = results[0] if count == 1 else results[:count]
+                loss = model.compute_loss(x=x, y=y, y_pred=y_pred,
+                                          sample_weight=sample_weight,
+                                          training=False)
+            outputs = results[count:]
+            grads = tape.gradient(loss, outputs)
+            masks = []
+            for output in outputs:
+                mask = keras_backend.get_keras_mask(output)
+                masks.append(tf.zeros([0], tf.bool) if mask is None else mask)
+            return grads, masks
+
+        return output_gradients
+
+    def compute(self):
+        """``[(gradient ndarray, mask ndarray or None)]`` per layer.
+
+        The gradient is that of the probe loss (mean over the samples used),
+        so each sample's slice is 1/samples of its own loss's gradient.
+        """
+        if self._function is None:
+            self._function = self._build()
+        x, y, sample_weight = self._samples
+        grads, masks = self._function(x, y, sample_weight)
+        result = []
+        for gradient, mask in zip(grads, masks):
+            gradient = (np.zeros(1) if gradient is None
+                        else np.asarray(gradient.numpy(), dtype=np.float64))
+            mask = mask.numpy()
+            result.append((gradient, mask if mask.size else None))
+        return result

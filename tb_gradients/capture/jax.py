@@ -2,7 +2,7 @@
 
 Keras's JAX train step is a pure, jitted function of the train state
 (``train_step(state, data) -> (logs, state)``), so the window sums cannot
-be variables the step updates in place, as on TensorFlow (`capture`).
+be variables the step updates in place, as on TensorFlow (`capture.tensorflow`).
 Instead ``JaxTrainingCapture`` owns them as a JAX pytree (``accumulators``)
 and installs its own jitted step, ``(state, accumulators, data) -> (logs,
 state, accumulators)``, both donated, that calls Keras's ``train_step``
@@ -15,13 +15,14 @@ through the trace. They are not Keras variables: the model's and the
 optimizer's saved files are those saved without the callback.
 
 Per step and variable it adds ``g`` to the window sum (stacked by shape as
-on TensorFlow, `device_stats.group_by_shape`), and one row per variable of
+on TensorFlow, `window.layout.group_by_shape`), and one row per variable of
 ``(1, ‖g‖₁, ‖g‖₂²)`` to the window scalars. JAX computes in float32 here
 (x64 off), so the window scalars are Kahan-compensated; the host combines
-them in float64. At a window's end the sums reach TensorFlow zero-copy
-(`backends.as_tf`) for the window end shared with the TensorFlow backend,
-and `begin_window` starts new arrays, so the donated buffers are never the
-ones TensorFlow reads.
+them in float64. At a window's end the window-end kernel reads
+the sums where they are (today TensorFlow's, zero-copy through DLPack,
+`window.kernels`), and `begin_window` starts new arrays, so the donated
+buffers are never the ones the kernel reads. The private Keras names this
+relies on are listed, with why, in `compat.jax`.
 
 ``JaxProbeGradients`` and ``JaxTimestepGradients`` are the probe and the
 timestep gradients through Keras's stateless calls and `jax.grad`.
@@ -34,39 +35,25 @@ from keras.src import backend as keras_backend
 import jax
 import jax.numpy as jnp
 
-from tb_gradients import backends
-from tb_gradients import capture
+from tb_gradients import compat
+from tb_gradients import distribution
+from tb_gradients.capture import base
+from tb_gradients.compat import jax as private
 
-KERAS_VERSIONS_CHECKED = "3.10 - 3.15"
-# Private Keras attributes the JAX hook relies on (Keras 3.10 - 3.15).
-PRIVATE_KERAS_ATTRIBUTES = (
-    "_trainable_variables",
-    "_get_variable_index",
-    # called once per step, inside the jitted train step, with every
-    # (all-reduced, clipped, unscaled) gradient
-    "_backend_update_step",
-)
-UPDATE_METHOD = "_backend_update_step"
-# LossScaleOptimizer: the two branches of its `lax.cond`, and the apply
-# that runs the cond (the accumulators travel out of the branches through
-# its optimizer-variable outputs).
-LOSS_SCALE_METHODS = ("_stateless_handle_finite_grads",
-                      "_stateless_handle_non_finite_grads", "stateless_apply")
+def local_array(array):
+    """A replicated JAX array's copy on one of this process's devices (the
+    whole value: every device holds all of it)."""
+    if len(array.devices()) == 1:
+        return array
+    return array.addressable_data(0)
 
 
-def check_private_attributes(optimizer):
-    inner = capture.inner_optimizer(optimizer)
-    missing = [name for name in PRIVATE_KERAS_ATTRIBUTES
-               if not hasattr(inner, name)]
-    if inner is not optimizer:
-        missing += [name for name in LOSS_SCALE_METHODS
-                    if not hasattr(optimizer, name)]
-    if missing:
-        raise RuntimeError(
-            f"tb_gradients cannot hook this optimizer on the JAX backend: "
-            f"{type(optimizer).__name__} has no attribute {missing[0]!r}. "
-            f"The capture was checked against Keras {KERAS_VERSIONS_CHECKED}; "
-            "use source='probe' with this Keras version, or a checked one.")
+def to_host(value):
+    """A numpy copy of a (replicated) JAX array, or of anything numpy
+    reads."""
+    if isinstance(value, jax.Array):
+        return np.array(local_array(value))
+    return np.asarray(value)
 
 
 def _replicated(sharding):
@@ -127,10 +114,10 @@ class _Accumulate:
         self.result = None
 
 
-class JaxTrainingCapture(capture.OwnedAccumulatorCapture):
+class JaxTrainingCapture(base.OwnedAccumulatorCapture):
     """Per-window sums of the applied gradients, on the JAX backend.
 
-    The same interface as `capture.TrainingGradientCapture`, which the
+    The same interface as `capture.base.TrainingCapture`, which the
     callback uses on TensorFlow.
     """
 
@@ -150,34 +137,33 @@ class JaxTrainingCapture(capture.OwnedAccumulatorCapture):
     def stacked_window_sums(self):
         """The window sums as ``(count, size)`` TensorFlow tensors (views of
         the JAX buffers; `begin_window` must follow before the next step)."""
-        return [backends.as_tf(array)
-                for array in self.accumulators["sums"]]
+        return list(self.accumulators["sums"])
 
     @property
     def window_scalars(self):
         """``(variables, 3)`` float64 `WINDOW_SCALARS` (has ``numpy()``)."""
-        return capture.HostArray(self._combined_scalars())
+        return base.HostArray(self._combined_scalars())
 
     def _combined_scalars(self):
-        total = backends.to_host(self.accumulators["scalars"])
-        lost = backends.to_host(self.accumulators["scalars_lost"])
+        total = to_host(self.accumulators["scalars"])
+        lost = to_host(self.accumulators["scalars_lost"])
         return total.astype(np.float64) - lost.astype(np.float64)
 
     def first_nonfinite_steps(self):
-        return backends.to_host(
+        return to_host(
             self.accumulators["first_nonfinite"]).astype(np.float64)
 
     def read_steps(self):
         values = self.accumulators
-        applied = int(backends.to_host(values["iterations"])) - int(
-            backends.to_host(values["start"]))
+        applied = int(to_host(values["iterations"])) - int(
+            to_host(values["start"]))
         kept = max(0, min(applied, self._capacity))
         table = np.stack([
-            np.sqrt(backends.to_host(values["step_sq"])[:kept].astype(
+            np.sqrt(to_host(values["step_sq"])[:kept].astype(
                 np.float64)),
-            backends.to_host(values["step_max"])[:kept].astype(np.float64)],
+            to_host(values["step_max"])[:kept].astype(np.float64)],
             axis=1)
-        return table, float(backends.to_host(values["skipped"]))
+        return table, float(to_host(values["skipped"]))
 
     # -- attaching -----------------------------------------------------------
 
@@ -186,13 +172,13 @@ class JaxTrainingCapture(capture.OwnedAccumulatorCapture):
             return
         model = self._model
         self._optimizer = model.optimizer
-        self._inner = capture.inner_optimizer(model.optimizer)
-        check_private_attributes(self._optimizer)
-        backends.check_distribution()
+        self._inner = base.inner_optimizer(model.optimizer)
+        compat.check("jax", self._model, self._optimizer, self._inner)
+        distribution.check_distribution()
         if not self._optimizer.built:
             self._optimizer.build(model.trainable_variables)
         variables = list(self._inner._trainable_variables)
-        capacity = capture.step_capacity(steps_per_epoch)
+        capacity = base.step_capacity(steps_per_epoch)
         if self._needs_layout(variables, capacity):
             self._create_accumulators(variables, capacity)
         self._wrap_optimizer()
@@ -246,7 +232,7 @@ class JaxTrainingCapture(capture.OwnedAccumulatorCapture):
 
     def _wrap_optimizer(self):
         inner, outer = self._inner, self._optimizer
-        original_update = getattr(inner, UPDATE_METHOD)
+        original_update = getattr(inner, private.UPDATE_METHOD)
 
         def backend_update_step(grads, trainable_variables, learning_rate):
             tracing = self._tracing
@@ -255,7 +241,7 @@ class JaxTrainingCapture(capture.OwnedAccumulatorCapture):
                     tracing.values, list(grads), list(trainable_variables))
             return original_update(grads, trainable_variables, learning_rate)
 
-        self._patch(inner, UPDATE_METHOD, backend_update_step)
+        self._patch(inner, private.UPDATE_METHOD, backend_update_step)
         if inner is outer:
             return
         # LossScaleOptimizer: the inner update runs in one branch of a
@@ -291,9 +277,9 @@ class JaxTrainingCapture(capture.OwnedAccumulatorCapture):
                 jax.tree.structure(tracing.values), list(new_optimizer[own:]))
             return new_trainable, list(new_optimizer[:own])
 
-        self._patch(outer, LOSS_SCALE_METHODS[0], handle_finite_grads)
-        self._patch(outer, LOSS_SCALE_METHODS[1], handle_non_finite_grads)
-        self._patch(outer, LOSS_SCALE_METHODS[2], stateless_apply)
+        self._patch(outer, private.LOSS_SCALE_METHODS[0], handle_finite_grads)
+        self._patch(outer, private.LOSS_SCALE_METHODS[1], handle_non_finite_grads)
+        self._patch(outer, private.LOSS_SCALE_METHODS[2], stateless_apply)
 
     # -- the step ------------------------------------------------------------
 
@@ -409,7 +395,7 @@ class JaxTrainingCapture(capture.OwnedAccumulatorCapture):
     def _optimizer_iterations(self):
         """The optimizer's step now (a copy, on the accumulators' devices)."""
         self._model.jax_state_sync()
-        return np.asarray(backends.to_host(_int32(
+        return np.asarray(to_host(_int32(
             self._inner.iterations))).astype(np.int32)
 
     def begin_window(self):
@@ -438,15 +424,15 @@ class JaxTrainingCapture(capture.OwnedAccumulatorCapture):
 
     def open_window_arrays(self):
         values = self.accumulators
-        arrays = [(f"sum/{n}", backends.to_host(array).reshape(
+        arrays = [(f"sum/{n}", to_host(array).reshape(
             self._saved_sum_shape(n)))
             for n, array in enumerate(values["sums"])]
         arrays += [
             ("scalars", self._combined_scalars()),
-            ("step_sq", backends.to_host(values["step_sq"])),
-            ("step_max", backends.to_host(values["step_max"])),
-            ("skipped", backends.to_host(values["skipped"])),
-            ("start", np.int64(backends.to_host(values["start"]))),
+            ("step_sq", to_host(values["step_sq"])),
+            ("step_max", to_host(values["step_max"])),
+            ("skipped", to_host(values["skipped"])),
+            ("start", np.int64(to_host(values["start"]))),
         ]
         return iter(arrays)
 
@@ -477,7 +463,7 @@ def _local_state(model):
     device of this process: the probe and the timestep gradients run on
     the chief alone, without the other processes."""
     model.jax_state_sync()
-    return tuple([backends.local_array(v.value) for v in variables]
+    return tuple([local_array(v.value) for v in variables]
                  for variables in (model.trainable_variables,
                                    model.non_trainable_variables,
                                    model.metrics_variables))
@@ -489,7 +475,7 @@ def _host_batch(batch):
 
 
 class JaxProbeGradients:
-    """`capture.ProbeGradients` on the JAX backend: `jax.grad` of Keras's
+    """`capture.tensorflow.ProbeGradients` on the JAX backend: `jax.grad` of Keras's
     stateless loss (regularisation included) in inference mode."""
 
     def __init__(self, model, batches):
@@ -530,7 +516,7 @@ class JaxProbeGradients:
                 t + g for t, g in zip(totals, grads)]
             count += n
         by_id = {id(v): i for i, v in enumerate(model.trainable_variables)}
-        return [backends.as_tf(_copy(totals[by_id[id(v)]] / np.float32(count)))
+        return [(_copy(totals[by_id[id(v)]] / np.float32(count)))
                 for v in variables]
 
 
@@ -558,8 +544,8 @@ class JaxTimestepGradients:
         tap = keras.Model(model.inputs, taps)
         model.jax_state_sync()
         outputs, _ = tap.stateless_call(
-            [backends.local_array(v.value) for v in tap.trainable_variables],
-            [backends.local_array(v.value)
+            [local_array(v.value) for v in tap.trainable_variables],
+            [local_array(v.value)
              for v in tap.non_trainable_variables],
             self._samples[0], training=False)
         if len(self.layers) == 1 and not isinstance(outputs, (list, tuple)):
@@ -606,5 +592,5 @@ class JaxTimestepGradients:
         grads = self._function(
             [jnp.zeros(shape, jnp.float32) for shape in self._shapes],
             *_local_state(model), x, y, sample_weight)
-        return [(np.asarray(backends.to_host(g), dtype=np.float64), mask)
+        return [(np.asarray(to_host(g), dtype=np.float64), mask)
                 for g, mask in zip(grads, self._masks)]

@@ -22,18 +22,17 @@ from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 from tensorboard.util import tb_logging
 
-from tb_gradients import metadata
-from tb_gradients import plugin_assets
-from tb_gradients import plugin_cache
-from tb_gradients import plugin_findings
-from tb_gradients import plugin_heatmaps
-from tb_gradients import plugin_json
-from tb_gradients import plugin_listing
-from tb_gradients import plugin_params
-from tb_gradients import plugin_recurrent
-from tb_gradients import plugin_series
-from tb_gradients import plugin_stats
-
+from tb_gradients.format import metadata
+from tb_gradients.plugin import assets as plugin_assets
+from tb_gradients.plugin import cache as plugin_cache
+from tb_gradients.plugin import findings as plugin_findings
+from tb_gradients.plugin import heatmaps as plugin_heatmaps
+from tb_gradients import json_values
+from tb_gradients.plugin import listing as plugin_listing
+from tb_gradients.plugin import params as plugin_params
+from tb_gradients.plugin import recurrent as plugin_recurrent
+from tb_gradients.plugin import series as plugin_series
+from tb_gradients.plugin import stats as plugin_stats
 logger = tb_logging.get_logger()
 
 # Our series are small and few per epoch: read every stored sample. (How
@@ -42,54 +41,11 @@ _DOWNSAMPLE = 10**9
 
 _SCALARS_PLUGIN = "scalars"
 
-FRONTEND_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                            "frontend")
+FRONTEND_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "frontend")
 
 # Fixed at import: a request can only name one of these files.
 ASSETS = plugin_assets.asset_map(FRONTEND_DIR)
-
-class GradientsLoader(base_plugin.TBLoader):
-    """Loads `GradientsPlugin` and makes TensorBoard keep all its samples."""
-
-    def fix_flags(self, flags):
-        """Keeps every sample of the ``gradients`` series, unless told not to.
-
-        TensorBoard keeps only 10 (Python loader) or 100 (Rust loader)
-        samples of a third-party tensor series by default, which would
-        silently drop epochs. A value the user gave with
-        ``--samples_per_plugin=gradients=N`` is left as it is.
-
-        Args:
-          flags: The parsed ``argparse.Namespace``; ``samples_per_plugin``
-            is a dict there (a string is accepted and parsed, for flags set
-            programmatically).
-        """
-        if not hasattr(flags, "samples_per_plugin"):
-            return
-        samples = _samples_dict(flags.samples_per_plugin)
-        samples.setdefault(metadata.PLUGIN_NAME, 0)
-        flags.samples_per_plugin = samples
-
-    def load(self, context):
-        """Returns the plugin (it needs nothing beyond the data provider)."""
-        return GradientsPlugin(context)
-
-
-def _samples_dict(value):
-    """``--samples_per_plugin`` as a dict, whatever form it arrived in."""
-    if isinstance(value, dict):
-        return dict(value)
-    result = {}
-    for token in str(value or "").split(","):
-        if "=" in token:
-            key, count = token.split("=", 1)
-            try:
-                result[key.strip()] = int(count)
-            except ValueError:
-                raise base_plugin.FlagsError(
-                    "--samples_per_plugin needs plugin=count pairs. "
-                    "Received: %r" % (value,))
-    return result
 
 
 # What `_guarded` logs and answers. Both are fixed texts so that a log or
@@ -125,12 +81,12 @@ def _guarded(route):
 
 def _json_response(request, body):
     """Strict JSON; ``body`` may be gzip-compressed JSON (cached bodies,
-    `plugin_json.gzip_json`), which is sent as it is to clients that accept
+    `json_values.gzip_json`), which is sent as it is to clients that accept
     gzip and decompressed for the others."""
     if isinstance(body, bytes):
         return http_util.Respond(request, body, "application/json",
                                  content_encoding="gzip")
-    return http_util.Respond(request, plugin_json.dumps(body),
+    return http_util.Respond(request, json_values.dumps(body),
                              "application/json")
 
 
@@ -432,7 +388,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
             body = {"run": run, "source": source}
             body.update(plugin_stats.reduced_scalars(epochs, series, points,
                                                      start, end))
-            return plugin_json.gzip_json(body)
+            return json_values.gzip_json(body)
 
         return self._cache.get_or_build(key, build)
 
@@ -471,7 +427,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
             body = {"run": run, "source": source}
             body.update(plugin_stats.variable_stats_body(
                 table, selected, names, points, start, end))
-            return plugin_json.gzip_json(body)
+            return json_values.gzip_json(body)
 
         return self._cache.get_or_build(key, build)
 
@@ -649,7 +605,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         tags = [tag, norms_tag] if has_norms else [tag]
         key = ("timesteps", experiment, run, layer, epoch,
                plugin_cache.series_signature(listing, tags))
-        return self._cache.get_or_build(key, lambda: plugin_json.gzip_json(
+        return self._cache.get_or_build(key, lambda: json_values.gzip_json(
             self._timesteps_body(ctx, experiment, run, layer, epoch, content,
                                  tags)))
 
@@ -680,8 +636,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
             if epoch in norms:
                 l2, valid = plugin_recurrent.timestep_norms(norms[epoch],
                                                             tensor.shape)
-                body["l2"] = plugin_json.float32_json(l2)
-                body["valid"] = plugin_json.float32_json(valid)
+                body["l2"] = json_values.float32_json(l2)
+                body["valid"] = json_values.float32_json(valid)
             body["epoch_l2"] = plugin_recurrent.epoch_l2(norms)
         return body
 
@@ -746,7 +702,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
             "gates": gates, "block": content.get("block"),
             "rows": int(tensor.shape[1]), "cols": int(tensor.shape[2]),
             "epoch": epoch, "epochs": epochs,
-            "values": plugin_json.float32_json(
+            "values": json_values.float32_json(
                 tensor.reshape(tensor.shape[0], -1)),
             "scale": plugin_recurrent.gate_heatmap_scale(planes.values()),
         }

@@ -10,12 +10,10 @@ hand-made input.
 
 import numpy as np
 
-from tb_gradients import metadata
-from tb_gradients import plugin_json
-from tb_gradients import plugin_listing
-from tb_gradients import plugin_series
-
-
+from tb_gradients.format import metadata
+from tb_gradients import json_values
+from tb_gradients.plugin import listing as plugin_listing
+from tb_gradients.plugin import series as plugin_series
 # -- recurrent layers ---------------------------------------------------------
 
 
@@ -119,7 +117,7 @@ def timestep_values(tensor):
     tensor = np.asarray(tensor)
     if tensor.ndim not in (2, 3):
         raise ValueError("timesteps tensor has shape %r" % (tensor.shape,))
-    return plugin_json.float32_json(tensor)
+    return json_values.float32_json(tensor)
 
 
 def timestep_norms(tensor, values_shape=None):
@@ -178,11 +176,11 @@ def epoch_l2(norms_by_epoch):
         for name, figures in (("mean", mean), ("std", std), ("min", low),
                               ("max", high)):
             figures = np.where((count > 0) & ~nan, figures, np.nan)
-            lists[name].append(plugin_json.float32_json(figures))
-    body = {name: plugin_json.JSONText("[" + ",".join(parts) + "]")
+            lists[name].append(json_values.float32_json(figures))
+    body = {name: json_values.JSONText("[" + ",".join(parts) + "]")
             for name, parts in lists.items()}
     body["epochs"] = epochs
-    return plugin_json.JSONText(plugin_json.dumps(body))
+    return json_values.JSONText(json_values.dumps(body))
 
 
 # -- gates --------------------------------------------------------------------
@@ -248,7 +246,7 @@ def gate_table(datums, content):
                              % (datum.step, table.shape, shape))
         by_epoch[int(datum.step)] = table
     epochs = sorted(by_epoch)
-    return epochs, [plugin_json.nested_or_none(by_epoch[epoch])
+    return epochs, [json_values.nested_or_none(by_epoch[epoch])
                     for epoch in epochs]
 
 
@@ -273,4 +271,4 @@ def gate_heatmap_scale(tensors):
         finite = tensor[np.isfinite(tensor)]
         if finite.size and (largest is None or finite.max() > largest):
             largest = finite.max()
-    return plugin_json.float32_or_none(largest)
+    return json_values.float32_or_none(largest)

@@ -9,9 +9,7 @@ one can be tested on hand-made input.
 
 import numpy as np
 
-from tb_gradients import metadata
-
-
+from tb_gradients.format import metadata
 def parse_listing(tag_to_series):
     """Parsed content of every readable series of one run.
 

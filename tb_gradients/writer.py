@@ -19,10 +19,8 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.util import tensor_util
 
-from tb_gradients import metadata
-from tb_gradients import stats
-
-
+from tb_gradients.format import heatmap
+from tb_gradients.format import metadata
 @functools.lru_cache(maxsize=4096)
 def _cached_metadata(kind, source, description, fields_json):
     return metadata.create_summary_metadata(kind, source, description,
@@ -59,7 +57,7 @@ def write_variable_stats(batch, source, variable, stat_values):
 
     Args:
       variable: dict with ``name``, ``layer``, ``index``, ``shape``.
-      stat_values: dict from `stats.variable_statistics`.
+      stat_values: dict from `window.statistics.variable_statistics`.
     """
     summary_metadata = plugin_metadata(
         metadata.KIND_VARIABLE_STATS, source, window=batch.window,
@@ -86,7 +84,7 @@ def write_heatmap(batch, source, variable, encoded, block, encoding):
         description=f"Pooled gradient heatmaps of {variable['name']}",
         variable=variable["name"], layer=variable["layer"],
         index=variable["index"], shape=list(variable["shape"]),
-        view_shape=list(stats.view_shape(variable["shape"])),
+        view_shape=list(heatmap.view_shape(variable["shape"])),
         block=[int(b) for b in block],
         channels=list(metadata.HEATMAP_CHANNELS),
         channel_scales=list(metadata.HEATMAP_CHANNEL_SCALES),
@@ -119,7 +117,7 @@ def write_timesteps(batch, source, info, view, samples):
 
     Args:
       info: from `timesteps.describe`.
-      view: from `stats.timestep_view`.
+      view: from `format_timesteps.timestep_view`.
       samples: number of probe samples.
     """
     fields = dict(info, samples=int(samples), timesteps=int(view["timesteps"]),
@@ -153,7 +151,7 @@ def write_gates(batch, source, layer_name, kind, table, rows):
         metadata.KIND_GATES, source, window=batch.window,
         description=f"Per-gate weight-gradient norms of layer {layer_name}",
         layer=layer_name, recurrent_kind=kind,
-        gates=list(stats.GATES[kind]), rows=rows,
+        gates=list(metadata.GATES[kind]), rows=rows,
         stats=list(metadata.GATE_STAT_NAMES))
     batch.tensor(metadata.gates_tag(source, layer_name),
                  np.asarray(table, np.float64), summary_metadata)
@@ -166,7 +164,7 @@ def write_gate_heatmap(batch, source, variable, layer_name, kind, pooled,
         metadata.KIND_GATE_HEATMAP, source, window=batch.window,
         description=f"Per-gate gradient heatmaps of {variable}",
         variable=variable, layer=layer_name, recurrent_kind=kind,
-        gates=list(stats.GATES[kind]), block=[int(b) for b in block])
+        gates=list(metadata.GATES[kind]), block=[int(b) for b in block])
     batch.tensor(metadata.gate_heatmap_tag(source, variable),
                  np.asarray(pooled, np.float32), summary_metadata)
 

@@ -10,12 +10,10 @@ callback and the ``diagnose`` command. Pure: the plugin does the reading.
 
 import numpy as np
 
-from tb_gradients import findings
-from tb_gradients import plugin_series
-from tb_gradients import plugin_stats
-from tb_gradients import series
-
-
+from tb_gradients.analysis import findings
+from tb_gradients.plugin import series as plugin_series
+from tb_gradients.plugin import stats as plugin_stats
+from tb_gradients.analysis import series
 def source_series(source, window, table, scalar_data, step_datums):
     """The `series.SourceSeries` of one source of a run.
 

@@ -7,12 +7,14 @@ gradient the optimizer applies (clipped, unscaled by a
 ``LossScaleOptimizer``, averaged over ``gradient_accumulation_steps``; it
 runs on update steps only), and adds them to torch tensors it owns, next to
 the variables: ``Σg`` per variable (stacked by shape, as on the other
-backends, `device_stats.group_by_shape`) with one ``_foreach`` add, and
+backends, `window.layout.group_by_shape`) with one ``_foreach`` add, and
 ``‖g‖₁``, ``‖g‖₂`` and ``max |g|`` of every variable with three
 ``_foreach_norm`` calls. The window scalars are float64, as on
-TensorFlow. At a window's end the sums reach TensorFlow zero-copy through
-DLPack (on the CPU) for the shared window end; `begin_window` starts new
-tensors, so TensorFlow never reads a buffer the next step writes.
+TensorFlow. At a window's end the window-end kernel reads the sums where
+they are (today TensorFlow's, zero-copy through DLPack on the CPU,
+`window.kernels`); `begin_window` starts new tensors, so the kernel never
+reads a buffer the next step writes. The private Keras names this relies on
+are listed, with why, in `compat.torch`.
 
 ``TorchProbeGradients`` and ``TorchTimestepGradients`` are the probe and
 the timestep gradients through `torch.autograd.grad`.
@@ -23,20 +25,22 @@ import numpy as np
 import torch
 from keras.src import backend as keras_backend
 
-from tb_gradients import backends
-from tb_gradients import capture
-
-UPDATE_METHOD = "_backend_update_step"
-
-
-_tf = backends.as_tf
-_host = backends.to_host
+from tb_gradients import compat
+from tb_gradients.capture import base
+from tb_gradients.compat import torch as private
 
 
-class TorchTrainingCapture(capture.OwnedAccumulatorCapture):
+def _host(value):
+    """A numpy copy of a torch tensor, or of anything numpy reads."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy().copy()
+    return np.asarray(value)
+
+
+class TorchTrainingCapture(base.OwnedAccumulatorCapture):
     """Per-window sums of the applied gradients, on the PyTorch backend.
 
-    The same interface as `capture.TrainingGradientCapture`.
+    The same interface as `capture.base.TrainingCapture`.
     """
 
     MODEL_ATTRIBUTE = "_tb_gradients_torch_capture"
@@ -47,11 +51,11 @@ class TorchTrainingCapture(capture.OwnedAccumulatorCapture):
         self._first_nonfinite = None
 
     def stacked_window_sums(self):
-        return [_tf(values) for values in self._values["sums"]]
+        return list(self._values["sums"])
 
     @property
     def window_scalars(self):
-        return capture.HostArray(_host(self._values["scalars"]))
+        return base.HostArray(_host(self._values["scalars"]))
 
     def first_nonfinite_steps(self):
         return _host(self._first_nonfinite).astype(np.float64)
@@ -70,17 +74,12 @@ class TorchTrainingCapture(capture.OwnedAccumulatorCapture):
             return
         model = self._model
         self._optimizer = model.optimizer
-        self._inner = capture.inner_optimizer(model.optimizer)
-        if not hasattr(self._inner, UPDATE_METHOD) or not hasattr(
-                self._inner, "_get_variable_index"):
-            raise RuntimeError(
-                "tb_gradients cannot hook this optimizer on the PyTorch "
-                f"backend: {type(self._inner).__name__} has no "
-                f"{UPDATE_METHOD!r}; use source='probe'.")
+        self._inner = base.inner_optimizer(model.optimizer)
+        compat.check("torch", model, self._optimizer, self._inner)
         if not self._optimizer.built:
             self._optimizer.build(model.trainable_variables)
         variables = list(self._inner._trainable_variables)
-        capacity = capture.step_capacity(steps_per_epoch)
+        capacity = base.step_capacity(steps_per_epoch)
         if self._needs_layout(variables, capacity):
             self._create(variables, capacity)
         self._wrap_optimizer()
@@ -120,21 +119,21 @@ class TorchTrainingCapture(capture.OwnedAccumulatorCapture):
 
     def _wrap_optimizer(self):
         inner, outer = self._inner, self._optimizer
-        original = getattr(inner, UPDATE_METHOD)
+        original = getattr(inner, private.UPDATE_METHOD)
 
         def backend_update_step(grads, trainable_variables, learning_rate):
             self._add_step(list(grads), list(trainable_variables))
             return original(grads, trainable_variables, learning_rate)
 
-        self._patch(inner, UPDATE_METHOD, backend_update_step)
+        self._patch(inner, private.UPDATE_METHOD, backend_update_step)
         if inner is not outer:
-            original_skip = getattr(outer, capture.LOSS_SCALE_SKIP_METHOD)
+            original_skip = getattr(outer, private.LOSS_SCALE_SKIP_METHOD)
 
             def handle_non_finite_grads(*args, **kwargs):
                 self._values["skipped"] += 1.0
                 return original_skip(*args, **kwargs)
 
-            self._patch(outer, capture.LOSS_SCALE_SKIP_METHOD,
+            self._patch(outer, private.LOSS_SCALE_SKIP_METHOD,
                         handle_non_finite_grads)
 
     @torch.no_grad()
@@ -223,7 +222,7 @@ def _torch_batch(batch):
 
 
 class TorchProbeGradients:
-    """`capture.ProbeGradients` on the PyTorch backend."""
+    """`capture.tensorflow.ProbeGradients` on the PyTorch backend."""
 
     def __init__(self, model, batches):
         self._model = model
@@ -254,7 +253,7 @@ class TorchProbeGradients:
             totals = grads if totals is None else [
                 t + g for t, g in zip(totals, grads)]
             count += n
-        return [_tf(t / float(count)) for t in totals]
+        return [t / float(count) for t in totals]
 
 
 class TorchTimestepGradients:

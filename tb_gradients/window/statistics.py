@@ -1,10 +1,10 @@
-"""Host-side pieces of docs/STATISTICS.md, as pure numpy functions.
+"""The statistics of docs/STATISTICS.md from a window's reductions, as pure
+numpy functions.
 
-The per-variable statistics are computed on the device (`device_stats`);
-what is left here works on their small results or on layouts: the
-whole-model figures, the heatmap view and pooling grid, the uint8 decoding,
-and the pooled per-timestep view of probe gradients. Nothing here knows
-about TensorFlow, Keras or TensorBoard.
+The window-end kernel reduces each variable on the device
+(`window.kernels`); what is left here turns those small results into the
+per-variable and whole-model statistics, on the host in float64. Nothing
+here knows about TensorFlow, Keras or TensorBoard.
 
 Notation (per trainable variable, epoch ``e``):
 
@@ -21,11 +21,11 @@ import math
 
 import numpy as np
 
-from tb_gradients import metadata
+from tb_gradients.format import metadata
 
 
 # Per-variable reductions the device returns at a window's end
-# (`device_stats`), in order; `variable_statistics` turns them into the
+# (`window.kernels`), in order; `variable_statistics` turns them into the
 # statistics of docs/STATISTICS.md.
 REDUCTIONS = (
     "sum",              # Σ G
@@ -210,132 +210,3 @@ def global_statistics(per_variable, skipped_steps=0, step_table=None):
         out["step_max_abs_max"] = float(np.nanmax(table[:, 1])) if np.isfinite(
             table[:, 1]).any() else float("nan")
     return out
-
-
-def view_shape(shape):
-    """The 2-D view of a variable used for heatmaps.
-
-    Dense ``(in, out)`` stays as is; a convolution kernel
-    ``(kh, kw, ..., cin, cout)`` becomes ``(kh*kw*...*cin, cout)``; a vector
-    ``(n,)`` becomes ``(1, n)``; a scalar ``(1, 1)``.
-    """
-    shape = tuple(int(d) for d in shape)
-    if not shape:
-        return 1, 1
-    if len(shape) == 1:
-        return 1, shape[0]
-    rows = 1
-    for d in shape[:-1]:
-        rows *= d
-    return rows, shape[-1]
-
-
-def pool_blocks(rows, cols, max_cells):
-    """Block size ``(block_rows, block_cols)`` giving at most ``max_cells``.
-
-    Halves the larger pooled side until the cell count fits, so a tall
-    kernel keeps its column resolution as long as possible.
-    """
-    if max_cells < 1:
-        raise ValueError(f"max_cells must be >= 1. Received: {max_cells}")
-    block_rows, block_cols = 1, 1
-    out_rows, out_cols = rows, cols
-    while out_rows * out_cols > max_cells:
-        if out_rows >= out_cols:
-            block_rows = -(-rows // -(-out_rows // 2))
-            out_rows = -(-rows // block_rows)
-        else:
-            block_cols = -(-cols // -(-out_cols // 2))
-            out_cols = -(-cols // block_cols)
-    return block_rows, block_cols
-
-
-def decode_log_uint8(codes, scale, decades=metadata.HEATMAP_DECADES):
-    """Inverse of `encode_log_uint8` (up to its rounding)."""
-    codes = np.asarray(codes)
-    levels = metadata.HEATMAP_CODE_LEVELS
-    exponent = (codes.astype(np.float64) - 1) / (levels - 1) * decades - decades
-    values = float(scale) * np.power(10.0, exponent)
-    values = np.where(codes == 0, 0.0, values)
-    values = np.where(codes == metadata.HEATMAP_CODE_INF, np.inf, values)
-    return np.where(codes == metadata.HEATMAP_CODE_NAN, np.nan, values)
-
-
-def _block_mean_axis(values, block, axis):
-    """Mean over consecutive blocks of ``block`` along ``axis``."""
-    length = values.shape[axis]
-    starts = np.arange(0, length, block)
-    sums = np.add.reduceat(values, starts, axis=axis)
-    counts = np.diff(np.append(starts, length)).astype(np.float64)
-    shape = [1] * values.ndim
-    shape[axis] = len(counts)
-    return sums / counts.reshape(shape)
-
-
-@_quiet_non_finite
-def timestep_view(gradient, mask=None, max_timesteps=512, max_channels=32,
-                  directions=1):
-    """Pools the gradient w.r.t. a layer's output for storage and plotting.
-
-    Args:
-      gradient: ``(samples, timesteps, ...)`` (a layer returning sequences)
-        or ``(samples, ...)`` (no time axis); trailing axes are flattened
-        into channels.
-      mask: ``(samples, timesteps)`` booleans (True = real timestep) or None.
-      max_timesteps: timesteps are block-averaged to at most this many.
-      max_channels: channels are block-averaged to at most this many per
-        direction.
-      directions: 2 for a concatenating `Bidirectional` layer: each half is
-        pooled on its own so that no block mixes the two directions.
-
-    Returns:
-      dict with ``values`` (float32, ``(samples, T', C')`` or
-      ``(samples, C')``), ``l2`` (``(samples, T')``: the L2 norm over all
-      unpooled channels of each timestep, block-averaged over time; None
-      without a time axis), ``valid`` (``(samples, T')``: fraction of real,
-      unmasked timesteps per block), ``time_block``, ``channel_block``,
-      ``timesteps``, ``channels`` (unpooled sizes) and ``direction_ranges``
-      (pooled channel ``[start, end)`` of each direction).
-    """
-    gradient = np.asarray(gradient, dtype=np.float64)
-    samples = gradient.shape[0]
-    has_time = mask is not None or gradient.ndim >= 3
-    if has_time:
-        flat = gradient.reshape(samples, gradient.shape[1], -1)
-    else:
-        flat = gradient.reshape(samples, 1, -1)
-    timesteps, channels = flat.shape[1], flat.shape[2]
-    per_direction = channels // directions if directions > 1 else channels
-    channel_block = max(1, -(-per_direction // max_channels))
-    time_block = max(1, -(-timesteps // max_timesteps)) if has_time else 1
-    parts, ranges, start = [], [], 0
-    for d in range(directions):
-        part = flat[:, :, d * per_direction:(d + 1) * per_direction]
-        pooled = _block_mean_axis(part, channel_block, axis=2)
-        parts.append(pooled)
-        ranges.append([start, start + pooled.shape[2]])
-        start += pooled.shape[2]
-    values = np.concatenate(parts, axis=2)
-    out = {"time_block": time_block, "channel_block": channel_block,
-           "timesteps": timesteps if has_time else 0, "channels": channels,
-           "direction_ranges": ranges, "l2": None, "valid": None}
-    if not has_time:
-        out["values"] = values[:, 0, :].astype(np.float32)
-        return out
-    out["values"] = _block_mean_axis(values, time_block, axis=1).astype(
-        np.float32)
-    norms = np.sqrt(np.square(flat).sum(axis=2))
-    out["l2"] = _block_mean_axis(norms, time_block, axis=1).astype(np.float32)
-    valid = (np.ones((samples, timesteps)) if mask is None
-             else np.asarray(mask, dtype=np.float64).reshape(samples, -1))
-    out["valid"] = _block_mean_axis(valid, time_block, axis=1).astype(
-        np.float32)
-    return out
-
-
-# Gate order of Keras's fused recurrent weights (last axis).
-GATES = {
-    "LSTM": ("input", "forget", "cell", "output"),
-    "GRU": ("update", "reset", "candidate"),
-}
-GATE_STAT_NAMES = ("l2", "mean_abs", "max_abs")

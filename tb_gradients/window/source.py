@@ -1,28 +1,22 @@
 """One gradient source's accumulated state and its window end.
 
 `SourceWindows` owns, for one source (``training`` or ``probe``) of one
-callback, the accumulated state of every variable (`device_stats`, in
-groups of equal layout) and runs the compiled window-end call. What comes
+callback, the accumulated state of every variable (in groups of equal
+layout, `window.layout`) and runs the window end through the backend's
+kernel (`window.kernels`), which keeps the state on the device. What comes
 back to the host is small (reductions, encoded pooled heatmaps, histogram
 counts, gate tables); the statistics are computed from it with
-`stats.variable_statistics` and returned as a `WindowRecord` for `summary`.
+`window.statistics.variable_statistics` and returned as a `WindowRecord`
+for `writer`. Backend-neutral: no framework's ops here.
 """
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from tb_gradients import backends
-from tb_gradients import capture
-from tb_gradients import device_stats
-from tb_gradients import stats
-
-
-def _device_of(variable):
-    """Where a (Keras or tf) variable lives, for colocating its state (a
-    JAX variable's state lives with TensorFlow's default device)."""
-    device = getattr(capture.plain_variable(variable), "device", None)
-    return device if isinstance(device, str) and device else None
+from tb_gradients.format import histogram
+from tb_gradients.window import kernels
+from tb_gradients.window import layout as layouts
+from tb_gradients.window import statistics
 
 
 class WindowRecord:
@@ -68,23 +62,23 @@ class SourceWindows:
                  histogram_buckets, gate_counts=None, groups=None):
         self.source = source
         self.variables = list(variables)
+        self.kernel = kernels.for_backend(keras.backend.backend())
         gate_counts = gate_counts or {}
-        pool_cells = heatmap_cells or device_stats.DEFAULT_POOL_CELLS
+        pool_cells = heatmap_cells or layouts.DEFAULT_POOL_CELLS
         self.layouts = []
         for index, variable in enumerate(self.variables):
             gates = gate_counts.get(index, 0)
-            self.layouts.append(device_stats.VariableLayout(
+            self.layouts.append(layouts.VariableLayout(
                 variable.shape, pool_cells, bool(heatmap_cells),
                 heatmap_encoding, histogram_buckets, gate_count=gates,
                 gate_cells=max(1, heatmap_cells // gates)
                 if gates and heatmap_cells else 0))
-        self.groups = groups or device_stats.group_by_shape(
+        self.groups = groups or layouts.group_by_shape(
             [v.shape for v in self.variables])
-        self.states = []
-        for number, group in enumerate(self.groups):
-            with tf.device(_device_of(self.variables[group[0]])):
-                self.states.append(device_stats.GroupState(
-                    self.layouts[group[0]], len(group)))
+        self.states = [self.kernel.new_state(self.layouts[group[0]],
+                                             len(group),
+                                             self.variables[group[0]])
+                       for group in self.groups]
         # variable index -> (group number, row in the group)
         self._position = {index: (number, row)
                           for number, group in enumerate(self.groups)
@@ -130,13 +124,9 @@ class SourceWindows:
             raise
 
     def stack(self, gradients):
-        """Per-variable gradients as ``(count, size)`` tensors per group."""
-        stacked = []
-        for group in self.groups:
-            rows = [tf.reshape(tf.cast(gradients[i], tf.float32), [1, -1])
-                    for i in group]
-            stacked.append(rows[0] if len(rows) == 1 else tf.concat(rows, 0))
-        return stacked
+        """Per-variable gradients as ``(count, size)`` arrays per group."""
+        return [self.kernel.stack([gradients[i] for i in group])
+                for group in self.groups]
 
     def end_window(self, stacked, window_scalars=None, probe_batches=0,
                    record=True, first_nonfinite=None):
@@ -169,53 +159,34 @@ class SourceWindows:
                                  first_nonfinite)
 
     def _group_end(self, group, state, gradients, record):
-        layout = self.layouts[group[0]]
-        with tf.device(state.accumulated.device):
-            step = device_stats.group_step_function(
-                layout.exact, layout.heatmap, layout.encoding, record)
-            new_state, out = step(gradients, *state.values(),
-                                  layout.geometry)
-            state.replace(new_state)
-            if record:
-                for row, index in enumerate(group):
-                    gated = self.layouts[index]
-                    if gated.gate_count:
-                        out[f"gates_{index}"] = (
-                            device_stats.gate_step_function()(
-                                tf.reshape(gradients[row], gated.view),
-                                tf.constant(gated.gate_count, tf.int32),
-                                gated.gate_geometry))
-        return out
+        gated = [(row, self.layouts[index]) for row, index in enumerate(group)
+                 if self.layouts[index].gate_count]
+        return self.kernel.group_end(state, self.layouts[group[0]], gradients,
+                                     record, gated)
 
     def weight_norms(self):
         """``‖W‖₂`` of every variable now, float64 on the host."""
-        values = [capture.plain_variable(variable)
-                  for variable in self.variables]
-        if keras.backend.backend() != "tensorflow":
-            values = [backends.as_tf(value) for value in values]
-        return device_stats.weight_norms(values)
+        return self.kernel.weight_norms(self.variables)
 
     def _host_record(self, outs, stacked, scalars, probe_batches,
                      first_nonfinite):
         count = len(self.variables)
-        reductions = np.empty((count, len(stats.REDUCTIONS)))
+        reductions = np.empty((count, len(statistics.REDUCTIONS)))
         histograms = [None] * count
         heatmaps = [None] * count
         gates = {}
         for group, out in zip(self.groups, outs):
-            reductions[group] = out["reductions"].numpy()
-            counts = out["histogram"].numpy()
-            heatmap = out["heatmap"].numpy() if "heatmap" in out else None
+            reductions[group] = out["reductions"]
+            counts = out["histogram"]
+            heatmap = out.get("heatmap")
             for row, index in enumerate(group):
                 layout = self.layouts[index]
                 if layout.buckets:
                     histograms[index] = counts[row]
                 if heatmap is not None:
                     heatmaps[index] = heatmap[row].reshape((4,) + layout.grid)
-            for index in group:
-                if f"gates_{index}" not in out:
-                    continue
-                table, pooled = (v.numpy() for v in out[f"gates_{index}"])
+            for row, (table, pooled) in out["gates"].items():
+                index = group[row]
                 layout = self.layouts[index]
                 grid = tuple(-(-v // b) for v, b in zip(layout.gate_view,
                                                         layout.gate_block))
@@ -226,24 +197,24 @@ class SourceWindows:
         extra = {"units": self._units, "weight_l2": self.weight_norms(),
                  "first_nonfinite_step": first_nonfinite}
         if scalars is not None:
-            per_variable = stats.variable_statistics(
+            per_variable = statistics.variable_statistics(
                 reductions, self._sizes, scalars[:, 0], scalars[:, 1],
                 scalars[:, 2], **extra)
         else:
-            per_variable = stats.variable_statistics(
+            per_variable = statistics.variable_statistics(
                 reductions, self._sizes, np.full(count, float(probe_batches)),
                 **extra)
         result = WindowRecord(self.source)
         result.stats = per_variable
         result.gates = gates
-        low = stats.REDUCTIONS.index("min")
-        high = stats.REDUCTIONS.index("max")
+        low = statistics.REDUCTIONS.index("min")
+        high = statistics.REDUCTIONS.index("max")
         for index, layout in enumerate(self.layouts):
             result.heatmaps.append(None if heatmaps[index] is None
                                    else (heatmaps[index], layout.block))
             result.histograms.append(
                 None if histograms[index] is None
-                else device_stats.histogram_rows(
+                else histogram.histogram_rows(
                     reductions[index, low], reductions[index, high],
                     histograms[index]))
         return result
@@ -255,34 +226,26 @@ class SourceWindows:
         variable every window); its sums come out non-finite exactly for
         these variables, which are then reduced again over finite elements.
         """
-        checked = [stats.REDUCTIONS.index(name) for name in
+        checked = [statistics.REDUCTIONS.index(name) for name in
                    ("l1", "sq", "accumulated_l1", "accumulated_sq")]
         flagged = np.flatnonzero(~np.isfinite(reductions[:, checked]).all(
             axis=1))
+        l1 = statistics.REDUCTIONS.index("accumulated_abs_l1")
         for index in flagged:
             number, row = self._position[int(index)]
             layout = self.layouts[index]
-            state = self.states[number]
-            with tf.device(state.accumulated.device):
-                step = device_stats.masked_step_function(layout.heatmap,
-                                                         layout.encoding)
-                new_l1, compensation, out = step(
-                    stacked[number][row:row + 1],
-                    *(value[row:row + 1] for value in state.values()),
-                    layout.geometry)
-                state.compensation = tf.tensor_scatter_nd_update(
-                    state.compensation, [[row]], compensation)
-            masked = out["reductions"].numpy()[0]
-            l1 = stats.REDUCTIONS.index("accumulated_abs_l1")
-            if np.isfinite(reductions[index, stats.REDUCTIONS.index("l1")]):
-                # G was finite (C was not): the main step counted ‖G‖₁
+            # G finite (only C was not): the main step counted ‖G‖₁
+            finite_g = np.isfinite(
+                reductions[index, statistics.REDUCTIONS.index("l1")])
+            out = self.kernel.masked_end(self.states[number], layout,
+                                         stacked[number], row,
+                                         update_l1=not finite_g)
+            masked = out["reductions"][0]
+            if finite_g:
                 masked[l1] = reductions[index, l1]
-            else:
-                state.accumulated_l1 = tf.tensor_scatter_nd_update(
-                    state.accumulated_l1, [[row]], new_l1)
             reductions[index] = masked
             if histograms[index] is not None:
-                histograms[index] = out["histogram"].numpy()[0]
+                histograms[index] = out["histogram"][0]
             if heatmaps[index] is not None:
-                heatmaps[index] = out["heatmap"].numpy()[0].reshape(
+                heatmaps[index] = out["heatmap"][0].reshape(
                     (4,) + layout.grid)

@@ -11,8 +11,7 @@ Pure helpers of the Gradients plugin, like `plugin_stats`:
   optimizer steps (the step is the global optimizer step at its end).
 """
 
-from tb_gradients import metadata
-
+from tb_gradients.format import metadata
 # The ``window`` of epoch records (and of version-1 series, which have none).
 EPOCH_WINDOW = "epoch"
 

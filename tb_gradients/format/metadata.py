@@ -154,6 +154,11 @@ def gate_heatmap_tag(source, variable):
 TIMESTEP_NORM_CHANNELS = ("l2", "valid")
 # Columns of the per-gate statistics (last axis of the gates tensor).
 GATE_STAT_NAMES = ("l2", "mean_abs", "max_abs")
+# Gate order of Keras's fused recurrent weights (last axis), per kind.
+GATES = {
+    "LSTM": ("input", "forget", "cell", "output"),
+    "GRU": ("update", "reset", "candidate"),
+}
 GATE_WEIGHT_ROLES = ("kernel", "recurrent_kernel", "bias")
 
 

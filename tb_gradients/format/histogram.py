@@ -1,0 +1,25 @@
+"""Histograms in the histograms plugin's ``(k, 3)`` format (left edge,
+right edge, count), from the bounds and counts the window end returns."""
+
+import math
+
+import numpy as np
+
+
+def histogram_rows(low, high, counts):
+    """The histograms plugin's ``(k, 3)`` rows from bounds and counts.
+
+    Edges are equally spaced from ``low`` to ``high`` (as `np.histogram`); a
+    constant variable gets one unit-wide bucket around its value and empty
+    ones after it; no finite value gives a ``(0, 3)`` array.
+    """
+    counts = np.asarray(counts, np.float64)
+    bucket_count = counts.shape[0]
+    low, high = float(low), float(high)
+    if not counts.sum() or not (math.isfinite(low) and math.isfinite(high)):
+        return np.zeros((0, 3), dtype=np.float64)
+    if low == high:
+        return np.array([[low - 0.5, high + 0.5, counts.sum()]] +
+                        [[high + 0.5, high + 0.5, 0.0]] * (bucket_count - 1))
+    edges = np.linspace(low, high, bucket_count + 1)
+    return np.stack([edges[:-1], edges[1:], counts], axis=1)
