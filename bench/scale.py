@@ -30,7 +30,7 @@ small inputs, a few steps per epoch.
 
 Backends: ``--backend jax`` runs every process with ``KERAS_BACKEND=jax``
 (the fit loop too, in a process of its own). There the capture's state is
-the accumulators pytree of `capture_jax.JaxTrainingCapture` (JAX arrays,
+the accumulators pytree of `capture.jax.JaxTrainingCapture` (JAX arrays,
 counted by their bytes) instead of TensorFlow variables, and the epoch's
 XLA compile seconds are recorded as well: a compile in a steady epoch (a
 new signature of the train step) would otherwise read as window-end cost.

@@ -20,17 +20,13 @@ from tb_gradients import distribution
 from tb_gradients import resume
 from tb_gradients import writer
 from tb_gradients.analysis import findings
-from tb_gradients.analysis import series
+from tb_gradients.analysis import monitor
 from tb_gradients.capture import probe_data as probe_batching
 from tb_gradients.capture import recurrent
 from tb_gradients.format import metadata
 from tb_gradients.window import source as window
-from tb_gradients.window import statistics
 
 SOURCE_CHOICES = ("training", "probe", "both")
-# Records per source the callback keeps for its findings (the rules look
-# at recent windows; docs/FINDINGS.md).
-FINDINGS_HISTORY = 64
 
 
 def _check_int(name, value, minimum):
@@ -208,8 +204,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._window_start = 0
         self._fit_begun = False
         self._epoch_start_step = 0
-        self._history = {}  # source -> recent records, for the findings
-        self._reported = set()  # Finding.key already reported
+        self._findings = monitor.FindingsMonitor(self.gradient_window)
         self._chief = True  # this process writes (`distribution.is_chief`)
         self._batch_writer = writer.BatchWriter()
         self._state_writer = resume.StateWriter()
@@ -441,7 +436,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         records = [r for r in records if r is not None]
         if not records or not self._should_log(index):
             return
-        batch = writer.EpochBatch(window=self.gradient_window)
+        batch = writer.WindowBatch(window=self.gradient_window)
         for record in records:
             self._write_record(batch, record, step)
         if self._timesteps is not None:
@@ -452,28 +447,12 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
 
     # -- findings ------------------------------------------------------------
 
-    def _remember(self, source, step, variables, record, global_values):
-        """Keeps the window's figures for the findings (the last
-        `FINDINGS_HISTORY` windows)."""
-        rows = np.array([[values[name] for name in
-                          metadata.VARIABLE_STAT_NAMES]
-                         for values in record.stats], np.float64)
-        history = self._history.setdefault(source, [])
-        history.append((step, variables, rows, global_values,
-                        record.step_table))
-        del history[:-FINDINGS_HISTORY]
-
     def _report_findings(self, batch):
         """Reports each new finding once: `warnings.warn` for warnings and
         errors, the Text tab for all; stops training on `stop_on` kinds."""
-        by_source = {source: series.from_records(source, self.gradient_window,
-                                                 records)
-                     for source, records in self._history.items()}
-        found = findings.evaluate(by_source)
-        new = [f for f in found if f.key not in self._reported]
+        found, new = self._findings.check()
         if not new:
             return
-        self._reported.update(f.key for f in new)
         writer.write_findings(batch, found,
                                "epoch" if not self._step_windows else "step")
         for finding in new:
@@ -622,7 +601,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                     if id(variable) in by_id:
                         gate_counts[by_id[id(variable)]] = len(
                             metadata.GATES[kind])
-            self._history.pop(source, None)  # findings of other variables
+            self._findings.forget(source)  # findings of other variables
             state = self._windows[source] = window.SourceWindows(
                 source, variables, self.heatmap_cells, self.heatmap_encoding,
                 self.histogram_buckets if self.histograms else 0,
@@ -651,58 +630,14 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                                   probe_batches=len(self._probe.batches))
 
     def _write_record(self, batch, record, step):
-        source = record.source
-        variables = self._windows[source].variables
-        names = _unique_names(variables, self.model.name)
-        described = []
-        for i, (variable, name) in enumerate(zip(variables, names)):
-            info = {"name": name, "layer": name.rsplit("/", 1)[0],
-                    "index": i, "shape": tuple(int(d) for d in
-                                               variable.shape)}
-            described.append(dict(info, shape=list(info["shape"])))
-            writer.write_variable_stats(batch, source, info, record.stats[i])
-            if record.heatmaps[i] is not None:
-                encoded, block = record.heatmaps[i]
-                writer.write_heatmap(batch, source, info, encoded, block,
-                                      self.heatmap_encoding)
-            if record.histograms[i] is not None:
-                writer.write_histogram(batch, source, info,
-                                        record.histograms[i])
-        self._write_gates(batch, record, variables, names)
-        global_values = statistics.global_statistics(
-            record.stats, skipped_steps=record.skipped_steps,
-            step_table=record.step_table)
-        writer.write_global_scalars(batch, source, global_values)
-        if record.step_table is not None:
-            writer.write_steps(batch, source, record.step_table)
-        self._remember(source, step, described, record, global_values)
+        variables = self._windows[record.source].variables
+        described, global_values = writer.write_record(
+            batch, record, variables, _unique_names(variables, self.model.name),
+            self.heatmap_encoding, self._gate_layers)
+        self._findings.remember(record.source, step, described, record.stats,
+                                global_values, record.step_table)
 
     def _write_timesteps(self, batch):
-        results = self._timesteps.compute()
-        for info, (gradient, mask) in zip(self._timestep_info, results):
-            view = recurrent.pooled_layer_gradient(
-                info, gradient, mask, self.timestep_cells,
-                self.timestep_channels)
-            writer.write_timesteps(batch, "probe", info, view,
-                                    gradient.shape[0])
-
-    def _write_gates(self, batch, record, variables, names):
-        """Per-gate breakdown of LSTM/GRU weight gradients."""
-        by_id = {id(v): i for i, v in enumerate(variables)}
-        for layer, kind, weights in self._gate_layers:
-            rows, table = [], []
-            for direction, role, variable in weights:
-                index = by_id.get(id(variable))
-                if index is None or index not in record.gates:
-                    continue
-                gate_table, heatmap, block = record.gates[index]
-                rows.append({"direction": direction, "role": role,
-                             "variable": names[index]})
-                table.append(gate_table)
-                if heatmap is not None:
-                    writer.write_gate_heatmap(batch, record.source,
-                                               names[index], layer.name, kind,
-                                               heatmap, block)
-            if rows:
-                writer.write_gates(batch, record.source, layer.name, kind,
-                                    np.stack(table), rows)
+        writer.write_timestep_gradients(
+            batch, self._timestep_info, self._timesteps.compute(),
+            self.timestep_cells, self.timestep_channels)

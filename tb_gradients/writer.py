@@ -1,7 +1,7 @@
-"""Writes one epoch of gradient data as TensorBoard summaries.
+"""Writes one window of gradient data as TensorBoard summaries.
 
 The ``write_*`` functions add the summaries of one series to an
-`EpochBatch`; `BatchWriter` writes a whole epoch's batch as one event with
+`WindowBatch`; `BatchWriter` writes a whole window's batch as one event with
 one operation (a few hundred ``tf.summary.write`` calls cost more time per
 epoch than the statistics themselves). The layout is the
 contract of docs/FORMAT.md and uses only names from ``metadata``.
@@ -19,8 +19,11 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.util import tensor_util
 
+from tb_gradients.compat import tensorflow as private
 from tb_gradients.format import heatmap
 from tb_gradients.format import metadata
+from tb_gradients.format import timesteps as format_timesteps
+from tb_gradients.window import statistics
 @functools.lru_cache(maxsize=4096)
 def _cached_metadata(kind, source, description, fields_json):
     return metadata.create_summary_metadata(kind, source, description,
@@ -76,7 +79,7 @@ def write_heatmap(batch, source, variable, encoded, block, encoding):
 
     Args:
       encoded: the channels as computed on the device (uint8 codes or
-        float32 values, see `device_stats`).
+        float32 values, see `window.kernels.tensorflow`).
       block: ``(block_rows, block_cols)`` of the pooling.
     """
     summary_metadata = plugin_metadata(
@@ -116,7 +119,7 @@ def write_timesteps(batch, source, info, view, samples):
     """Gradient w.r.t. a layer's output: values, and per-timestep norms.
 
     Args:
-      info: from `timesteps.describe`.
+      info: from `capture.recurrent.describe`.
       view: from `format_timesteps.timestep_view`.
       samples: number of probe samples.
     """
@@ -199,7 +202,81 @@ def write_findings(batch, findings_list, where):
                                  "where it started"))
 
 
-class EpochBatch:
+def write_record(batch, record, variables, names, heatmap_encoding,
+                 gate_layers=()):
+    """Every summary of one source's window (`window.source.WindowRecord`).
+
+    Args:
+      variables: the source's Keras variables, in the record's order.
+      names: their display names (`callback._unique_names`).
+      heatmap_encoding: ``"uint8"`` or ``"float32"``.
+      gate_layers: ``(layer, kind, [(direction, role, variable)])`` of the
+        recurrent layers whose fused weights are broken down by gate.
+
+    Returns:
+      ``(described, global_values)``: per variable ``{"name", "layer",
+      "index", "shape"}``, and the whole-model figures written.
+    """
+    source = record.source
+    described = []
+    for i, (variable, name) in enumerate(zip(variables, names)):
+        info = {"name": name, "layer": name.rsplit("/", 1)[0], "index": i,
+                "shape": tuple(int(d) for d in variable.shape)}
+        described.append(dict(info, shape=list(info["shape"])))
+        write_variable_stats(batch, source, info, record.stats[i])
+        if record.heatmaps[i] is not None:
+            encoded, block = record.heatmaps[i]
+            write_heatmap(batch, source, info, encoded, block,
+                          heatmap_encoding)
+        if record.histograms[i] is not None:
+            write_histogram(batch, source, info, record.histograms[i])
+    _write_record_gates(batch, record, variables, names, gate_layers)
+    global_values = statistics.global_statistics(
+        record.stats, skipped_steps=record.skipped_steps,
+        step_table=record.step_table)
+    write_global_scalars(batch, source, global_values)
+    if record.step_table is not None:
+        write_steps(batch, source, record.step_table)
+    return described, global_values
+
+
+def _write_record_gates(batch, record, variables, names, gate_layers):
+    """Per-gate breakdown of LSTM/GRU weight gradients."""
+    by_id = {id(v): i for i, v in enumerate(variables)}
+    for layer, kind, weights in gate_layers:
+        rows, table = [], []
+        for direction, role, variable in weights:
+            index = by_id.get(id(variable))
+            if index is None or index not in record.gates:
+                continue
+            gate_table, heatmap, block = record.gates[index]
+            rows.append({"direction": direction, "role": role,
+                         "variable": names[index]})
+            table.append(gate_table)
+            if heatmap is not None:
+                write_gate_heatmap(batch, record.source, names[index],
+                                   layer.name, kind, heatmap, block)
+        if rows:
+            write_gates(batch, record.source, layer.name, kind,
+                        np.stack(table), rows)
+
+
+def write_timestep_gradients(batch, layer_infos, results, max_timesteps,
+                             max_channels):
+    """The probe's timestep series of each recurrent layer, pooled.
+
+    Args:
+      layer_infos: per layer, `capture.recurrent.describe`.
+      results: per layer, ``(gradient, mask)`` from the timestep capture.
+    """
+    for info, (gradient, mask) in zip(layer_infos, results):
+        view = format_timesteps.timestep_view(
+            gradient, mask=mask, max_timesteps=max_timesteps,
+            max_channels=max_channels, directions=info["direction_count"])
+        write_timesteps(batch, "probe", info, view, gradient.shape[0])
+
+
+class WindowBatch:
     """The summaries of one window, collected before they are written.
 
     Args:
@@ -218,9 +295,8 @@ class EpochBatch:
         self.entries.append((tag, np.asarray(value, dtype=np.float32), None))
 
 
-# The summary writer's resource handle, for the raw write operation. Private
-# to `tf.summary`'s writer, checked with TensorFlow 2.16 - 2.21.
-WRITER_RESOURCE_ATTRIBUTE = "_resource"
+# (`compat.tensorflow`: the summary writer's private resource handle)
+WRITER_RESOURCE_ATTRIBUTE = private.SUMMARY_WRITER_RESOURCE
 
 
 def _writer_resource(writer):
@@ -229,13 +305,13 @@ def _writer_resource(writer):
         raise RuntimeError(
             f"tb_gradients cannot write with this summary writer: "
             f"{type(writer).__name__} has no attribute "
-            f"{WRITER_RESOURCE_ATTRIBUTE!r} (checked with TensorFlow 2.16 - "
-            "2.21).")
+            f"{WRITER_RESOURCE_ATTRIBUTE!r} (checked with TensorFlow "
+            f"{private.TENSORFLOW_VERSIONS_CHECKED}).")
     return resource
 
 
 class BatchWriter:
-    """Writes an `EpochBatch` as one event, with one operation.
+    """Writes a `WindowBatch` as one event, with one operation.
 
     The batch's summaries are serialised on the host into one ``Summary``
     protocol buffer (they are small: statistics, pooled heatmaps,

@@ -24,6 +24,7 @@ from werkzeug import test as werkzeug_test
 
 from tb_gradients.format import metadata
 from tb_gradients import plugin
+from tb_gradients.plugin import routes as plugin_routes
 from tb_gradients.format import heatmap
 from tb_gradients.plugin import params as plugin_params
 from tests import eventfiles
@@ -132,21 +133,21 @@ def assert_error(client, status, route, words=(), guarded=False, **params):
 
     Args:
       guarded: Whether the answer is expected from the plugin's last-resort
-        guard (`plugin._guarded`, damaged data only). By default it must be
+        guard (`plugin.routes._guarded`, damaged data only). By default it must be
         a typed error raised on purpose by the route, whose message the
         guard's cannot pass for even when it quotes the same words.
     """
     response = get(client, route, **params)
     assert response.status_code == status, response.get_data(as_text=True)
     text = response.get_data(as_text=True)
-    assert (plugin.GUARD_NOT_FOUND in text) is guarded, text
+    assert (plugin_routes.GUARD_NOT_FOUND in text) is guarded, text
     for word in words:
         assert word in text, text
     return text
 
 
 class GuardLog(logging.Handler):
-    """The requests the plugin's last-resort guard answered (`plugin._guarded`
+    """The requests the plugin's last-resort guard answered (`plugin.routes._guarded`
     logs each one), collected while attached with ``with``.
 
     On intact data the guard never fires: every bad request is a typed error
@@ -160,20 +161,20 @@ class GuardLog(logging.Handler):
         self._level = None
 
     def emit(self, record):
-        if record.msg == plugin.GUARD_WARNING:
+        if record.msg == plugin_routes.GUARD_WARNING:
             error = record.exc_info[1] if record.exc_info else None
             self._fired.append((record.args[0], error))
 
     def __enter__(self):
-        self._level = plugin.logger.level
-        if not plugin.logger.isEnabledFor(logging.WARNING):
-            plugin.logger.setLevel(logging.WARNING)
-        plugin.logger.addHandler(self)
+        self._level = plugin_routes.logger.level
+        if not plugin_routes.logger.isEnabledFor(logging.WARNING):
+            plugin_routes.logger.setLevel(logging.WARNING)
+        plugin_routes.logger.addHandler(self)
         return self
 
     def __exit__(self, *exc_info):
-        plugin.logger.removeHandler(self)
-        plugin.logger.setLevel(self._level)
+        plugin_routes.logger.removeHandler(self)
+        plugin_routes.logger.setLevel(self._level)
 
     def take(self):
         """The request paths answered by the guard so far (then forgotten)."""

@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from tb_gradients import plugin
+from tb_gradients.plugin import routes as plugin_routes
 from tests import browser_harness
 from tests import test_plugin_wsgi
 
@@ -106,9 +106,9 @@ def tensorboard(request, logdir, tmp_path_factory):
 
 
 def _guard_warnings(log_path, offset):
-    """The plugin guard's warnings (`plugin._guarded`) logged after
+    """The plugin guard's warnings (`plugin.routes._guarded`) logged after
     ``offset``."""
-    marker = plugin.GUARD_WARNING.split("%", 1)[0]
+    marker = plugin_routes.GUARD_WARNING.split("%", 1)[0]
     with open(log_path, encoding="utf-8", errors="replace") as f:
         f.seek(offset)
         return [line for line in f if marker in line]
@@ -181,7 +181,7 @@ def test_errors_are_4xx(server):
         url = server + PREFIX + "/variables?" + urllib.parse.urlencode(params)
         code, text = _error(url)
         assert code == status
-        assert plugin.GUARD_NOT_FOUND not in text, text
+        assert plugin_routes.GUARD_NOT_FOUND not in text, text
 
 
 @pytest.mark.parametrize("route, params, status, words", [
@@ -201,7 +201,7 @@ def test_route_errors_are_typed(server, route, params, status, words):
     url = server + PREFIX + route + "?" + urllib.parse.urlencode(params)
     code, text = _error(url)
     assert code == status and words in text, text
-    assert plugin.GUARD_NOT_FOUND not in text, text
+    assert plugin_routes.GUARD_NOT_FOUND not in text, text
 
 
 def test_no_request_answers_500(server):

@@ -132,8 +132,8 @@ class HostArray:
 
 
 class OwnedAccumulatorCapture(TrainingCapture):
-    """What the JAX and PyTorch captures share (`capture_jax`,
-    `capture_torch`): accumulators the capture owns (not variables), the
+    """What the JAX and PyTorch captures share (`capture.jax`,
+    `capture.torch`): accumulators the capture owns (not variables), the
     optimizer methods it patches, and the layout and checks of the state a
     resume saves, in the names, shapes and dtypes of
     `TrainingGradientCapture`'s (a state saved on one backend continues on

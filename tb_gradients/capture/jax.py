@@ -521,7 +521,7 @@ class JaxProbeGradients:
 
 
 class JaxTimestepGradients:
-    """`timesteps.TimestepGradients` on the JAX backend.
+    """`capture.tensorflow.TimestepGradients` on the JAX backend.
 
     d(loss)/d(output) of each watched layer: a zero perturbation is added
     to the layer's output (its ``call`` wrapped while the loss is traced)

@@ -10,7 +10,6 @@ lays out LSTM and GRU gates, for the per-gate weight-gradient breakdown.
 
 import keras
 
-from tb_gradients.format import timesteps
 
 # Layer types recorded by default (SimpleRNN, LSTM, GRU and ConvLSTM*D are
 # all `keras.layers.RNN`s).
@@ -97,11 +96,3 @@ def describe(layer):
         "direction_names": (["forward", "backward"] if concatenated
                             else (["merged"] if merge else ["forward"])),
     }
-
-
-def pooled_layer_gradient(layer_info, gradient, mask, max_timesteps,
-                          max_channels):
-    """`format.timesteps.timestep_view` with the layer's direction layout."""
-    return timesteps.timestep_view(
-        gradient, mask=mask, max_timesteps=max_timesteps,
-        max_channels=max_channels, directions=layer_info["direction_count"])

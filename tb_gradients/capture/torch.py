@@ -257,7 +257,7 @@ class TorchProbeGradients:
 
 
 class TorchTimestepGradients:
-    """`timesteps.TimestepGradients` on the PyTorch backend: a zero
+    """`capture.tensorflow.TimestepGradients` on the PyTorch backend: a zero
     perturbation (requiring a gradient) is added to each watched layer's
     output, and the loss is differentiated with respect to it."""
 

@@ -1,4 +1,10 @@
-"""Private Keras names the TensorFlow capture relies on (Keras 3.10 - 3.15)."""
+"""Private Keras and TensorFlow names the TensorFlow backend relies on
+(Keras 3.10 - 3.15, TensorFlow 2.16 - 2.21)."""
+
+TENSORFLOW_VERSIONS_CHECKED = "2.16 - 2.21"
+# The summary writer's resource handle, for the one raw write operation of
+# a window's summaries (`writer.BatchWriter`); used on every backend.
+SUMMARY_WRITER_RESOURCE = "_resource"
 
 # The optimizer method the hook wraps: called once per step, in
 # cross-replica context, with every (all-reduced, clipped, unscaled)

@@ -2,5 +2,5 @@
 the constants every kind shares (`metadata`), and per summary kind what
 needs more than a constant: the heatmap's geometry and uint8 decoding
 (`heatmap`), histogram rows (`histogram`), the pooled timestep view
-(`timesteps`). Written by `tb_gradients.writer`, read by the plugin and
+(`capture.recurrent`). Written by `tb_gradients.writer`, read by the plugin and
 the reader."""

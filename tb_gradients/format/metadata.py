@@ -1,6 +1,6 @@
 """Names and versioned metadata of the summaries this package writes.
 
-Everything that both the writer (``summary.py``) and the reader
+Everything that both the writer (``writer.py``) and the reader
 (``plugin.py``) must agree on lives here, so that the contract described in
 docs/FORMAT.md has exactly one implementation.
 """
@@ -28,7 +28,7 @@ KINDS = (KIND_VARIABLE_STATS, KIND_HEATMAP, KIND_STEPS, KIND_TIMESTEPS,
          KIND_TIMESTEP_NORMS, KIND_GATES, KIND_GATE_HEATMAP)
 
 # Columns of the per-variable statistics vector, in order. The definitions
-# are in docs/STATISTICS.md; ``device_stats`` computes them.
+# are in docs/STATISTICS.md; ``window.kernels.tensorflow`` computes them.
 VARIABLE_STAT_NAMES = (
     "size",
     "steps",

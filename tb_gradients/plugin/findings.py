@@ -2,7 +2,7 @@
 through the rules of `findings`.
 
 The ``/findings`` route builds the `series.SourceSeries` of each source from
-the run's statistics table (`plugin_stats.StatsTable`, the same cached read
+the run's statistics table (`plugin.stats.StatsTable`, the same cached read
 as ``/variable_stats``: each step once, the latest recording), its global
 scalars and its per-step tables, and evaluates the same rules as the
 callback and the ``diagnose`` command. Pure: the plugin does the reading.
@@ -18,8 +18,8 @@ def source_series(source, window, table, scalar_data, step_datums):
     """The `series.SourceSeries` of one source of a run.
 
     Args:
-      window: the run's ``window`` (`plugin_series.run_window`).
-      table: the `plugin_stats.StatsTable` of the source (at least one
+      window: the run's ``window`` (`plugin.series.run_window`).
+      table: the `plugin.stats.StatsTable` of the source (at least one
         variable).
       scalar_data: ``{tag: [ScalarDatum]}`` of the run's global scalars.
       step_datums: the per-step table's ``TensorDatum``s (may be empty).

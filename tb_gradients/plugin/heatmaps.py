@@ -1,7 +1,7 @@
 """Heatmaps: a stored heatmap tensor decoded into the ``/heatmap`` channels.
 
 uint8 channels are decoded with the same variable and epoch's scale
-statistic (`plugin_stats.stat_rows`); float32 channels are read as they
+statistic (`plugin.stats.stat_rows`); float32 channels are read as they
 are (docs/FORMAT.md, heatmap series). Arrays in, JSON-ready values out, so
 each function can be tested on hand-made input.
 """

@@ -1,6 +1,6 @@
 """Recurrent layers: their timestep gradients, timestep norms and gates.
 
-Groups a run's ``timesteps``, ``timestep_norms`` and ``gates`` series by
+Groups a run's ``capture.recurrent``, ``timestep_norms`` and ``gates`` series by
 layer, in the model's order, and checks and encodes their tensors for the
 ``/timestep_layers``, ``/timesteps``, ``/gates`` and ``/gate_heatmap``
 bodies of docs/API.md. Nothing here talks to a data provider: the
@@ -17,8 +17,8 @@ from tb_gradients.plugin import series as plugin_series
 # -- recurrent layers ---------------------------------------------------------
 
 
-# Fields of a ``timesteps`` series' content describing the layer (from
-# `timesteps.describe` and `stats.timestep_view`), returned as they are.
+# Fields of a ``capture.recurrent`` series' content describing the layer (from
+# `capture.recurrent.describe` and `format.timesteps.timestep_view`), returned as they are.
 TIMESTEP_FIELDS = (
     "class",
     "inner_class",
@@ -50,7 +50,7 @@ def recurrent_layers(parsed):
       ``{layer: {"timesteps": tag or None, "timestep_norms": tag or None,
       "content": content of the timesteps series or None, "gates":
       {source: tag}, "recurrent_kind": str or None}}`` for every layer
-      with a ``timesteps`` (probe source) or a ``gates`` series. Series
+      with a ``capture.recurrent`` (probe source) or a ``gates`` series. Series
       whose ``layer`` field is not a string are left out.
     """
     layers = {}
@@ -99,7 +99,7 @@ def layer_order(parsed, layers):
 
 
 def timestep_description(content):
-    """The layer description fields of a ``timesteps`` content.
+    """The layer description fields of a ``capture.recurrent`` content.
 
     A field the content lacks (or a layer with only ``gates`` series,
     ``content=None``) is ``None``.
@@ -230,7 +230,7 @@ def gate_table(datums, content):
     Returns:
       ``(epochs, values)``: sorted epochs and, per epoch, the float64
       ``[row][gate][stat]`` table with ``None`` where non-finite. Of
-      repeated epochs the latest recording (`plugin_series.latest_by_step`).
+      repeated epochs the latest recording (`plugin.series.latest_by_step`).
 
     Raises:
       ValueError: When a tensor is not ``(rows, gates, stats)`` as the

@@ -182,7 +182,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         """
         self._data_provider = context.data_provider
         self._cache = plugin_cache.BodyCache()
-        # `plugin_stats.StatsTable`s, large (variables x epochs x 19): few.
+        # `plugin.stats.StatsTable`s, large (variables x epochs x 19): few.
         self._tables = plugin_cache.BodyCache(max_entries=4)
         # Heatmap series of single variables (`_heatmap_series`).
         self._series = plugin_cache.BodyCache(max_entries=64)
@@ -270,7 +270,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
 
         Returns:
           ``(parsed, signature)``: ``{tag: parsed content}`` and
-          `plugin_cache.series_signature` of those tags.
+          `plugin.cache.series_signature` of those tags.
         """
         listing = self._list(ctx, experiment, runs=[run]).get(run, {})
         parsed = plugin_listing.parse_listing(listing)
@@ -300,7 +300,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         logged epoch or window (a step recorded twice, by a restarted run,
         counts once). Counting needs a read; its result is kept while those
         series' last step and wall time (from the listing) are unchanged.
-        The ``window`` (`plugin_series.run_window`) comes from the series'
+        The ``window`` (`plugin.series.run_window`) comes from the series'
         metadata.
         """
         listing = self._list(ctx, experiment)
@@ -357,7 +357,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         """The global ``gradients/<source>/<stat>`` scalars, as gzip JSON.
 
         Args:
-          points: At most this many buckets (`plugin_buckets.bucket_starts`),
+          points: At most this many buckets (`plugin.buckets.bucket_starts`),
             or ``None`` for every epoch.
           start, end: The step range (inclusive), ``None`` for open ends.
         """
@@ -396,7 +396,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
                             names=None, points=None, start=None, end=None):
         """Every variable's statistics vectors over the epochs, as gzip JSON.
 
-        The run's statistics (`plugin_stats.StatsTable`, the reading of one
+        The run's statistics (`plugin.stats.StatsTable`, the reading of one
         tensor per variable and epoch) and each body are kept in caches
         while the run's series are unchanged: the frontend asks for several
         columns, ranges and reductions of the same table. A view that draws
@@ -408,7 +408,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         Args:
           pattern: A compiled regex searched in variable names, or ``None``.
           names: The statistics to return, in this order (from
-            `plugin_params.parse_stat_names`), or ``None`` for all of them.
+            `plugin.params.parse_stat_names`), or ``None`` for all of them.
           points: At most this many buckets, or ``None`` for every epoch.
           start, end: The step range (inclusive), ``None`` for open ends.
         """
@@ -433,7 +433,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
 
     def _stats_table(self, ctx, experiment, run, source, entries, parsed,
                      signature):
-        """The `plugin_stats.StatsTable` of a run and source (`_variables`'
+        """The `plugin.stats.StatsTable` of a run and source (`_variables`'
         output), kept while the series are unchanged: one read of all
         their series (one data-provider call for the run's tags), shared
         by `/variable_stats` and `/findings`."""
@@ -518,7 +518,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
 
     def _heatmap_series(self, ctx, experiment, run, tags, parsed):
         """``(by_epoch, rows)`` of a heatmap series and its variable's
-        statistics (`plugin_stats.stat_rows`, for the channels' scales)."""
+        statistics (`plugin.stats.stat_rows`, for the channels' scales)."""
         heatmap_tag, stats_tag = tags
         data = self._read(ctx, experiment, runs=[run], tags=tags).get(run, {})
         rows = {}
@@ -708,7 +708,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         }
 
     def findings_impl(self, ctx, experiment, run):
-        """The findings of one run (`plugin_findings`), kept while the run's
+        """The findings of one run (`plugin.findings`), kept while the run's
         series are unchanged."""
         listing = self._list(ctx, experiment, runs=[run]).get(run, {})
         parsed = plugin_listing.parse_listing(listing)

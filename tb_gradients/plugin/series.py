@@ -1,6 +1,6 @@
 """What a plugin series' records are: one per step, and what a step covers.
 
-Pure helpers of the Gradients plugin, like `plugin_stats`:
+Pure helpers of the Gradients plugin, like `plugin.stats`:
 
 - `latest_by_step`: a run restarted after a crash writes a second event file
   into the same run directory and records some steps again. TensorBoard's
@@ -65,7 +65,7 @@ def run_window(parsed):
 
     Args:
       parsed: ``{tag: parsed content}`` of one run
-        (`plugin_listing.parse_listing`).
+        (`plugin.listing.parse_listing`).
 
     Returns:
       The window of the run's variable statistics series, in

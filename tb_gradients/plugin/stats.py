@@ -3,7 +3,7 @@
 Reads the statistics series of a run into arrays on one epoch axis
 (`stat_matrix`, `align`, `StatsTable`) and builds the `/variable_stats`,
 `/scalars` and `/steps` bodies of docs/API.md from them, reduced to buckets
-of steps (`plugin_buckets`) when a route asks for ``points``. Nothing here
+of steps (`plugin.buckets`) when a route asks for ``points``. Nothing here
 talks to a data provider: the functions take the plain values it returns
 (``TensorDatum``s, ``ScalarDatum``s, metadata contents), so each one can be
 tested on hand-made input.
@@ -47,7 +47,7 @@ def stat_matrix(datums, columns):
       columns follow ``VARIABLE_STAT_NAMES`` (NaN where the file has no such
       column). An epoch whose tensor is not a vector of the announced
       length is left out; of repeated epochs the latest recording
-      (`plugin_series.latest_by_step`) wins.
+      (`plugin.series.latest_by_step`) wins.
     """
     valid = [datum for datum in datums
              if np.size(datum.numpy) == len(columns)]
@@ -342,7 +342,7 @@ def step_columns(content):
 def step_epochs(datums, content):
     """Per-epoch lists of per-step ``l2`` and ``max_abs`` values.
 
-    Of repeated epochs, the latest recording (`plugin_series.latest_by_step`).
+    Of repeated epochs, the latest recording (`plugin.series.latest_by_step`).
 
     Raises:
       ValueError: When a tensor is not a ``(steps, columns)`` table.
