@@ -6,7 +6,6 @@ only the chief writes (`distribution`).
 """
 
 import functools
-import itertools
 import numbers
 import os
 import warnings
@@ -494,25 +493,15 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
 
     def _save_state(self, epoch):
         """Writes the state a resume at ``epoch + 1`` continues from."""
-        arrays = [resume.with_prefix(source, windows.state_arrays())
-                  for source, windows in self._windows.items()]
-        if self._capture is not None:
-            arrays.append(resume.with_prefix(
-                "run", self._capture.run_arrays()))
-        if self._step_windows and self._capture is not None:
-            arrays.append(resume.with_prefix(
-                "capture", self._capture.open_window_arrays()))
-        meta = {
-            "step": self._optimizer_step(),
-            "window": self.gradient_window,
-            "window_index": self._window_index,
-            "window_start": self._window_start,
-            "sources": {source: self._variable_signature(windows.variables)
-                        for source, windows in self._windows.items()},
-        }
+        meta = resume.run_meta(
+            self._optimizer_step(), self.gradient_window, self._window_index,
+            self._window_start,
+            {source: self._variable_signature(windows.variables)
+             for source, windows in self._windows.items()})
         self._warn_state_error(self._state_writer.submit(
             self._state_directory, epoch, meta,
-            itertools.chain.from_iterable(arrays)))
+            resume.run_arrays(self._windows, self._capture,
+                              self._step_windows)))
 
     def _warn_state_error(self, error):
         """The logs are complete without the state; only a resume would
@@ -554,34 +543,20 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                 f"epoch {epoch}.", stacklevel=2)
 
     def _restore(self, meta, arrays):
-        if meta.get("window") != self.gradient_window:
-            raise ValueError(
-                f"it was recorded with gradient_window="
-                f"{meta.get('window')!r}, this callback has "
-                f"gradient_window={self.gradient_window!r}")
-        saved = meta.get("sources", {})
-        for source in self._sources:
-            if source not in saved:
-                continue
+        def signature_of(source):
             variables, groups = self._source_variables(source)
-            if saved[source] != self._variable_signature(variables):
-                raise ValueError(f"the {source} variables differ from the "
-                                 "model's")
-            windows = self._source_windows(source, variables, groups)
-            windows.load_state_arrays(resume.under_prefix(source, arrays))
-        if self._capture is not None and "training" in saved:
-            self._capture.load_run_arrays(resume.under_prefix("run", arrays))
-        if not self._step_windows:
+            return variables, groups, self._variable_signature(variables)
+
+        counters = resume.restore_run(
+            meta, arrays, self.gradient_window, self._sources, signature_of,
+            self._source_windows, self._capture)
+        if counters is None:
             return
-        if self._capture is not None:
-            self._capture.load_open_window_arrays(
-                resume.under_prefix("capture", arrays))
-        self._window_index = int(meta["window_index"])
-        self._window_start = int(meta["window_start"])
-        if self._optimizer_step() != meta["step"]:
+        self._window_index, self._window_start, saved_step = counters
+        if self._optimizer_step() != saved_step:
             warnings.warn(
                 f"GradientTensorBoard: the gradient state was saved at "
-                f"optimizer step {meta['step']}, the resumed optimizer is at "
+                f"optimizer step {saved_step}, the resumed optimizer is at "
                 f"step {self._optimizer_step()}; step windows continue from "
                 "the saved step (restore the optimizer with the weights, as "
                 "BackupAndRestore and model.save do).", stacklevel=2)
@@ -632,8 +607,9 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
     def _write_record(self, batch, record, step):
         variables = self._windows[record.source].variables
         described, global_values = writer.write_record(
-            batch, record, variables, _unique_names(variables, self.model.name),
-            self.heatmap_encoding, self._gate_layers)
+            batch, record, variables,
+            _unique_names(variables, self.model.name), self.heatmap_encoding,
+            self._gate_layers)
         self._findings.remember(record.source, step, described, record.stats,
                                 global_values, record.step_table)
 

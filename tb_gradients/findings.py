@@ -1,5 +1,5 @@
-"""`tb_gradients.findings` is `tb_gradients.analysis.findings` (the import path of
-earlier versions; both name the same module)."""
+"""`tb_gradients.findings` is `tb_gradients.analysis.findings` (the import
+path of earlier versions; both name the same module)."""
 
 import sys
 

@@ -224,3 +224,77 @@ def under_prefix(prefix, arrays):
     start = f"{prefix}/"
     return {name[len(start):]: array for name, array in arrays.items()
             if name.startswith(start)}
+
+
+# -- what a callback's run saves (the schema) ----------------------------------
+
+
+def run_arrays(windows, capture, step_windows):
+    """Every array of a run's state, named: each source's accumulated state
+    (``<source>/...``), the training capture's run state (``run/...``) and,
+    with step windows, its open window (``capture/...``).
+
+    Args:
+      windows: ``{source: window.source.SourceWindows}``.
+      capture: the training capture, or None.
+      step_windows: whether the run's windows are of N steps.
+    """
+    arrays = [with_prefix(source, state.state_arrays())
+              for source, state in windows.items()]
+    if capture is not None:
+        arrays.append(with_prefix("run", capture.run_arrays()))
+        if step_windows:
+            arrays.append(with_prefix("capture",
+                                      capture.open_window_arrays()))
+    for named in arrays:
+        yield from named
+
+
+def run_meta(step, window, window_index, window_start, signatures):
+    """The ``meta`` of a run's state file: the optimizer step, the window
+    settings and counters, and per source its variables' signature."""
+    return {"step": int(step), "window": window,
+            "window_index": int(window_index),
+            "window_start": int(window_start), "sources": signatures}
+
+
+def restore_run(meta, arrays, window, sources, signature_of, windows_of,
+                capture):
+    """Continues a run from a state file; ValueError naming what differs.
+
+    Args:
+      meta, arrays: from `load`.
+      window: this callback's ``gradient_window`` (must be the saved one).
+      sources: the sources this callback records.
+      signature_of: ``source -> (variables, groups, signature)`` of this
+        model.
+      windows_of: ``(source, variables, groups) -> SourceWindows`` (made for
+        these variables, then loaded).
+      capture: the training capture, or None.
+
+    Returns:
+      ``(window_index, window_start, saved_step)`` with step windows, else
+      None.
+    """
+    if meta.get("window") != window:
+        raise ValueError(
+            f"it was recorded with gradient_window={meta.get('window')!r}, "
+            f"this callback has gradient_window={window!r}")
+    saved = meta.get("sources", {})
+    for source in sources:
+        if source not in saved:
+            continue
+        variables, groups, signature = signature_of(source)
+        if saved[source] != signature:
+            raise ValueError(f"the {source} variables differ from the "
+                             "model's")
+        windows_of(source, variables, groups).load_state_arrays(
+            under_prefix(source, arrays))
+    if capture is not None and "training" in saved:
+        capture.load_run_arrays(under_prefix("run", arrays))
+    if window == "epoch":
+        return None
+    if capture is not None:
+        capture.load_open_window_arrays(under_prefix("capture", arrays))
+    return (int(meta["window_index"]), int(meta["window_start"]),
+            meta["step"])

@@ -2,7 +2,8 @@
 
 Keras's JAX train step is a pure, jitted function of the train state
 (``train_step(state, data) -> (logs, state)``), so the window sums cannot
-be variables the step updates in place, as on TensorFlow (`capture.tensorflow`).
+be variables the step updates in place, as on TensorFlow
+(`capture.tensorflow`).
 Instead ``JaxTrainingCapture`` owns them as a JAX pytree (``accumulators``)
 and installs its own jitted step, ``(state, accumulators, data) -> (logs,
 state, accumulators)``, both donated, that calls Keras's ``train_step``
@@ -475,7 +476,8 @@ def _host_batch(batch):
 
 
 class JaxProbeGradients:
-    """`capture.tensorflow.ProbeGradients` on the JAX backend: `jax.grad` of Keras's
+    """`capture.tensorflow.ProbeGradients` on the JAX backend: `jax.grad` of
+    Keras's
     stateless loss (regularisation included) in inference mode."""
 
     def __init__(self, model, batches):

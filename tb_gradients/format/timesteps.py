@@ -39,7 +39,7 @@ def timestep_view(gradient, mask=None, max_timesteps=512, max_channels=32,
       unpooled channels of each timestep, block-averaged over time; None
       without a time axis), ``valid`` (``(samples, T')``: fraction of real,
       unmasked timesteps per block), ``time_block``, ``channel_block``,
-      ``capture.recurrent``, ``channels`` (unpooled sizes) and ``direction_ranges``
+      ``timesteps``, ``channels`` (unpooled sizes) and ``direction_ranges``
       (pooled channel ``[start, end)`` of each direction).
     """
     gradient = np.asarray(gradient, dtype=np.float64)

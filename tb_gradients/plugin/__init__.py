@@ -1,6 +1,6 @@
 """The "Gradients" TensorBoard plugin: its loader (the entry point), its
 routes over the data provider, one handler module per route family
-(`listing`, `window.statistics`, `heatmaps`, `recurrent`, `findings`), and the request
+(`listing`, `stats`, `heatmaps`, `recurrent`, `findings`), and the request
 parameters, caches and static assets they share."""
 
 from tb_gradients.plugin.loader import GradientsLoader

@@ -5,15 +5,20 @@ The ``/findings`` route builds the `series.SourceSeries` of each source from
 the run's statistics table (`plugin.stats.StatsTable`, the same cached read
 as ``/variable_stats``: each step once, the latest recording), its global
 scalars and its per-step tables, and evaluates the same rules as the
-callback and the ``diagnose`` command. Pure: the plugin does the reading.
+callback and the ``diagnose`` command. The functions are pure; `Handler`
+does the reading.
 """
 
 import numpy as np
+from tensorboard import errors
 
 from tb_gradients.analysis import findings
+from tb_gradients.analysis import series
+from tb_gradients.format import metadata
+from tb_gradients.plugin import cache as plugin_cache
+from tb_gradients.plugin import listing as plugin_listing
 from tb_gradients.plugin import series as plugin_series
 from tb_gradients.plugin import stats as plugin_stats
-from tb_gradients.analysis import series
 def source_series(source, window, table, scalar_data, step_datums):
     """The `series.SourceSeries` of one source of a run.
 
@@ -52,3 +57,58 @@ def findings_body(by_source):
     """
     return [finding.to_json(extended=True)
             for finding in findings.evaluate(by_source)]
+
+
+class Handler:
+    """The ``/findings`` route.
+
+    Args:
+      data: the plugin's `plugin.reading.PluginData`.
+    """
+
+    def __init__(self, data):
+        self._data = data
+
+    def findings(self, ctx, experiment, run):
+        """The findings of one run (`plugin.findings`), kept while the run's
+        series are unchanged."""
+        listing = self._data.list(ctx, experiment, runs=[run]).get(run, {})
+        parsed = plugin_listing.parse_listing(listing)
+        if not parsed:
+            raise errors.NotFoundError("No gradient data for run %r" % run)
+        key = ("findings", experiment, run,
+               plugin_cache.series_signature(listing, parsed))
+        found = self._data.cache.get_or_build(
+            key, lambda: findings_body(
+                self._source_series(ctx, experiment, run, listing, parsed)))
+        return {"run": run, "findings": found}
+
+    def _source_series(self, ctx, experiment, run, listing, parsed_run):
+        """``{source: series.SourceSeries}`` of the run's sources with
+        statistics, from the cached statistics table.
+
+        Args:
+          listing, parsed_run: the run's listing and `parse_listing` of it.
+        """
+        by_source = {}
+        for source in metadata.SOURCES:
+            parsed = plugin_listing.of_source(parsed_run, source)
+            entries = plugin_listing.variable_entries(parsed, source)
+            if not entries:
+                continue
+            signature = plugin_cache.series_signature(listing, parsed)
+            table = self._data.stats_table(ctx, experiment, run, source,
+                                           entries, parsed, signature)
+            scalars = self._data.read_scalars(
+                ctx, experiment, run, [metadata.scalar_tag(source, name)
+                                       for name in metadata.GLOBAL_STAT_NAMES])
+            steps_tag = metadata.steps_tag(source)
+            step_datums = []
+            if steps_tag in parsed:
+                step_datums = self._data.read(ctx, experiment, runs=[run],
+                                         tags=[steps_tag]).get(run, {}).get(
+                                             steps_tag, [])
+            by_source[source] = source_series(
+                source, plugin_series.run_window(parsed), table,
+                scalars, step_datums)
+        return by_source

@@ -3,17 +3,21 @@
 uint8 channels are decoded with the same variable and epoch's scale
 statistic (`plugin.stats.stat_rows`); float32 channels are read as they
 are (docs/FORMAT.md, heatmap series). Arrays in, JSON-ready values out, so
-each function can be tested on hand-made input.
+each function can be tested on hand-made input; `Handler` serves the route.
 """
 
 import math
 
 import numpy as np
 
-from tb_gradients.format import metadata
 from tb_gradients import json_values
-from tb_gradients.plugin import stats as plugin_stats
 from tb_gradients.format import heatmap
+from tb_gradients.format import metadata
+from tb_gradients.plugin import cache as plugin_cache
+from tb_gradients.plugin import listing as plugin_listing
+from tb_gradients.plugin import reading
+from tb_gradients.plugin import series as plugin_series
+from tb_gradients.plugin import stats as plugin_stats
 def heatmap_layout(content):
     """Channel order and scale statistics of a heatmap series.
 
@@ -110,3 +114,68 @@ def heatmap_channels(tensor, content, rows, epoch):
         overall = plugin_stats.max_finite(r[column] for r in rows.values())
         body[channel] = channel_body(values, overall)
     return body
+
+
+class Handler:
+    """The ``/heatmap`` route.
+
+    Args:
+      data: the plugin's `plugin.reading.PluginData`.
+    """
+
+    def __init__(self, data):
+        self._data = data
+
+    def heatmap(self, ctx, experiment, run, source, variable, epoch=None):
+        """Decoded heatmap channels of one variable at one epoch.
+
+        Args:
+          epoch: An epoch number, or ``None`` for the latest one.
+        """
+        heatmap_tag = metadata.heatmap_tag(source, variable)
+        stats_tag = metadata.variable_stats_tag(source, variable)
+        tags = [heatmap_tag, stats_tag]
+        listing = self._data.list(ctx, experiment, runs=[run],
+                                  tags=tags).get(run, {})
+        parsed = plugin_listing.parse_listing(listing)
+        content = reading.of_kind(
+            parsed.get(heatmap_tag), metadata.KIND_HEATMAP,
+            "No heatmap of variable %r for run %r and source %r"
+            % (variable, run, source))
+        # The frontend asks for several variables' heatmaps at once and for
+        # every epoch while playing: the two series are read once while
+        # they are unchanged.
+        key = ("heatmap", experiment, run, source, variable,
+               plugin_cache.series_signature(listing, tags))
+        by_epoch, rows = self._data.series_cache.get_or_build(
+            key, lambda: self._heatmap_series(ctx, experiment, run, tags,
+                                              parsed))
+        epoch, epochs = reading.at_step(
+            by_epoch, epoch, "heatmap of variable %r" % (variable,),
+            "for run %r and source %r" % (run, source))
+        tensor = by_epoch[epoch].numpy
+        channels = heatmap_channels(tensor, content, rows, epoch)
+        return {
+            "run": run, "source": source, "variable": variable,
+            "epoch": epoch, "epochs": epochs,
+            "shape": content.get("shape"),
+            "view_shape": content.get("view_shape"),
+            "block": content.get("block"),
+            "rows": int(tensor.shape[1]), "cols": int(tensor.shape[2]),
+            "encoding": content.get("encoding"),
+            "channels": channels,
+        }
+
+    def _heatmap_series(self, ctx, experiment, run, tags, parsed):
+        """``(by_epoch, rows)`` of a heatmap series and its variable's
+        statistics (`plugin.stats.stat_rows`, for the channels' scales)."""
+        heatmap_tag, stats_tag = tags
+        data = self._data.read(ctx, experiment, runs=[run],
+                               tags=tags).get(run, {})
+        rows = {}
+        stats_content = parsed.get(stats_tag) or {}
+        if stats_content.get("kind") == metadata.KIND_VARIABLE_STATS:
+            rows = plugin_stats.stat_rows(
+                data.get(stats_tag, []),
+                plugin_stats.stat_columns(parsed[stats_tag]))
+        return plugin_series.by_step(data.get(heatmap_tag, [])), rows

@@ -2,14 +2,16 @@
 
 The plugin's view of a data provider's listing: each series' metadata
 content parsed (`parse_listing`), the sources that have statistics, and the
-variables each source describes, in the model's order. Nothing here talks
-to a data provider: the functions take the plain values it returns, so each
-one can be tested on hand-made input.
+variables each source describes, in the model's order. The functions take
+the plain values a data provider returns, so each one can be tested on
+hand-made input; `Handler` serves ``/runs`` and ``/variables`` with them.
 """
 
 import numpy as np
 
 from tb_gradients.format import metadata
+from tb_gradients.plugin import cache as plugin_cache
+from tb_gradients.plugin import series as plugin_series
 def parse_listing(tag_to_series):
     """Parsed content of every readable series of one run.
 
@@ -109,3 +111,74 @@ def variable_entries(parsed, source):
         })
     entries.sort(key=lambda entry: (entry["index"], entry["name"]))
     return entries
+
+
+class Handler:
+    """A run listing: the runs with gradient data and one run's variables.
+
+    Args:
+      data: the plugin's `plugin.reading.PluginData`.
+    """
+
+    def __init__(self, data):
+        self._data = data
+
+    def runs(self, ctx, experiment):
+        """Runs with gradient data: sources, window and logged epoch counts.
+
+        The epoch count of a source is the number of distinct steps of its
+        first variable's statistics series, which the writer logs at every
+        logged epoch or window (a step recorded twice, by a restarted run,
+        counts once). Counting needs a read; its result is kept while those
+        series' last step and wall time (from the listing) are unchanged.
+        The ``window`` (`plugin.series.run_window`) comes from the series'
+        metadata.
+        """
+        listing = self._data.list(ctx, experiment)
+        firsts = {}
+        runs = []
+        for run in sorted(listing):
+            parsed = parse_listing(listing[run])
+            sources = sources_present(parsed)
+            if not sources:
+                continue
+            runs.append({"run": run, "sources": sources,
+                         "window": plugin_series.run_window(parsed)})
+            for source in sources:
+                entries = variable_entries(parsed, source)
+                if entries:
+                    firsts[(run, source)] = entries[0]["tag"]
+        signature = tuple(
+            (run, plugin_cache.series_signature(listing[run], [tag]))
+            for (run, _), tag in sorted(firsts.items()))
+        counts = self._data.cache.get_or_build(
+            ("runs", experiment, signature),
+            lambda: self._epoch_counts(ctx, experiment, firsts))
+        for entry in runs:
+            entry["epochs"] = max(counts.get((entry["run"], source), 0)
+                                  for source in entry["sources"])
+        return {"runs": runs}
+
+    def _epoch_counts(self, ctx, experiment, firsts):
+        """``{(run, source): samples of the tag firsts[(run, source)]}``."""
+        if not firsts:
+            return {}
+        data = self._data.read(ctx, experiment,
+                          runs=sorted({run for run, _ in firsts}),
+                          tags=sorted(set(firsts.values())))
+        return {key: len(plugin_series.steps_of(
+                    data.get(key[0], {}).get(tag, ())))
+                for key, tag in firsts.items()}
+
+    def variables(self, ctx, experiment, run, source):
+        """The variables of one run and source, in model order."""
+        entries, _, _ = self._data.variables(ctx, experiment, run, source)
+        return {
+            "run": run,
+            "source": source,
+            "variables": [
+                {key: entry[key] for key in
+                 ("name", "layer", "index", "shape", "size", "heatmap")}
+                for entry in entries
+            ],
+        }

@@ -1,24 +1,28 @@
 """Recurrent layers: their timestep gradients, timestep norms and gates.
 
-Groups a run's ``capture.recurrent``, ``timestep_norms`` and ``gates`` series by
+Groups a run's ``timesteps``, ``timestep_norms`` and ``gates`` series by
 layer, in the model's order, and checks and encodes their tensors for the
 ``/timestep_layers``, ``/timesteps``, ``/gates`` and ``/gate_heatmap``
-bodies of docs/API.md. Nothing here talks to a data provider: the
-functions take the plain values it returns, so each one can be tested on
-hand-made input.
+bodies of docs/API.md. The functions take the plain values a data provider
+returns, so each one can be tested on hand-made input; `Handler` serves the
+four routes with them.
 """
 
 import numpy as np
+from tensorboard import errors
 
-from tb_gradients.format import metadata
 from tb_gradients import json_values
+from tb_gradients.format import metadata
+from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import listing as plugin_listing
+from tb_gradients.plugin import reading
 from tb_gradients.plugin import series as plugin_series
 # -- recurrent layers ---------------------------------------------------------
 
 
-# Fields of a ``capture.recurrent`` series' content describing the layer (from
-# `capture.recurrent.describe` and `format.timesteps.timestep_view`), returned as they are.
+# Fields of a ``timesteps`` series' content describing the layer (from
+# `capture.recurrent.describe` and `format.timesteps.timestep_view`),
+# returned as they are.
 TIMESTEP_FIELDS = (
     "class",
     "inner_class",
@@ -50,7 +54,7 @@ def recurrent_layers(parsed):
       ``{layer: {"timesteps": tag or None, "timestep_norms": tag or None,
       "content": content of the timesteps series or None, "gates":
       {source: tag}, "recurrent_kind": str or None}}`` for every layer
-      with a ``capture.recurrent`` (probe source) or a ``gates`` series. Series
+      with a ``timesteps`` (probe source) or a ``gates`` series. Series
       whose ``layer`` field is not a string are left out.
     """
     layers = {}
@@ -99,7 +103,7 @@ def layer_order(parsed, layers):
 
 
 def timestep_description(content):
-    """The layer description fields of a ``capture.recurrent`` content.
+    """The layer description fields of a ``timesteps`` content.
 
     A field the content lacks (or a layer with only ``gates`` series,
     ``content=None``) is ``None``.
@@ -272,3 +276,176 @@ def gate_heatmap_scale(tensors):
         if finite.size and (largest is None or finite.max() > largest):
             largest = finite.max()
     return json_values.float32_or_none(largest)
+
+
+class Handler:
+    """The recurrent routes: ``/timestep_layers``, ``/timesteps``,
+    ``/gates`` and ``/gate_heatmap``.
+
+    Args:
+      data: the plugin's `plugin.reading.PluginData`.
+    """
+
+    def __init__(self, data):
+        self._data = data
+
+    def timestep_layers(self, ctx, experiment, run):
+        """The recurrent layers of one run, in model order.
+
+        A layer is listed when it has timestep gradients (probe source) or
+        per-gate statistics (any source). Its ``epochs`` are those of its
+        timestep series, counted on the small ``timestep_norms`` series
+        when the layer has one (the values tensor is larger by the
+        channels); like `/runs`' counts they are kept while the series'
+        last step and wall time are unchanged.
+        """
+        listing = self._data.list(ctx, experiment, runs=[run]).get(run, {})
+        parsed = plugin_listing.parse_listing(listing)
+        if not parsed:
+            raise errors.NotFoundError("No gradient data for run %r" % (run,))
+        layers = recurrent_layers(parsed)
+        counted = {layer: info["timestep_norms"] or info["timesteps"]
+                   for layer, info in layers.items()
+                   if info["timesteps"] is not None}
+        signature = plugin_cache.series_signature(listing, counted.values())
+        epochs = self._data.cache.get_or_build(
+            ("timestep_layers", experiment, run, signature),
+            lambda: self._series_epochs(ctx, experiment, run, counted))
+        entries = []
+        for layer in layer_order(parsed, layers):
+            info = layers[layer]
+            entry = {"layer": layer}
+            entry.update(
+                timestep_description(info["content"]))
+            entry.update({
+                "recurrent_kind": info["recurrent_kind"],
+                "epochs": epochs.get(layer, []),
+                "has_time": info["timestep_norms"] is not None,
+                "gates": {source: source in info["gates"]
+                          for source in metadata.SOURCES},
+            })
+            entries.append(entry)
+        return {"run": run, "layers": entries}
+
+    def _series_epochs(self, ctx, experiment, run, tags):
+        """``{key: sorted epochs of the series tags[key]}`` of one run."""
+        if not tags:
+            return {}
+        data = self._data.read(ctx, experiment, runs=[run],
+                          tags=sorted(set(tags.values()))).get(run, {})
+        return {key: plugin_series.steps_of(data.get(tag, []))
+                for key, tag in tags.items()}
+
+    def timesteps(self, ctx, experiment, run, layer, epoch=None):
+        """The gradient w.r.t. one layer's output at one epoch, as gzip JSON.
+
+        Along with the epoch's values it summarises the per-timestep norms
+        of every epoch (`epoch_l2`), so the frontend can
+        overlay epochs without a request per epoch. The body grows with
+        samples x timesteps x channels (megabytes at the callback's
+        limits) and the frontend polls it, so it is cached while both
+        series are unchanged.
+
+        Args:
+          epoch: An epoch number, or ``None`` for the latest one.
+        """
+        source = TIMESTEP_SOURCE
+        tag = metadata.timesteps_tag(source, layer)
+        norms_tag = metadata.timestep_norms_tag(source, layer)
+        listing = self._data.list(ctx, experiment, runs=[run],
+                             tags=[tag, norms_tag]).get(run, {})
+        parsed = plugin_listing.parse_listing(listing)
+        content = reading.of_kind(
+            parsed.get(tag), metadata.KIND_TIMESTEPS,
+            "No timestep gradients of layer %r for run %r" % (layer, run))
+        norms_content = parsed.get(norms_tag)
+        has_norms = (norms_content is not None and norms_content["kind"]
+                     == metadata.KIND_TIMESTEP_NORMS)
+        tags = [tag, norms_tag] if has_norms else [tag]
+        key = ("timesteps", experiment, run, layer, epoch,
+               plugin_cache.series_signature(listing, tags))
+        return self._data.cache.get_or_build(
+            key, lambda: json_values.gzip_json(self._timesteps_body(
+                ctx, experiment, run, layer, epoch, content, tags)))
+
+    def _timesteps_body(self, ctx, experiment, run, layer, epoch, content,
+                        tags):
+        data = self._data.read(ctx, experiment, runs=[run],
+                               tags=tags).get(run, {})
+        by_epoch = plugin_series.by_step(data.get(tags[0], []))
+        epoch, epochs = reading.at_step(
+            by_epoch, epoch, "timestep gradients of layer %r" % (layer,),
+            "for run %r" % (run,))
+        tensor = np.asarray(by_epoch[epoch].numpy)
+        body = {"run": run, "layer": layer, "epoch": epoch, "epochs": epochs}
+        body.update(timestep_description(content))
+        body.update({"values": timestep_values(tensor),
+                     "l2": None, "valid": None, "epoch_l2": None})
+        norms = {}
+        if len(tags) > 1:
+            norms = {step: d.numpy for step, d in
+                     plugin_series.by_step(data.get(tags[1], [])).items()}
+        if norms and tensor.ndim == 3:
+            if epoch in norms:
+                l2, valid = timestep_norms(norms[epoch],
+                                                            tensor.shape)
+                body["l2"] = json_values.float32_json(l2)
+                body["valid"] = json_values.float32_json(valid)
+            body["epoch_l2"] = epoch_l2(norms)
+        return body
+
+    def gates(self, ctx, experiment, run, source, layer):
+        """Per-gate weight-gradient statistics of one LSTM/GRU layer."""
+        tag = metadata.gates_tag(source, layer)
+        content = self._data.content_of_kind(
+            ctx, experiment, run, tag, metadata.KIND_GATES,
+            "No per-gate gradients of layer %r for run %r and source %r"
+            % (layer, run, source))
+        data = self._data.read(ctx, experiment, runs=[run], tags=[tag])
+        epochs, values = gate_table(
+            data.get(run, {}).get(tag, []), content)
+        gates, names = gate_columns(content)
+        if not epochs:
+            raise errors.NotFoundError(
+                "No per-gate gradients of layer %r for run %r and source %r"
+                % (layer, run, source))
+        return {
+            "run": run, "source": source, "layer": layer,
+            "recurrent_kind": content.get("recurrent_kind"),
+            "gates": gates, "stats": names,
+            "rows": gate_rows(content),
+            "epochs": epochs, "values": values,
+        }
+
+    def gate_heatmap(self, ctx, experiment, run, source, variable,
+                          epoch=None):
+        """Pooled mean |g| of each gate of one fused recurrent weight.
+
+        Args:
+          epoch: An epoch number, or ``None`` for the latest one.
+        """
+        tag = metadata.gate_heatmap_tag(source, variable)
+        content = self._data.content_of_kind(
+            ctx, experiment, run, tag, metadata.KIND_GATE_HEATMAP,
+            "No gate heatmap of variable %r for run %r and source %r"
+            % (variable, run, source))
+        data = self._data.read(ctx, experiment, runs=[run], tags=[tag])
+        by_epoch = plugin_series.by_step(data.get(run, {}).get(tag, []))
+        epoch, epochs = reading.at_step(
+            by_epoch, epoch, "gate heatmap of variable %r" % (variable,),
+            "for run %r and source %r" % (run, source))
+        gates, _ = gate_columns(content)
+        planes = {e: gate_planes(d.numpy, len(gates))
+                  for e, d in by_epoch.items()}
+        tensor = planes[epoch]
+        return {
+            "run": run, "source": source, "variable": variable,
+            "layer": content.get("layer"),
+            "recurrent_kind": content.get("recurrent_kind"),
+            "gates": gates, "block": content.get("block"),
+            "rows": int(tensor.shape[1]), "cols": int(tensor.shape[2]),
+            "epoch": epoch, "epochs": epochs,
+            "values": json_values.float32_json(
+                tensor.reshape(tensor.shape[0], -1)),
+            "scale": gate_heatmap_scale(planes.values()),
+        }

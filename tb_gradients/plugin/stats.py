@@ -3,17 +3,19 @@
 Reads the statistics series of a run into arrays on one epoch axis
 (`stat_matrix`, `align`, `StatsTable`) and builds the `/variable_stats`,
 `/scalars` and `/steps` bodies of docs/API.md from them, reduced to buckets
-of steps (`plugin.buckets`) when a route asks for ``points``. Nothing here
-talks to a data provider: the functions take the plain values it returns
-(``TensorDatum``s, ``ScalarDatum``s, metadata contents), so each one can be
-tested on hand-made input.
+of steps (`plugin.buckets`) when a route asks for ``points``. The functions
+take the plain values a data provider returns (``TensorDatum``s,
+``ScalarDatum``s, metadata contents), so each one can be tested on hand-made
+input; `Handler` serves the three routes with them.
 """
 
 import numpy as np
+from tensorboard import errors
 
+from tb_gradients import json_values
 from tb_gradients.format import metadata
 from tb_gradients.plugin import buckets as plugin_buckets
-from tb_gradients import json_values
+from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import series as plugin_series
 # -- per-variable statistics --------------------------------------------------
 
@@ -366,3 +368,98 @@ def _column(table, index):
     if index is None or index >= table.shape[1]:
         return [None] * table.shape[0]
     return json_values.finite_list(table[:, index])
+
+
+class Handler:
+    """The statistics routes: ``/scalars``, ``/variable_stats`` and ``/steps``.
+
+    Args:
+      data: the plugin's `plugin.reading.PluginData`.
+    """
+
+    def __init__(self, data):
+        self._data = data
+
+    def scalars(self, ctx, experiment, run, source, points=None,
+                     start=None, end=None):
+        """The global ``gradients/<source>/<stat>`` scalars, as gzip JSON.
+
+        Args:
+          points: At most this many buckets (`plugin.buckets.bucket_starts`),
+            or ``None`` for every epoch.
+          start, end: The step range (inclusive), ``None`` for open ends.
+        """
+        tags = [metadata.scalar_tag(source, name)
+                for name in metadata.GLOBAL_STAT_NAMES]
+        # Reading a long run's scalars costs far more than listing them:
+        # the body is kept while their last step and wall time are the same.
+        listing = self._data.list_scalars(ctx, experiment, run, tags)
+        if not listing:
+            raise errors.NotFoundError(
+                "No gradient scalars for run %r and source %r" % (run, source))
+        key = ("scalars", experiment, run, source, points, start, end,
+               plugin_cache.series_signature(listing, tags))
+
+        def build():
+            data = self._data.read_scalars(ctx, experiment, run, tags)
+            epochs, series = scalar_series(data, source)
+            if not series:
+                raise errors.NotFoundError(
+                    "No gradient scalars for run %r and source %r"
+                    % (run, source))
+            body = {"run": run, "source": source}
+            body.update(reduced_scalars(epochs, series, points, start, end))
+            return json_values.gzip_json(body)
+
+        return self._data.cache.get_or_build(key, build)
+
+    def variable_stats(self, ctx, experiment, run, source, pattern=None,
+                            names=None, points=None, start=None, end=None):
+        """Every variable's statistics vectors over the epochs, as gzip JSON.
+
+        The run's statistics (`plugin.stats.StatsTable`, the reading of one
+        tensor per variable and epoch) and each body are kept in caches
+        while the run's series are unchanged: the frontend asks for several
+        columns, ranges and reductions of the same table. A view that draws
+        a few statistics asks for those only (``names``), and a chart of a
+        long run for a min/max envelope of ``points`` buckets: the numbers
+        are most of the body's size, of its encoding and of the browser's
+        work.
+
+        Args:
+          pattern: A compiled regex searched in variable names, or ``None``.
+          names: The statistics to return, in this order (from
+            `plugin.params.parse_stat_names`), or ``None`` for all of them.
+          points: At most this many buckets, or ``None`` for every epoch.
+          start, end: The step range (inclusive), ``None`` for open ends.
+        """
+        entries, parsed, signature = self._data.variables(ctx, experiment, run,
+                                                     source)
+        names = tuple(names or metadata.VARIABLE_STAT_NAMES)
+        key = ("variable_stats", experiment, run, source,
+               None if pattern is None else pattern.pattern, names, points,
+               start, end, signature)
+
+        def build():
+            table = self._data.stats_table(ctx, experiment, run, source,
+                                           entries, parsed, signature)
+            selected = [i for i, entry in enumerate(table.entries)
+                        if pattern is None or pattern.search(entry["name"])]
+            body = {"run": run, "source": source}
+            body.update(variable_stats_body(
+                table, selected, names, points, start, end))
+            return json_values.gzip_json(body)
+
+        return self._data.cache.get_or_build(key, build)
+
+    def steps(self, ctx, experiment, run, source):
+        """Per-step global L2 norm and max |g| of each epoch (training)."""
+        tag = metadata.steps_tag(source)
+        content = self._data.content_of_kind(
+            ctx, experiment, run, tag, metadata.KIND_STEPS,
+            "No per-step gradient data for run %r and source %r"
+            % (run, source))
+        data = self._data.read(ctx, experiment, runs=[run], tags=[tag])
+        epochs = step_epochs(data.get(run, {}).get(tag, []),
+                                          content)
+        return {"run": run, "source": source, "epochs": epochs}
