@@ -120,6 +120,48 @@ class TrainingCapture(abc.ABC):
     def load_open_window_arrays(self, arrays):
         """Continues an open window saved by `open_window_arrays`."""
 
+    # -- the one schema of the saved state (every backend saves and loads
+    # these names, shapes and dtypes, so a state saved on one backend
+    # continues on another) --------------------------------------------------
+
+    def _saved_sum_shape(self, number):
+        """Group ``number``'s window sum as a resume saves it: ``(count,
+        size)`` when stacked, else the variable's shape."""
+        group = self._groups[number]
+        shape = tuple(self._variables[group[0]].shape)
+        if len(group) > 1:
+            return (len(group), int(np.prod(shape, dtype=np.int64)))
+        return shape
+
+    def _checked_first_nonfinite(self, arrays):
+        """The saved first non-finite steps; ValueError when missing or of
+        another shape."""
+        array = arrays.get("first_nonfinite")
+        expected = (len(self._variables),)
+        if array is None or tuple(array.shape) != expected:
+            raise ValueError(
+                "the run's first non-finite steps: expected "
+                f"{expected}, found {None if array is None else array.shape}")
+        return array
+
+    def _check_open_window(self, arrays):
+        """ValueError naming the first saved open-window array that is
+        missing or of another shape or dtype."""
+        expected = [(f"sum/{n}", self._saved_sum_shape(n), np.float32)
+                    for n in range(len(self._groups))]
+        expected += [("scalars", (len(self._variables), 3), np.float64),
+                     ("step_sq", (self._capacity + 1,), np.float32),
+                     ("step_max", (self._capacity + 1,), np.float32),
+                     ("skipped", (), np.float32), ("start", (), np.int64)]
+        for name, shape, dtype in expected:
+            array = arrays.get(name)
+            if (array is None or tuple(array.shape) != shape
+                    or array.dtype != dtype):
+                raise ValueError(
+                    f"open window {name!r}: expected {np.dtype(dtype).name} "
+                    f"{shape}, found "
+                    f"{None if array is None else (array.dtype.name, array.shape)}")
+
 
 class HostArray:
     """A host array with the ``numpy()`` of a tensor."""
@@ -187,41 +229,3 @@ class OwnedAccumulatorCapture(TrainingCapture):
             else:
                 setattr(owner, name, original)
         self._patched = []
-
-    def _saved_sum_shape(self, number):
-        """Group ``number``'s window sum as `TrainingGradientCapture` saves
-        it: ``(count, size)`` when stacked, else the variable's shape."""
-        group = self._groups[number]
-        shape = tuple(self._variables[group[0]].shape)
-        if len(group) > 1:
-            return (len(group), int(np.prod(shape, dtype=np.int64)))
-        return shape
-
-    def _checked_first_nonfinite(self, arrays):
-        """The saved first non-finite steps; ValueError when missing or of
-        another shape."""
-        array = arrays.get("first_nonfinite")
-        expected = (len(self._variables),)
-        if array is None or tuple(array.shape) != expected:
-            raise ValueError(
-                "the run's first non-finite steps: expected "
-                f"{expected}, found {None if array is None else array.shape}")
-        return array
-
-    def _check_open_window(self, arrays):
-        """ValueError naming the first saved open-window array that is
-        missing or of another shape or dtype."""
-        expected = [(f"sum/{n}", self._saved_sum_shape(n), np.float32)
-                    for n in range(len(self._groups))]
-        expected += [("scalars", (len(self._variables), 3), np.float64),
-                     ("step_sq", (self._capacity + 1,), np.float32),
-                     ("step_max", (self._capacity + 1,), np.float32),
-                     ("skipped", (), np.float32), ("start", (), np.int64)]
-        for name, shape, dtype in expected:
-            array = arrays.get(name)
-            if (array is None or tuple(array.shape) != shape
-                    or array.dtype != dtype):
-                raise ValueError(
-                    f"open window {name!r}: expected {np.dtype(dtype).name} "
-                    f"{shape}, found "
-                    f"{None if array is None else (array.dtype.name, array.shape)}")

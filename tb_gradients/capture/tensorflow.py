@@ -405,12 +405,7 @@ class TrainingGradientCapture(base.TrainingCapture):
     def load_run_arrays(self, arrays):
         """Continues the run state saved by `run_arrays`; raises ValueError
         when it is missing or of another shape."""
-        array = arrays.get("first_nonfinite")
-        if array is None or array.shape != tuple(self._first_nonfinite.shape):
-            raise ValueError(
-                "the run's first non-finite steps: expected "
-                f"{tuple(self._first_nonfinite.shape)}, found "
-                f"{None if array is None else array.shape}")
+        array = self._checked_first_nonfinite(arrays)
         self._first_nonfinite.assign(array.astype(np.float64))
 
     def open_window_arrays(self):
@@ -425,16 +420,8 @@ class TrainingGradientCapture(base.TrainingCapture):
         Raises ValueError (and assigns nothing) when a saved array is
         missing or of another shape or dtype.
         """
-        named = self._open_window_variables()
-        for name, variable in named:
-            array = arrays.get(name)
-            if (array is None or tuple(array.shape) != tuple(variable.shape)
-                    or array.dtype != variable.dtype.as_numpy_dtype):
-                raise ValueError(
-                    f"open window {name!r}: expected {variable.dtype.name} "
-                    f"{tuple(variable.shape)}, found "
-                    f"{None if array is None else (array.dtype.name, array.shape)}")
-        for name, variable in named:
+        self._check_open_window(arrays)
+        for name, variable in self._open_window_variables():
             variable.assign(arrays[name])
 
     def begin_window(self):
