@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 
-
 # -- strict JSON --------------------------------------------------------------
 
 

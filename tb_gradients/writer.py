@@ -24,6 +24,8 @@ from tb_gradients.format import heatmap
 from tb_gradients.format import metadata
 from tb_gradients.format import timesteps as format_timesteps
 from tb_gradients.window import statistics
+
+
 @functools.lru_cache(maxsize=4096)
 def _cached_metadata(kind, source, description, fields_json):
     return metadata.create_summary_metadata(kind, source, description,

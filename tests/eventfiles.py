@@ -5,6 +5,8 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
 from tb_gradients.format import metadata
+
+
 def load(run_dir):
     """All tensor series of a run directory: tag -> {step: ndarray}."""
     accumulator = event_accumulator.EventAccumulator(

@@ -14,6 +14,7 @@ figure that is a difference of larger ones is compared against those
 import numpy as np
 
 from tb_gradients.format import metadata
+
 # about 170 units of float32's 2**-24
 RTOL = 1e-5
 # Counts, indices and fractions of counts: equal, or a real difference.

@@ -15,23 +15,24 @@ model; another process checks that an unsupported backend is refused.
 import collections
 import json
 import os
+import subprocess
 import sys
 import zipfile
 
 import h5py
 import numpy as np
 import pytest
-import subprocess
-from tests import backend_training as training
-from tests import eventfiles
-from tests import series_compare
-from tests.test_statistics_exact import expected_stats
 
 from tb_gradients.analysis import findings
 from tb_gradients.analysis import reader
 from tb_gradients.analysis import series
 from tb_gradients.format import heatmap as heatmap_format
 from tb_gradients.format import metadata
+
+from tests import backend_training as training
+from tests import eventfiles
+from tests import series_compare
+from tests.test_statistics_exact import expected_stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Both backends apply the same gradients, computed by different kernels

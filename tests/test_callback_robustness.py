@@ -16,9 +16,10 @@ import pytest
 import tensorflow as tf
 
 from tb_gradients import GradientTensorBoard
+from tb_gradients.analysis import reader
 from tb_gradients.capture import tensorflow as tf_capture
 from tb_gradients.format import metadata
-from tb_gradients.analysis import reader
+
 from tests import eventfiles
 from tests import reference
 from tests.test_statistics_exact import expected_stats

@@ -25,6 +25,7 @@ import pytest
 from tensorboard.backend.event_processing import event_file_loader
 
 from tb_gradients.format import metadata
+
 from tests import eventfiles
 from tests import paced_training
 

@@ -6,9 +6,10 @@ import sys
 
 import numpy as np
 import pytest
-
 from demo import experiments
+
 from tb_gradients.format import metadata
+
 from tests import eventfiles
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

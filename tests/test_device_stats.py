@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tb_gradients.format import histogram
-from tb_gradients.window.kernels import tensorflow as tf_kernel
-from tb_gradients.format import metadata
 from tb_gradients.format import heatmap
+from tb_gradients.format import histogram
+from tb_gradients.format import metadata
+from tb_gradients.window.kernels import tensorflow as tf_kernel
+
+
 def _pooled(values, block, reducer, view=None):
     """Pools ``values``: one view, or views of shape ``view`` stacked."""
     view = view or values.shape

@@ -17,15 +17,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from demo import experiments
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
-from demo import experiments
 from tb_gradients import GradientTensorBoard
 from tb_gradients.analysis import diagnose
 from tb_gradients.analysis import findings
-from tb_gradients.format import metadata
 from tb_gradients.analysis import reader
+from tb_gradients.format import metadata
+
 from tests import eventfiles
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

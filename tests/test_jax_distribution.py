@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from tb_gradients.analysis import reader
+
 from tests import series_compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -18,6 +18,7 @@ import pytest
 from werkzeug import test as werkzeug_test
 
 from tb_gradients.format import metadata
+
 from tests import eventfiles
 from tests import logdirs
 from tests.test_plugin_wsgi import assert_error

@@ -22,11 +22,12 @@ from tensorboard.plugins import base_plugin
 from tensorboard.plugins.core import core_plugin
 from werkzeug import test as werkzeug_test
 
-from tb_gradients.format import metadata
 from tb_gradients import plugin
-from tb_gradients.plugin import routes as plugin_routes
 from tb_gradients.format import heatmap
+from tb_gradients.format import metadata
 from tb_gradients.plugin import params as plugin_params
+from tb_gradients.plugin import routes as plugin_routes
+
 from tests import eventfiles
 from tests import logdirs
 

@@ -25,6 +25,7 @@ from werkzeug import test as werkzeug_test
 from tb_gradients import GradientTensorBoard
 from tb_gradients.format import metadata
 from tb_gradients.plugin import series as plugin_series
+
 from tests.test_plugin_wsgi import get_json
 from tests.test_plugin_wsgi import make_app
 

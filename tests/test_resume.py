@@ -20,8 +20,9 @@ import pytest
 from tensorboard.backend.event_processing import event_file_loader
 
 from tb_gradients import GradientTensorBoard
-from tb_gradients.format import metadata
 from tb_gradients import resume
+from tb_gradients.format import metadata
+
 from tests import eventfiles
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

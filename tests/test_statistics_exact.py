@@ -12,6 +12,7 @@ import pytest
 
 from tb_gradients import GradientTensorBoard
 from tb_gradients.format import metadata
+
 from tests import eventfiles
 from tests import reference
 

@@ -7,6 +7,8 @@ import pytest
 
 from tb_gradients.format import heatmap
 from tb_gradients.format import timesteps as format_timesteps
+
+
 @pytest.mark.parametrize("rows, cols, cells", list(itertools.product(
     [1, 3, 7, 64, 1000, 4608], [1, 5, 64, 2048, 100000], [1, 16, 128 * 128])))
 def test_pool_blocks_respects_the_cell_budget(rows, cols, cells):

@@ -21,6 +21,7 @@ import urllib.request
 import pytest
 
 from tb_gradients.plugin import routes as plugin_routes
+
 from tests import browser_harness
 from tests import test_plugin_wsgi
 

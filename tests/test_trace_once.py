@@ -15,6 +15,7 @@ import tensorflow as tf
 from tb_gradients import GradientTensorBoard
 from tb_gradients.capture import tensorflow as tf_capture
 from tb_gradients.window.kernels import tensorflow as tf_kernel
+
 from tests import eventfiles
 
 

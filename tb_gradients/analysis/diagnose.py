@@ -19,6 +19,7 @@ import sys
 
 from tb_gradients.analysis import findings
 from tb_gradients.analysis import reader
+
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 

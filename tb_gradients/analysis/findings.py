@@ -11,10 +11,12 @@ no extra pass over the data or the gradients.
 """
 
 import dataclasses
+
 import numpy as np
 
 from tb_gradients import json_values
 from tb_gradients.format import metadata
+
 SEVERITIES = ("info", "warning", "error")
 # The tab's views a finding links to (their ids in frontend/*.js).
 VIEWS = ("norms", "layer-stats", "flow", "steps", "heatmap")

@@ -26,9 +26,10 @@ from tensorboard.backend.event_processing import io_wrapper
 from tensorboard.compat import tf  # TensorFlow's gfile, or TensorBoard's stub
 from tensorboard.util import tensor_util
 
+from tb_gradients.analysis import series
 from tb_gradients.format import metadata
 from tb_gradients.plugin import stats as plugin_stats
-from tb_gradients.analysis import series
+
 SCALAR_PLUGIN = "scalars"
 
 

@@ -9,6 +9,8 @@ and the callback while it trains (its own records). Plain numpy, no I/O.
 import numpy as np
 
 from tb_gradients.format import metadata
+
+
 class SourceSeries:
     """Every window record of one source of one run.
 

@@ -8,7 +8,6 @@ import numpy as np
 
 from tb_gradients.window import layout
 
-
 # Row capacity of the per-step buffers when the number of steps per epoch is
 # not known in advance; later steps are counted but not kept per step.
 DEFAULT_STEP_CAPACITY = 10000

@@ -29,17 +29,17 @@ relies on are listed, with why, in `compat.jax`.
 timestep gradients through Keras's stateless calls and `jax.grad`.
 """
 
+import jax
+import jax.numpy as jnp
 import keras
 import numpy as np
 from keras.src import backend as keras_backend
-
-import jax
-import jax.numpy as jnp
 
 from tb_gradients import compat
 from tb_gradients import distribution
 from tb_gradients.capture import base
 from tb_gradients.compat import jax as private
+
 
 def local_array(array):
     """A replicated JAX array's copy on one of this process's devices (the

@@ -10,7 +10,6 @@ lays out LSTM and GRU gates, for the per-gate weight-gradient breakdown.
 
 import keras
 
-
 # Layer types recorded by default (SimpleRNN, LSTM, GRU and ConvLSTM*D are
 # all `keras.layers.RNN`s).
 RECURRENT_TYPES = (keras.layers.RNN, keras.layers.Bidirectional)

@@ -29,6 +29,7 @@ from tb_gradients.capture import probe_data
 from tb_gradients.compat import tensorflow as private
 from tb_gradients.window import layout
 
+
 def plain_variable(variable):
     """The ``tf.Variable`` behind a Keras variable."""
     return getattr(variable, "value", variable) if hasattr(

@@ -7,7 +7,6 @@ reach one of them (docs/API.md, Static assets).
 import os
 import re
 
-
 # Static assets: only these extensions are served, with these media types.
 ASSET_CONTENT_TYPES = {
     ".js": "text/javascript",

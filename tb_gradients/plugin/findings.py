@@ -19,6 +19,8 @@ from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import listing as plugin_listing
 from tb_gradients.plugin import series as plugin_series
 from tb_gradients.plugin import stats as plugin_stats
+
+
 def source_series(source, window, table, scalar_data, step_datums):
     """The `series.SourceSeries` of one source of a run.
 

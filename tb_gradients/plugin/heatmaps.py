@@ -18,6 +18,8 @@ from tb_gradients.plugin import listing as plugin_listing
 from tb_gradients.plugin import reading
 from tb_gradients.plugin import series as plugin_series
 from tb_gradients.plugin import stats as plugin_stats
+
+
 def heatmap_layout(content):
     """Channel order and scale statistics of a heatmap series.
 

@@ -12,6 +12,8 @@ import numpy as np
 from tb_gradients.format import metadata
 from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import series as plugin_series
+
+
 def parse_listing(tag_to_series):
     """Parsed content of every readable series of one run.
 

@@ -8,6 +8,7 @@ route answers with a 400 (docs/API.md, Errors).
 import re
 
 from tb_gradients.format import metadata
+
 _INTEGER = re.compile(r"^[+-]?[0-9]{1,18}$")
 
 

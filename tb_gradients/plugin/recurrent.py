@@ -17,6 +17,7 @@ from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import listing as plugin_listing
 from tb_gradients.plugin import reading
 from tb_gradients.plugin import series as plugin_series
+
 # -- recurrent layers ---------------------------------------------------------
 
 

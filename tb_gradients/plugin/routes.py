@@ -30,6 +30,7 @@ from tb_gradients.plugin import params as plugin_params
 from tb_gradients.plugin import reading
 from tb_gradients.plugin import recurrent as plugin_recurrent
 from tb_gradients.plugin import stats as plugin_stats
+
 logger = tb_logging.get_logger()
 
 FRONTEND_DIR = os.path.join(

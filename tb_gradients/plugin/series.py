@@ -12,6 +12,7 @@ Pure helpers of the Gradients plugin, like `plugin.stats`:
 """
 
 from tb_gradients.format import metadata
+
 # The ``window`` of epoch records (and of version-1 series, which have none).
 EPOCH_WINDOW = "epoch"
 

@@ -17,6 +17,7 @@ from tb_gradients.format import metadata
 from tb_gradients.plugin import buckets as plugin_buckets
 from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import series as plugin_series
+
 # -- per-variable statistics --------------------------------------------------
 
 

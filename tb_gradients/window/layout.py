@@ -8,7 +8,6 @@ import numpy as np
 
 from tb_gradients.format import heatmap as heatmap_format
 
-
 # Grid of the pooled accumulated |G| when heatmaps are off: it still serves
 # `dissolving_max`.
 DEFAULT_POOL_CELLS = 128 * 128

@@ -23,7 +23,6 @@ import numpy as np
 
 from tb_gradients.format import metadata
 
-
 # Per-variable reductions the device returns at a window's end
 # (`window.kernels`), in order; `variable_statistics` turns them into the
 # statistics of docs/STATISTICS.md.
