@@ -19,10 +19,13 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    packages=find_packages(include=["tb_gradients", "tb_gradients.*"]),
-    package_data={"tb_gradients": ["frontend/*.js", "frontend/*.css",
-                                   "frontend/*.html"]},
-    include_package_data=True,
+    # the frontend is a folder of data (ES modules, CSS), shipped as the
+    # package `tb_gradients.frontend` so that setuptools knows its files
+    packages=find_packages(include=["tb_gradients", "tb_gradients.*"])
+    + ["tb_gradients.frontend"],
+    package_data={"tb_gradients.frontend": ["*.js", "*.css", "*.html",
+                                            "**/*.js", "**/*.css"]},
+    include_package_data=False,
     python_requires=">=3.9",
     install_requires=[
         "tensorboard>=2.16",

@@ -173,6 +173,21 @@ def training_gradients(run, index):
 RTOL = 2e-4
 
 
+def assert_recorded(series, source, name, wanted):
+    """Every expected statistic of one variable (``expected_stats``) equals
+    the recorded one at each epoch; returns the recorded dicts."""
+    recorded = []
+    for epoch, want in enumerate(wanted):
+        got = eventfiles.variable_stats(series, source, name, epoch)
+        for key, value in want.items():
+            if key.startswith("_"):
+                continue
+            assert got[key] == pytest.approx(value, rel=RTOL, abs=1e-6,
+                                             nan_ok=True), (name, epoch, key)
+        recorded.append(got)
+    return recorded
+
+
 @pytest.mark.parametrize("index", range(4))
 def test_training_variable_statistics(run, index):
     gradients, step_grads = training_gradients(run, index)
@@ -180,13 +195,7 @@ def test_training_variable_statistics(run, index):
     weights = [w[index] for w in run["weights"]]
     wanted = expected_stats(gradients, step_grads, weights)
     assert set(metadata.VARIABLE_STAT_NAMES) <= set(wanted[0])
-    for epoch, want in enumerate(wanted):
-        got = eventfiles.variable_stats(run["series"], "training", name, epoch)
-        for key, value in want.items():
-            if key.startswith("_"):
-                continue
-            assert got[key] == pytest.approx(value, rel=RTOL, abs=1e-6,
-                                             nan_ok=True), (name, epoch, key)
+    assert_recorded(run["series"], "training", name, wanted)
 
 
 @pytest.mark.parametrize("index", range(4))
@@ -194,13 +203,8 @@ def test_probe_variable_statistics(run, index):
     gradients = [p[index] for p in run["probes"]]
     name = run["names"][index]
     weights = [w[index] for w in run["weights"]]
-    for epoch, want in enumerate(expected_stats(gradients, weights=weights)):
-        got = eventfiles.variable_stats(run["series"], "probe", name, epoch)
-        for key, value in want.items():
-            if key.startswith("_"):
-                continue
-            assert got[key] == pytest.approx(value, rel=RTOL, abs=1e-6,
-                                             nan_ok=True), (name, epoch, key)
+    for got in assert_recorded(run["series"], "probe", name,
+                               expected_stats(gradients, weights=weights)):
         assert np.isnan(got["noise_scale"])
 
 
@@ -325,15 +329,8 @@ def test_pooled_variable_statistics(pooled, index):
     name = pooled["names"][index]
     block = tuple(heatmap_content(pooled, name)["block"])
     weights = [w[index] for w in pooled["weights"]]
-    for epoch, want in enumerate(expected_stats(gradients, step_grads,
-                                                weights, block)):
-        got = eventfiles.variable_stats(pooled["series"], "training", name,
-                                        epoch)
-        for key, value in want.items():
-            if key.startswith("_"):
-                continue
-            assert got[key] == pytest.approx(value, rel=RTOL, abs=1e-6,
-                                             nan_ok=True), (name, epoch, key)
+    assert_recorded(pooled["series"], "training", name,
+                    expected_stats(gradients, step_grads, weights, block))
 
 
 @pytest.mark.parametrize("index", range(4))

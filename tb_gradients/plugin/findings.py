@@ -16,6 +16,7 @@ from tb_gradients.analysis import findings
 from tb_gradients.analysis import series
 from tb_gradients.format import metadata
 from tb_gradients.plugin import cache as plugin_cache
+from tb_gradients.plugin import handler
 from tb_gradients.plugin import listing as plugin_listing
 from tb_gradients.plugin import series as plugin_series
 from tb_gradients.plugin import stats as plugin_stats
@@ -61,15 +62,8 @@ def findings_body(by_source):
             for finding in findings.evaluate(by_source)]
 
 
-class Handler:
-    """The ``/findings`` route.
-
-    Args:
-      data: the plugin's `plugin.reading.PluginData`.
-    """
-
-    def __init__(self, data):
-        self._data = data
+class Handler(handler.Handler):
+    """The ``/findings`` route."""
 
     def findings(self, ctx, experiment, run):
         """The findings of one run (`plugin.findings`), kept while the run's

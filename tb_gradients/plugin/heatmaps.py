@@ -14,6 +14,7 @@ from tb_gradients import json_values
 from tb_gradients.format import heatmap
 from tb_gradients.format import metadata
 from tb_gradients.plugin import cache as plugin_cache
+from tb_gradients.plugin import handler
 from tb_gradients.plugin import listing as plugin_listing
 from tb_gradients.plugin import reading
 from tb_gradients.plugin import series as plugin_series
@@ -118,15 +119,8 @@ def heatmap_channels(tensor, content, rows, epoch):
     return body
 
 
-class Handler:
-    """The ``/heatmap`` route.
-
-    Args:
-      data: the plugin's `plugin.reading.PluginData`.
-    """
-
-    def __init__(self, data):
-        self._data = data
+class Handler(handler.Handler):
+    """The ``/heatmap`` route."""
 
     def heatmap(self, ctx, experiment, run, source, variable, epoch=None):
         """Decoded heatmap channels of one variable at one epoch.

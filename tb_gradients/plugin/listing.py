@@ -11,6 +11,7 @@ import numpy as np
 
 from tb_gradients.format import metadata
 from tb_gradients.plugin import cache as plugin_cache
+from tb_gradients.plugin import handler
 from tb_gradients.plugin import series as plugin_series
 
 
@@ -115,15 +116,8 @@ def variable_entries(parsed, source):
     return entries
 
 
-class Handler:
-    """A run listing: the runs with gradient data and one run's variables.
-
-    Args:
-      data: the plugin's `plugin.reading.PluginData`.
-    """
-
-    def __init__(self, data):
-        self._data = data
+class Handler(handler.Handler):
+    """A run listing: the runs with gradient data and one run's variables."""
 
     def runs(self, ctx, experiment):
         """Runs with gradient data: sources, window and logged epoch counts.

@@ -142,6 +142,14 @@ class PluginData:
         return of_kind(self.contents(ctx, experiment, run, [tag]).get(tag),
                        kind, missing)
 
+    def series_of_kind(self, ctx, experiment, run, tag, kind, missing):
+        """``(content, datums)``: `content_of_kind` and every sample of
+        ``tag``."""
+        content = self.content_of_kind(ctx, experiment, run, tag, kind,
+                                       missing)
+        data = self.read(ctx, experiment, runs=[run], tags=[tag])
+        return content, data.get(run, {}).get(tag, [])
+
 
 def of_kind(content, kind, missing):
     """``content`` when it is the metadata of a series of ``kind``; else 404

@@ -14,6 +14,7 @@ from tensorboard import errors
 from tb_gradients import json_values
 from tb_gradients.format import metadata
 from tb_gradients.plugin import cache as plugin_cache
+from tb_gradients.plugin import handler
 from tb_gradients.plugin import listing as plugin_listing
 from tb_gradients.plugin import reading
 from tb_gradients.plugin import series as plugin_series
@@ -279,16 +280,9 @@ def gate_heatmap_scale(tensors):
     return json_values.float32_or_none(largest)
 
 
-class Handler:
+class Handler(handler.Handler):
     """The recurrent routes: ``/timestep_layers``, ``/timesteps``,
-    ``/gates`` and ``/gate_heatmap``.
-
-    Args:
-      data: the plugin's `plugin.reading.PluginData`.
-    """
-
-    def __init__(self, data):
-        self._data = data
+    ``/gates`` and ``/gate_heatmap``."""
 
     def timestep_layers(self, ctx, experiment, run):
         """The recurrent layers of one run, in model order.
@@ -398,18 +392,14 @@ class Handler:
     def gates(self, ctx, experiment, run, source, layer):
         """Per-gate weight-gradient statistics of one LSTM/GRU layer."""
         tag = metadata.gates_tag(source, layer)
-        content = self._data.content_of_kind(
-            ctx, experiment, run, tag, metadata.KIND_GATES,
-            "No per-gate gradients of layer %r for run %r and source %r"
-            % (layer, run, source))
-        data = self._data.read(ctx, experiment, runs=[run], tags=[tag])
-        epochs, values = gate_table(
-            data.get(run, {}).get(tag, []), content)
+        missing = ("No per-gate gradients of layer %r for run %r and source "
+                   "%r" % (layer, run, source))
+        content, datums = self._data.series_of_kind(
+            ctx, experiment, run, tag, metadata.KIND_GATES, missing)
+        epochs, values = gate_table(datums, content)
         gates, names = gate_columns(content)
         if not epochs:
-            raise errors.NotFoundError(
-                "No per-gate gradients of layer %r for run %r and source %r"
-                % (layer, run, source))
+            raise errors.NotFoundError(missing)
         return {
             "run": run, "source": source, "layer": layer,
             "recurrent_kind": content.get("recurrent_kind"),
@@ -419,19 +409,18 @@ class Handler:
         }
 
     def gate_heatmap(self, ctx, experiment, run, source, variable,
-                          epoch=None):
+                     epoch=None):
         """Pooled mean |g| of each gate of one fused recurrent weight.
 
         Args:
           epoch: An epoch number, or ``None`` for the latest one.
         """
         tag = metadata.gate_heatmap_tag(source, variable)
-        content = self._data.content_of_kind(
+        content, datums = self._data.series_of_kind(
             ctx, experiment, run, tag, metadata.KIND_GATE_HEATMAP,
             "No gate heatmap of variable %r for run %r and source %r"
             % (variable, run, source))
-        data = self._data.read(ctx, experiment, runs=[run], tags=[tag])
-        by_epoch = plugin_series.by_step(data.get(run, {}).get(tag, []))
+        by_epoch = plugin_series.by_step(datums)
         epoch, epochs = reading.at_step(
             by_epoch, epoch, "gate heatmap of variable %r" % (variable,),
             "for run %r and source %r" % (run, source))

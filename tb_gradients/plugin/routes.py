@@ -58,9 +58,9 @@ def _guarded(route):
     """
 
     @functools.wraps(route)
-    def wrapper(self, request):
+    def wrapper(request):
         try:
-            return route(self, request)
+            return route(request)
         except errors.PublicError:
             raise
         except Exception as error:  # the data, not the request, is at fault
@@ -158,6 +158,37 @@ def _context(request):
             plugin_util.experiment_id(request.environ))
 
 
+def _run(request):
+    return _required(request, "run")
+
+
+def _layer(request):
+    return _required(request, "layer")
+
+
+def _variable(request):
+    return _required(request, "variable")
+
+
+def _data_route(body, readers):
+    """A JSON route: reads its parameters with ``readers``, in order (each
+    gives one value, `_step_range` two), and answers ``body(ctx,
+    experiment, *values)``; a failure the body did not raise on purpose
+    is answered by `_guarded`."""
+
+    @wrappers.Request.application
+    @_guarded
+    def route(request):
+        ctx, experiment = _context(request)
+        values = []
+        for read in readers:
+            value = read(request)
+            values.extend(value if read is _step_range else [value])
+        return _json_response(request, body(ctx, experiment, *values))
+
+    return route
+
+
 class GradientsPlugin(base_plugin.TBPlugin):
     """Serves the gradient statistics, heatmaps and the frontend."""
 
@@ -191,19 +222,29 @@ class GradientsPlugin(base_plugin.TBPlugin):
         self._data.clear_caches()
 
     def get_plugin_apps(self):
-        apps = {
-            "/runs": self.runs_route,
-            "/variables": self.variables_route,
-            "/scalars": self.scalars_route,
-            "/variable_stats": self.variable_stats_route,
-            "/steps": self.steps_route,
-            "/heatmap": self.heatmap_route,
-            "/timestep_layers": self.timestep_layers_route,
-            "/timesteps": self.timesteps_route,
-            "/gates": self.gates_route,
-            "/gate_heatmap": self.gate_heatmap_route,
-            "/findings": self.findings_route,
+        # each data route: its handler's method and the parameters it
+        # takes after ``(ctx, experiment)``, in order (docs/API.md)
+        routes = {
+            "/runs": (self._listing.runs, ()),
+            "/variables": (self._listing.variables, (_run, _source)),
+            "/scalars": (self._stats.scalars,
+                         (_run, _source, _points, _step_range)),
+            "/variable_stats": (self._stats.variable_stats,
+                                (_run, _source, _filter, _stats, _points,
+                                 _step_range)),
+            "/steps": (self._stats.steps, (_run, _source)),
+            "/heatmap": (self._heatmaps.heatmap,
+                         (_run, _source, _variable, _epoch)),
+            "/timestep_layers": (self._recurrent.timestep_layers, (_run,)),
+            "/timesteps": (self._recurrent.timesteps,
+                           (_run, _layer, _epoch)),
+            "/gates": (self._recurrent.gates, (_run, _source, _layer)),
+            "/gate_heatmap": (self._recurrent.gate_heatmap,
+                              (_run, _source, _variable, _epoch)),
+            "/findings": (self._findings.findings, (_run,)),
         }
+        apps = {path: _data_route(body, readers)
+                for path, (body, readers) in routes.items()}
         for name in self._assets:
             apps["/" + name] = functools.partial(self._asset_route, name)
         return apps
@@ -222,100 +263,6 @@ class GradientsPlugin(base_plugin.TBPlugin):
     def frontend_metadata(self):
         return base_plugin.FrontendMetadata(es_module_path="/index.js",
                                             tab_name="Gradients")
-
-    # -- routes --------------------------------------------------------------
-
-    @wrappers.Request.application
-    @_guarded
-    def runs_route(self, request):
-        ctx, experiment = _context(request)
-        return _json_response(request, self._listing.runs(ctx, experiment))
-
-    @wrappers.Request.application
-    @_guarded
-    def variables_route(self, request):
-        ctx, experiment = _context(request)
-        body = self._listing.variables(
-            ctx, experiment, _required(request, "run"), _source(request))
-        return _json_response(request, body)
-
-    @wrappers.Request.application
-    @_guarded
-    def scalars_route(self, request):
-        ctx, experiment = _context(request)
-        body = self._stats.scalars(ctx, experiment, _required(request, "run"),
-                                 _source(request), _points(request),
-                                 *_step_range(request))
-        return _json_response(request, body)
-
-    @wrappers.Request.application
-    @_guarded
-    def findings_route(self, request):
-        ctx, experiment = _context(request)
-        return _json_response(request, self._findings.findings(
-            ctx, experiment, _required(request, "run")))
-
-    @wrappers.Request.application
-    @_guarded
-    def variable_stats_route(self, request):
-        ctx, experiment = _context(request)
-        body = self._stats.variable_stats(
-            ctx, experiment, _required(request, "run"), _source(request),
-            _filter(request), _stats(request), _points(request),
-            *_step_range(request))
-        return _json_response(request, body)
-
-    @wrappers.Request.application
-    @_guarded
-    def steps_route(self, request):
-        ctx, experiment = _context(request)
-        body = self._stats.steps(ctx, experiment, _required(request, "run"),
-                               _source(request))
-        return _json_response(request, body)
-
-    @wrappers.Request.application
-    @_guarded
-    def heatmap_route(self, request):
-        ctx, experiment = _context(request)
-        body = self._heatmaps.heatmap(
-            ctx, experiment, _required(request, "run"), _source(request),
-            _required(request, "variable"), _epoch(request))
-        return _json_response(request, body)
-
-    @wrappers.Request.application
-    @_guarded
-    def timestep_layers_route(self, request):
-        ctx, experiment = _context(request)
-        body = self._recurrent.timestep_layers(ctx, experiment,
-                                         _required(request, "run"))
-        return _json_response(request, body)
-
-    @wrappers.Request.application
-    @_guarded
-    def timesteps_route(self, request):
-        ctx, experiment = _context(request)
-        body = self._recurrent.timesteps(
-            ctx, experiment, _required(request, "run"),
-            _required(request, "layer"), _epoch(request))
-        return _json_response(request, body)
-
-    @wrappers.Request.application
-    @_guarded
-    def gates_route(self, request):
-        ctx, experiment = _context(request)
-        body = self._recurrent.gates(
-            ctx, experiment, _required(request, "run"), _source(request),
-            _required(request, "layer"))
-        return _json_response(request, body)
-
-    @wrappers.Request.application
-    @_guarded
-    def gate_heatmap_route(self, request):
-        ctx, experiment = _context(request)
-        body = self._recurrent.gate_heatmap(
-            ctx, experiment, _required(request, "run"), _source(request),
-            _required(request, "variable"), _epoch(request))
-        return _json_response(request, body)
 
     @wrappers.Request.application
     def _asset_route(self, name, request):

@@ -16,6 +16,7 @@ from tb_gradients import json_values
 from tb_gradients.format import metadata
 from tb_gradients.plugin import buckets as plugin_buckets
 from tb_gradients.plugin import cache as plugin_cache
+from tb_gradients.plugin import handler
 from tb_gradients.plugin import series as plugin_series
 
 # -- per-variable statistics --------------------------------------------------
@@ -371,15 +372,8 @@ def _column(table, index):
     return json_values.finite_list(table[:, index])
 
 
-class Handler:
-    """The statistics routes: ``/scalars``, ``/variable_stats`` and ``/steps``.
-
-    Args:
-      data: the plugin's `plugin.reading.PluginData`.
-    """
-
-    def __init__(self, data):
-        self._data = data
+class Handler(handler.Handler):
+    """The statistics routes: ``/scalars``, ``/variable_stats`` and ``/steps``."""
 
     def scalars(self, ctx, experiment, run, source, points=None,
                      start=None, end=None):
@@ -456,11 +450,9 @@ class Handler:
     def steps(self, ctx, experiment, run, source):
         """Per-step global L2 norm and max |g| of each epoch (training)."""
         tag = metadata.steps_tag(source)
-        content = self._data.content_of_kind(
+        content, datums = self._data.series_of_kind(
             ctx, experiment, run, tag, metadata.KIND_STEPS,
             "No per-step gradient data for run %r and source %r"
             % (run, source))
-        data = self._data.read(ctx, experiment, runs=[run], tags=[tag])
-        epochs = step_epochs(data.get(run, {}).get(tag, []),
-                                          content)
+        epochs = step_epochs(datums, content)
         return {"run": run, "source": source, "epochs": epochs}
