@@ -28,7 +28,7 @@ from tensorboard.util import tensor_util
 
 from tb_gradients.analysis import series
 from tb_gradients.format import metadata
-from tb_gradients.plugin import stats as plugin_stats
+from tb_gradients.format import variable_stats
 
 SCALAR_PLUGIN = "scalars"
 
@@ -119,11 +119,11 @@ def _read_series(directory):
 def _stats_row(content, vector):
     """A stats vector mapped onto ``VARIABLE_STAT_NAMES`` by its column
     names (all NaN when it is not as long as its announced columns)."""
-    columns = plugin_stats.stat_columns(content)
+    columns = variable_stats.stat_columns(content)
     vector = np.asarray(vector, np.float64).reshape(1, -1)
     if vector.shape[1] != len(columns):
         return np.full(len(metadata.VARIABLE_STAT_NAMES), np.nan)
-    return plugin_stats.by_stat_names(vector, columns)[0]
+    return variable_stats.by_stat_names(vector, columns)[0]
 
 
 def _source_series(source, tags):

@@ -13,6 +13,7 @@ import numpy as np
 from tb_gradients import json_values
 from tb_gradients.format import heatmap
 from tb_gradients.format import metadata
+from tb_gradients.format import variable_stats
 from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import handler
 from tb_gradients.plugin import listing as plugin_listing
@@ -173,5 +174,5 @@ class Handler(handler.Handler):
         if stats_content.get("kind") == metadata.KIND_VARIABLE_STATS:
             rows = plugin_stats.stat_rows(
                 data.get(stats_tag, []),
-                plugin_stats.stat_columns(parsed[stats_tag]))
+                variable_stats.stat_columns(parsed[stats_tag]))
         return plugin_series.by_step(data.get(heatmap_tag, [])), rows

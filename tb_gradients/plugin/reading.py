@@ -13,6 +13,7 @@ from tensorboard import errors
 from tensorboard.data import provider
 
 from tb_gradients.format import metadata
+from tb_gradients.format import variable_stats
 from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import listing as plugin_listing
 from tb_gradients.plugin import stats as plugin_stats
@@ -115,7 +116,7 @@ class PluginData:
                                       run, {})
             return plugin_stats.StatsTable(entries, [
                 plugin_stats.stat_matrix(data.get(entry["tag"], []),
-                                         plugin_stats.stat_columns(
+                                         variable_stats.stat_columns(
                                              parsed[entry["tag"]]))
                 for entry in entries])
 

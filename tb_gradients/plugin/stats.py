@@ -14,26 +14,13 @@ from tensorboard import errors
 
 from tb_gradients import json_values
 from tb_gradients.format import metadata
+from tb_gradients.format import variable_stats
 from tb_gradients.plugin import buckets as plugin_buckets
 from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import handler
 from tb_gradients.plugin import series as plugin_series
 
 # -- per-variable statistics --------------------------------------------------
-
-
-def stat_columns(content):
-    """Names of the columns of a statistics vector, from its content.
-
-    The writer records the column names next to the data; reading them back
-    (rather than assuming ``VARIABLE_STAT_NAMES``) keeps older files
-    readable if a later version reorders or adds columns.
-    """
-    columns = content.get("stats")
-    if (isinstance(columns, list) and columns
-            and all(isinstance(c, str) for c in columns)):
-        return columns
-    return list(metadata.VARIABLE_STAT_NAMES)
 
 
 def stat_matrix(datums, columns):
@@ -44,7 +31,8 @@ def stat_matrix(datums, columns):
 
     Args:
       datums: ``TensorDatum``s of one ``variable_stats`` series.
-      columns: Output of `stat_columns` for that series.
+      columns: Output of `format.variable_stats.stat_columns` for that
+        series.
 
     Returns:
       ``(epochs, matrix)``: sorted int64 epochs and a float64 matrix whose
@@ -62,18 +50,8 @@ def stat_matrix(datums, columns):
         return np.zeros(0, dtype=np.int64), np.zeros(
             (0, len(metadata.VARIABLE_STAT_NAMES)))
     epochs = np.array(sorted(by_epoch), dtype=np.int64)
-    return epochs, by_stat_names(
+    return epochs, variable_stats.by_stat_names(
         np.stack([by_epoch[epoch] for epoch in epochs.tolist()]), columns)
-
-
-def by_stat_names(raw, columns):
-    """``(n, len(columns))`` statistics vectors as ``(n, stats)`` with the
-    columns of ``VARIABLE_STAT_NAMES`` (NaN where ``columns`` lacks one)."""
-    matrix = np.full((len(raw), len(metadata.VARIABLE_STAT_NAMES)), np.nan)
-    for position, name in enumerate(metadata.VARIABLE_STAT_NAMES):
-        if name in columns:
-            matrix[:, position] = raw[:, columns.index(name)]
-    return matrix
 
 
 def stat_rows(datums, columns):
