@@ -10,7 +10,6 @@ He-initialised ReLU network (no findings).
 
 import csv
 import io
-import pathlib
 import urllib.parse
 
 import pytest
