@@ -7,7 +7,7 @@ import {createCanvas, drawBarChart, drawMessage, extent, formatNumber, mergeExte
 import {STAT_COLORS} from './colors.js';
 import {columnOf, statIndex, variableLine} from './data.js';
 import {atText, axisOf, byAxis} from './axis.js';
-import {axisPlayers} from './epoch_player.js';
+import {axisPlayers} from './window_player.js';
 import {loadPanels, runPanels, viewSection, yDomainsOf} from './panels.js';
 
 const HEIGHT = 340;

@@ -9,7 +9,7 @@ import {BACKGROUND, createCanvas, formatNumber, sizeCanvas} from './charts.js';
 import {INF_COLOR, MISSING_COLOR, NAN_COLOR, rgbCss, viridis} from './colors.js';
 import {checkbox, el, errorBox, hideTooltip, notice, option, showTooltip} from './dom.js';
 import {atText, axisOf, byAxis} from './axis.js';
-import {availableEpoch, axisPlayers} from './epoch_player.js';
+import {availableRecord, axisPlayers} from './window_player.js';
 import {runPanels, viewSection} from './panels.js';
 
 const PANELS = [
@@ -258,7 +258,7 @@ export function createHeatmapView(state) {
 
   async function drawCell(cell, target) {
     if (!cell.epochs || !cell.epochs.length) return;
-    const epoch = availableEpoch(cell.epochs, target);
+    const epoch = availableRecord(cell.epochs, target);
     let data = cell.byEpoch.get(epoch);
     if (!data) {
       data = await fetchHeatmap(cell.panel.run, state.source, cell.variable.name, epoch);

@@ -13,7 +13,7 @@ import {createCanvas, extent, mergeExtents, niceDomain} from './charts.js';
 import {NAN_COLOR, rgbCss} from './colors.js';
 import {axisOf} from './axis.js';
 import {checkbox, el, errorBox, notice, option} from './dom.js';
-import {availableEpoch, epochPlayer} from './epoch_player.js';
+import {availableRecord, windowPlayer} from './window_player.js';
 import {GATE_DECADES, drawGateHeatmaps, gateCharts, gateExtent, gateSource} from './gates.js';
 import {runPanels, viewSection} from './panels.js';
 import {channelGridHeight} from './timestep_charts.js';
@@ -121,7 +121,7 @@ export function createRecurrentView(state) {
 
   // ---- state of the current rendering
   let runs = [];            // per selected run: its layer, data and canvases
-  const player = epochPlayer(slider, epochLabel, playButton, drawAll);
+  const player = windowPlayer(slider, epochLabel, playButton, drawAll);
   let generation = 0;
   let drawing = 0;
 
@@ -331,7 +331,7 @@ export function createRecurrentView(state) {
 
   async function loadEpoch(run, target) {
     if (!run.latest || !run.canvases) return null;
-    const epoch = availableEpoch(run.layer.epochs, target);
+    const epoch = availableRecord(run.layer.epochs, target);
     if (!run.byEpoch.has(epoch)) run.byEpoch.set(epoch, await fetchTimesteps(run.run, options.layer, epoch));
     return run.byEpoch.get(epoch);
   }
@@ -414,14 +414,14 @@ export function createRecurrentView(state) {
         run: run.run, source: run.gateSource, layer: options.layer, stat, log: options.gateLog,
         yDomain: domain(run), width: run.width,
       });
-      draw(run.gates.epochs.length ? availableEpoch(run.gates.epochs, target) : null);
+      draw(run.gates.epochs.length ? availableRecord(run.gates.epochs, target) : null);
     }
     if (!options.gateHeatmaps) {
       for (const run of shown) run.gateHeatmaps.replaceChildren();
       return;
     }
     const loaded = await Promise.all(shown.map(async (run) => {
-      const epoch = availableEpoch(run.gates.epochs, target);
+      const epoch = availableRecord(run.gates.epochs, target);
       try {
         const bodies = await Promise.all(run.gates.rows.map((row) =>
           fetchGateHeatmap(run.run, run.gateSource, row.variable, epoch)));

@@ -1,8 +1,9 @@
-// The epoch slider and play button of the animated views (heatmaps and
-// recurrent layers): which epoch is shown, and the loop that plays them.
-// In a run recorded per window of optimizer steps the "epochs" are the
-// steps where the windows end (16, 32, 48, ...): the slider moves over the
-// recorded values whatever they are.
+// The window slider and play button of the animated views (heatmaps and
+// recurrent layers): which recorded window is shown, and the loop that
+// plays them. A record's step is its epoch index when the run records per
+// epoch, and the optimizer step where the window ends when it records per
+// window of N steps (16, 32, 48, ...); the bodies call both "epochs": the
+// slider moves over the recorded values whatever they are.
 
 import {AXES} from './axis.js';
 import {el} from './dom.js';
@@ -13,7 +14,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // The latest of `epochs` not after `target` (runs and variables may log
 // different epochs), or the first one when all come after it.
-export function availableEpoch(epochs, target) {
+export function availableRecord(epochs, target) {
   let best = epochs[0];
   for (const epoch of epochs) if (epoch <= target) best = epoch;
   return best;
@@ -23,7 +24,7 @@ export function availableEpoch(epochs, target) {
 // player.current()). The slider at its right end follows the latest epoch,
 // so a refresh during training moves on with it. `changed(epoch)` (optional)
 // hears the user's moves of the slider (null: the latest).
-export function epochPlayer(slider, label, button, draw, changed = null) {
+export function windowPlayer(slider, label, button, draw, changed = null) {
   let epochs = [];       // the union of the shown epochs, sorted
   let chosen = null;     // null follows the latest epoch
   let playing = false;
@@ -114,7 +115,7 @@ export function axisPlayers(names, draw, changed = null) {
     const row = el('div', {className: 'control-row', dataset: {axis}}, [
       el('label', {className: 'slider'}, [el('span', {text: caption}), slider, label]), button]);
     row.hidden = true;
-    players.set(axis, {row, player: epochPlayer(slider, label, button, () => draw(axis),
+    players.set(axis, {row, player: windowPlayer(slider, label, button, () => draw(axis),
       changed && ((epoch) => changed(axis, epoch)))});
     return row;
   });
