@@ -1,4 +1,5 @@
-"""An independent reference: a plain GradientTape training loop.
+"""An independent reference: a plain GradientTape training loop, and the
+heatmap view and its blocks written from docs/STATISTICS.md.
 
 It trains a clone of a model with the same SGD rule and batches that `fit`
 uses (no shuffling) and keeps every step's gradient, so the tests can
@@ -53,3 +54,24 @@ def probe_gradient(model, loss_fn, x, y):
         loss = tf.reduce_mean(loss_fn(y, model(x, training=False)))
     return [tf.convert_to_tensor(g).numpy().astype(np.float64)
             for g in tape.gradient(loss, model.trainable_variables)]
+
+
+# -- the heatmap view and its blocks (docs/STATISTICS.md, Heatmaps) -------
+
+
+def matrix_view(values):
+    """docs/STATISTICS.md's matrix view: ``(n,)`` as ``(1, n)``, a kernel
+    ``(..., out)`` as ``(prod(...), out)``."""
+    values = np.asarray(values)
+    return values.reshape(1, -1) if values.ndim == 1 else values.reshape(
+        -1, values.shape[-1])
+
+
+def pooled_blocks(values, block, reduce):
+    """``reduce`` of each ``block = (rows, cols)`` of the matrix view, the
+    last block of each axis holding what is left."""
+    matrix = matrix_view(values)
+    rows, cols = block
+    return np.array([[reduce(matrix[i:i + rows, j:j + cols])
+                      for j in range(0, matrix.shape[1], cols)]
+                     for i in range(0, matrix.shape[0], rows)])

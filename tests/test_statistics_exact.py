@@ -93,24 +93,6 @@ def pooled(tmp_path_factory):
                  source="training", heatmap_cells=POOLED_CELLS)
 
 
-def matrix_view(values):
-    """docs/STATISTICS.md's matrix view: ``(n,)`` as ``(1, n)``, a kernel
-    ``(..., out)`` as ``(prod(...), out)``."""
-    values = np.asarray(values)
-    return values.reshape(1, -1) if values.ndim == 1 else values.reshape(
-        -1, values.shape[-1])
-
-
-def pooled_blocks(values, block, reduce):
-    """``reduce`` of each ``block = (rows, cols)`` of the matrix view, the
-    last block of each axis holding what is left."""
-    matrix = matrix_view(values)
-    rows, cols = block
-    return np.array([[reduce(matrix[i:i + rows, j:j + cols])
-                      for j in range(0, matrix.shape[1], cols)]
-                     for i in range(0, matrix.shape[0], rows)])
-
-
 def expected_stats(gradients, step_grads=None, weights=None, block=(1, 1)):
     """Per-epoch dicts of expected statistics of one variable (``weights``:
     its values at each epoch's end; ``block``: its heatmap's pooling block,
@@ -137,7 +119,7 @@ def expected_stats(gradients, step_grads=None, weights=None, block=(1, 1)):
             "max_abs": np.abs(g).max(),
             "max_abs_index": float(np.argmax(np.abs(g).ravel())),
             "accumulated_max_abs": np.abs(cumulative).max(),
-            "dissolving_max": pooled_blocks(dissolving, block, np.mean).max(),
+            "dissolving_max": reference.pooled_blocks(dissolving, block, np.mean).max(),
             "nan_count": 0,
             "inf_count": 0,
             # output units = last axis; a unit is dead when all of its
@@ -343,7 +325,7 @@ def test_pooled_uint8_heatmaps_are_the_block_quantities(pooled, index):
     content = heatmap_content(pooled, name)
     assert content["encoding"] == "uint8" and content["decades"] == DECADES
     block = tuple(content["block"])
-    rows, cols = matrix_view(gradients[0]).shape
+    rows, cols = reference.matrix_view(gradients[0]).shape
     assert content["view_shape"] == [rows, cols]
     if rows * cols > POOLED_CELLS:
         assert block[0] * block[1] > 1 and (rows % block[0] or cols % block[1])
@@ -354,10 +336,10 @@ def test_pooled_uint8_heatmaps_are_the_block_quantities(pooled, index):
                                                 block=block)):
         heat = pooled["series"][metadata.heatmap_tag("training", name)][epoch]
         assert heat.dtype == np.uint8 and heat.shape == (4,) + grid
-        mean_abs_a = pooled_blocks(sum(np.abs(g) for g in
+        mean_abs_a = reference.pooled_blocks(sum(np.abs(g) for g in
                                        gradients[:epoch + 1]), block, np.mean)
-        mean_abs_g = pooled_blocks(np.abs(want["_G"]), block, np.mean)
-        max_abs_g = pooled_blocks(np.abs(want["_G"]), block, np.max)
+        mean_abs_g = reference.pooled_blocks(np.abs(want["_G"]), block, np.mean)
+        max_abs_g = reference.pooled_blocks(np.abs(want["_G"]), block, np.max)
         # C and D cancel over the windows: their round-off is relative to
         # A = Σ_k |G_k| (tests/series_compare.py)
         channels = [
@@ -365,10 +347,10 @@ def test_pooled_uint8_heatmaps_are_the_block_quantities(pooled, index):
              RTOL * want["max_abs"]),
             (max_abs_g, RTOL * max_abs_g, want["max_abs"],
              RTOL * want["max_abs"]),
-            (pooled_blocks(np.abs(want["_C"]), block, np.mean),
+            (reference.pooled_blocks(np.abs(want["_C"]), block, np.mean),
              RTOL * mean_abs_a, want["accumulated_max_abs"],
              RTOL * mean_abs_a.max()),
-            (pooled_blocks(want["_D"], block, np.mean), RTOL * mean_abs_a,
+            (reference.pooled_blocks(want["_D"], block, np.mean), RTOL * mean_abs_a,
              want["dissolving_max"], RTOL * mean_abs_a.max()),
         ]
         for channel, (values, error, scale, scale_error) in enumerate(
@@ -416,7 +398,7 @@ def test_inf_elements_are_counted_as_inf_not_nan(tmp_path):
             assert got[key] == value, (name, key, got[key], value)
             totals[key] += value
         heat = series[metadata.heatmap_tag("training", name)][0]
-        view = matrix_view(g)
+        view = reference.matrix_view(g)
         np.testing.assert_array_equal(heat[0] == 255, np.isnan(view))
         np.testing.assert_array_equal(heat[0] == 254, np.isinf(view))
     assert totals == {"nan_count": 0, "inf_count": 3}, totals

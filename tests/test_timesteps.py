@@ -167,17 +167,9 @@ def gate_slices(gradient, gates):
     """Each gate's slice of a fused weight's gradient (Keras's order on the
     last axis), as the 2-D matrix view of docs/STATISTICS.md."""
     units = gradient.shape[-1] // gates
-    slices = [gradient[..., gate * units:(gate + 1) * units]
-              for gate in range(gates)]
-    return [s.reshape(1, -1) if s.ndim == 1 else s.reshape(-1, s.shape[-1])
-            for s in slices]
-
-
-def block_means(matrix, block):
-    rows, cols = block
-    return np.array([[matrix[i:i + rows, j:j + cols].mean()
-                      for j in range(0, matrix.shape[1], cols)]
-                     for i in range(0, matrix.shape[0], rows)])
+    return [reference.matrix_view(gradient[..., gate * units:
+                                           (gate + 1) * units])
+            for gate in range(gates)]
 
 
 # At most 32 / gates cells per gate's heatmap: the LSTM's kernel and
@@ -238,7 +230,8 @@ def test_gate_figures_and_heatmaps_equal_a_tape_reference(tmp_path, name,
                     pooled += 1
                 heat = series[heat_tag][epoch]
                 np.testing.assert_allclose(
-                    heat, [block_means(np.abs(s), block) for s in slices],
+                    heat, [reference.pooled_blocks(np.abs(s), block, np.mean)
+                           for s in slices],
                     rtol=1e-4, atol=1e-9,
                     err_msg=f"{source} epoch {epoch} gate heatmap "
                             f"{entry['variable']}")

@@ -6,6 +6,7 @@ import abc
 
 import numpy as np
 
+from tb_gradients import compat
 from tb_gradients.window import layout
 
 # Row capacity of the per-step buffers when the number of steps per epoch is
@@ -59,14 +60,15 @@ class TrainingCapture(abc.ABC):
         return model_capture(cls, model, cls.MODEL_ATTRIBUTE)
 
     @property
-    @abc.abstractmethod
     def variables(self):
         """The Keras variables captured, in the optimizer's order."""
+        return list(self._variables or [])
 
     @property
-    @abc.abstractmethod
     def groups(self):
-        """Indices of the variables whose window sums are stacked."""
+        """Indices of the variables whose window sums are stacked together
+        (`window.layout.group_by_shape`)."""
+        return [list(group) for group in self._groups]
 
     @abc.abstractmethod
     def attach(self, steps_per_epoch=None):
@@ -191,15 +193,22 @@ class OwnedAccumulatorCapture(TrainingCapture):
         self._optimizer = self._inner = None
         self._patched = []
 
-    @property
-    def variables(self):
-        """The Keras variables captured, in the optimizer's order."""
-        return list(self._variables or [])
+    def _bind_optimizer(self, backend, steps_per_epoch):
+        """Takes the model's optimizer (checked for the private names the
+        ``backend``'s hook needs, built if Keras has not built it yet).
 
-    @property
-    def groups(self):
-        """Indices of the variables whose window sums are stacked."""
-        return [list(group) for group in self._groups]
+        Returns:
+          ``(variables, capacity)``: the variables it updates and the rows
+          of the per-step buffers.
+        """
+        model = self._model
+        self._optimizer = model.optimizer
+        self._inner = inner_optimizer(model.optimizer)
+        compat.check(backend, model, self._optimizer, self._inner)
+        if not self._optimizer.built:
+            self._optimizer.build(model.trainable_variables)
+        return (list(self._inner._trainable_variables),
+                step_capacity(steps_per_epoch))
 
     def _needs_layout(self, variables, capacity):
         return (self._variables is None

@@ -35,7 +35,6 @@ import keras
 import numpy as np
 from keras.src import backend as keras_backend
 
-from tb_gradients import compat
 from tb_gradients import distribution
 from tb_gradients.capture import base
 from tb_gradients.compat import jax as private
@@ -172,14 +171,8 @@ class JaxTrainingCapture(base.OwnedAccumulatorCapture):
         if self._attached:
             return
         model = self._model
-        self._optimizer = model.optimizer
-        self._inner = base.inner_optimizer(model.optimizer)
-        compat.check("jax", self._model, self._optimizer, self._inner)
         distribution.check_distribution()
-        if not self._optimizer.built:
-            self._optimizer.build(model.trainable_variables)
-        variables = list(self._inner._trainable_variables)
-        capacity = base.step_capacity(steps_per_epoch)
+        variables, capacity = self._bind_optimizer("jax", steps_per_epoch)
         if self._needs_layout(variables, capacity):
             self._create_accumulators(variables, capacity)
         self._wrap_optimizer()
@@ -278,9 +271,9 @@ class JaxTrainingCapture(base.OwnedAccumulatorCapture):
                 jax.tree.structure(tracing.values), list(new_optimizer[own:]))
             return new_trainable, list(new_optimizer[:own])
 
-        self._patch(outer, private.LOSS_SCALE_METHODS[0], handle_finite_grads)
-        self._patch(outer, private.LOSS_SCALE_METHODS[1], handle_non_finite_grads)
-        self._patch(outer, private.LOSS_SCALE_METHODS[2], stateless_apply)
+        self._patch(outer, private.LOSS_SCALE_OPTIMIZER[0], handle_finite_grads)
+        self._patch(outer, private.LOSS_SCALE_OPTIMIZER[1], handle_non_finite_grads)
+        self._patch(outer, private.LOSS_SCALE_OPTIMIZER[2], stateless_apply)
 
     # -- the step ------------------------------------------------------------
 

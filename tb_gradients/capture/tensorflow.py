@@ -28,12 +28,7 @@ from tb_gradients.capture import base
 from tb_gradients.capture import probe_data
 from tb_gradients.compat import tensorflow as private
 from tb_gradients.window import layout
-
-
-def plain_variable(variable):
-    """The ``tf.Variable`` behind a Keras variable."""
-    return getattr(variable, "value", variable) if hasattr(
-        variable, "path") else variable
+from tb_gradients.window.kernels import tensorflow as tf_kernel
 
 
 class TrainingGradientCapture(base.TrainingCapture):
@@ -61,6 +56,7 @@ class TrainingGradientCapture(base.TrainingCapture):
     def __init__(self, model):
         self._model = model
         self._variables = None
+        self._groups = []
         self._window_sums = self._window_scalars = None
         self._step_sq = self._step_max = None
         self._window_start = None
@@ -75,17 +71,6 @@ class TrainingGradientCapture(base.TrainingCapture):
         self._hooked_key = None
         self._reset = None
         self._step_read = None
-
-    @property
-    def variables(self):
-        """The Keras variables captured, in the optimizer's order."""
-        return list(self._variables or [])
-
-    @property
-    def groups(self):
-        """Indices of the variables whose window sums are stacked together
-        (`layout.group_by_shape`)."""
-        return [list(group) for group in self._groups]
 
     @property
     def window_sums(self):
@@ -194,7 +179,7 @@ class TrainingGradientCapture(base.TrainingCapture):
                 if len(group) > 1:
                     shape = (len(group), int(np.prod(shape, dtype=np.int64)))
                 with strategy.extended.colocate_vars_with(
-                        plain_variable(first)):
+                        tf_kernel.plain_variable(first)):
                     sums.append(self._zeros(shape, "sum"))
                 for row, index in enumerate(group):
                     self._slot[index] = (number, row, len(group) > 1)
@@ -477,7 +462,8 @@ class ProbeGradients:
                 loss = model.compute_loss(
                     x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                     training=False)
-            grads = tape.gradient(loss, [plain_variable(v) for v in variables])
+            grads = tape.gradient(
+                loss, [tf_kernel.plain_variable(v) for v in variables])
             return [tf.zeros(v.shape, tf.float32) if g is None else
                     tf.cast(tf.convert_to_tensor(g), tf.float32)
                     for g, v in zip(grads, variables)]

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from keras.src import backend as keras_backend
 
-from tb_gradients import compat
 from tb_gradients.capture import base
 from tb_gradients.compat import torch as private
 
@@ -72,14 +71,7 @@ class TorchTrainingCapture(base.OwnedAccumulatorCapture):
     def attach(self, steps_per_epoch=None):
         if self._attached:
             return
-        model = self._model
-        self._optimizer = model.optimizer
-        self._inner = base.inner_optimizer(model.optimizer)
-        compat.check("torch", model, self._optimizer, self._inner)
-        if not self._optimizer.built:
-            self._optimizer.build(model.trainable_variables)
-        variables = list(self._inner._trainable_variables)
-        capacity = base.step_capacity(steps_per_epoch)
+        variables, capacity = self._bind_optimizer("torch", steps_per_epoch)
         if self._needs_layout(variables, capacity):
             self._create(variables, capacity)
         self._wrap_optimizer()

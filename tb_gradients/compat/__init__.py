@@ -12,6 +12,12 @@ is patched.
 import importlib
 
 KERAS_VERSIONS_CHECKED = "3.10 - 3.15"
+# Modules of `keras.src` the captures of every backend import (no public
+# path reaches them).
+KERAS_SRC_MODULES = (
+    # `get_keras_mask`: the mask a layer's output carries (timesteps)
+    "keras.src.backend",
+)
 
 
 def names(backend):

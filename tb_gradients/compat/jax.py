@@ -6,8 +6,9 @@ UPDATE_METHOD = "_backend_update_step"
 # LossScaleOptimizer: the two branches of its `lax.cond`, and the apply
 # that runs the cond (the accumulators travel out of the branches through
 # its optimizer-variable outputs).
-LOSS_SCALE_METHODS = ("_stateless_handle_finite_grads",
-                      "_stateless_handle_non_finite_grads", "stateless_apply")
+LOSS_SCALE_OPTIMIZER = ("_stateless_handle_finite_grads",
+                        "_stateless_handle_non_finite_grads",
+                        "stateless_apply")
 
 OPTIMIZER = (
     # the variables the optimizer updates, in model order
@@ -18,15 +19,9 @@ OPTIMIZER = (
     # the update count, read inside the step under gradient accumulation
     "_iterations",
 )
-LOSS_SCALE_OPTIMIZER = LOSS_SCALE_METHODS
 MODEL = (
     # compiles the capture's own step the way Keras compiles its own
     "_make_function",
     # the output shardings of the step's state under a distribution
     "_get_state_sharding_spec",
-)
-# Modules of `keras.src` imported (no public path reaches them).
-KERAS_SRC_MODULES = (
-    # `get_keras_mask`: the mask a layer's output carries (timesteps)
-    "keras.src.backend",
 )

@@ -16,8 +16,3 @@ OPTIMIZER = (
 )
 LOSS_SCALE_OPTIMIZER = (LOSS_SCALE_SKIP_METHOD,)
 MODEL = ()
-# Modules of `keras.src` imported (no public path reaches them).
-KERAS_SRC_MODULES = (
-    # `get_keras_mask`: the mask a layer's output carries (timesteps)
-    "keras.src.backend",
-)

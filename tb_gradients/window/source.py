@@ -83,7 +83,6 @@ class SourceWindows:
         self._position = {index: (number, row)
                           for number, group in enumerate(self.groups)
                           for row, index in enumerate(group)}
-        self._order = [index for group in self.groups for index in group]
         self._sizes = np.array([layout.size for layout in self.layouts],
                                np.float64)
         # output units: the last axis (0 for a scalar: no dead_units)

@@ -13,8 +13,7 @@ the parameter count.
 **Groups.** Variables of the same shape are stacked and reduced together
 along a leading axis, in groups of at most `GROUP_ELEMENTS` elements
 (`window.layout.group_by_shape`; the training capture keeps their window
-sums stacked
-that way). One compiled step with unknown shapes serves every group of
+sums stacked that way). One compiled step with unknown shapes serves every group of
 every model: it is traced once per process, not per model or layout, and a
 model with hundreds of variables costs a few dozen calls per window.
 
@@ -57,6 +56,7 @@ REDUCTIONS = statistics.REDUCTIONS
 # Per-variable scalars summed over the steps of a window (training source):
 # the number of steps, Σ_i ‖g_i‖₁ and Σ_i ‖g_i‖₂².
 WINDOW_SCALARS = ("steps", "step_l1", "step_sq")
+
 
 class GroupState:
     """The state carried from window to window for one group.
@@ -572,16 +572,16 @@ def _torch_as_tf(value):
         torch.utils.dlpack.to_dlpack(value))
 
 
-def _array_of(variable):
-    """The backend's array behind a Keras variable (a plain framework
-    variable or array as it is)."""
+def plain_variable(variable):
+    """The backend's variable behind a Keras variable (a ``tf.Variable`` on
+    TensorFlow; a plain framework variable or array as it is)."""
     return variable.value if hasattr(variable, "path") else variable
 
 
 def _device_of(variable):
     """Where a Keras variable lives, for colocating its state (a JAX or
     torch variable's state lives on TensorFlow's default device)."""
-    device = getattr(_array_of(variable), "device", None)
+    device = getattr(plain_variable(variable), "device", None)
     return device if isinstance(device, str) and device else None
 
 
@@ -640,4 +640,4 @@ class TensorFlowKernel(kernels.WindowKernel):
         return _host(out)
 
     def weight_norms(self, variables):
-        return weight_norms([as_tf(_array_of(v)) for v in variables])
+        return weight_norms([as_tf(plain_variable(v)) for v in variables])
