@@ -22,7 +22,10 @@ from tb_gradients.analysis import findings
 from tb_gradients.analysis import monitor
 from tb_gradients.capture import probe_data as probe_batching
 from tb_gradients.capture import recurrent
-from tb_gradients.format import metadata
+from tb_gradients.format import findings_table
+from tb_gradients.format import gates
+from tb_gradients.format import heatmap
+from tb_gradients.format import timesteps
 from tb_gradients.window import source as window
 
 SOURCE_CHOICES = ("training", "probe", "both")
@@ -169,10 +172,10 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                 "respect to layer outputs are computed on probe samples. "
                 f"Received: timestep_layers={list(timestep_layers)!r}, "
                 "probe_data=None")
-        if heatmap_encoding not in metadata.HEATMAP_ENCODINGS:
+        if heatmap_encoding not in heatmap.HEATMAP_ENCODINGS:
             raise ValueError(
                 f"`heatmap_encoding` must be one of "
-                f"{metadata.HEATMAP_ENCODINGS}. Received: "
+                f"{heatmap.HEATMAP_ENCODINGS}. Received: "
                 f"heatmap_encoding={heatmap_encoding!r}")
         if not isinstance(histograms, bool):
             raise TypeError(f"`histograms` must be True or False. Received: "
@@ -452,8 +455,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         found, new = self._findings.check()
         if not new:
             return
-        writer.write_findings(batch, found,
-                               "epoch" if not self._step_windows else "step")
+        findings_table.write_findings(
+            batch, found, "epoch" if not self._step_windows else "step")
         for finding in new:
             if findings.severity_rank(finding.severity) >= (
                     findings.severity_rank("warning")):
@@ -575,7 +578,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                 for _, _, variable in weights:
                     if id(variable) in by_id:
                         gate_counts[by_id[id(variable)]] = len(
-                            metadata.GATES[kind])
+                            gates.GATES[kind])
             self._findings.forget(source)  # findings of other variables
             state = self._windows[source] = window.SourceWindows(
                 source, variables, self.heatmap_cells, self.heatmap_encoding,
@@ -614,6 +617,6 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                                 global_values, record.step_table)
 
     def _write_timesteps(self, batch):
-        writer.write_timestep_gradients(
+        timesteps.write_timestep_gradients(
             batch, self._timestep_info, self._timesteps.compute(),
             self.timestep_cells, self.timestep_channels)

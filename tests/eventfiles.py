@@ -7,6 +7,7 @@ from tensorboard.util import tensor_util
 from tb_gradients.format import metadata
 
 
+from tb_gradients.format import variable_stats as variable_stats_format
 def load(run_dir):
     """All tensor series of a run directory: tag -> {step: ndarray}."""
     accumulator = event_accumulator.EventAccumulator(
@@ -28,7 +29,7 @@ def load(run_dir):
 def variable_stats(series, source, name, step):
     """The stats vector of one variable as a dict name -> float."""
     vector = series[metadata.variable_stats_tag(source, name)][step]
-    return dict(zip(metadata.VARIABLE_STAT_NAMES, vector.tolist()))
+    return dict(zip(variable_stats_format.VARIABLE_STAT_NAMES, vector.tolist()))
 
 
 def scalar(series, source, name, step):

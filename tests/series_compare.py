@@ -13,8 +13,8 @@ figure that is a difference of larger ones is compared against those
 
 import numpy as np
 
-from tb_gradients.format import metadata
 
+from tb_gradients.format import variable_stats
 # about 170 units of float32's 2**-24
 RTOL = 1e-5
 # Counts, indices and fractions of counts: equal, or a real difference.
@@ -112,7 +112,7 @@ def assert_same_statistics(got, want, rtol=RTOL, what=""):
         v["name"] for v in want.variables], what
     np.testing.assert_array_equal(got.steps, want.steps, err_msg=what)
     scales = cancellation_scales(want.stat)
-    for name in metadata.VARIABLE_STAT_NAMES:
+    for name in variable_stats.VARIABLE_STAT_NAMES:
         label = f"{what} {name}"
         if name in EXACT_STATS:
             assert_exact(got.stat(name), want.stat(name), label)

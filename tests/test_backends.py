@@ -26,8 +26,11 @@ import pytest
 from tb_gradients.analysis import findings
 from tb_gradients.analysis import reader
 from tb_gradients.analysis import series
+from tb_gradients.format import findings_table
 from tb_gradients.format import heatmap as heatmap_format
 from tb_gradients.format import metadata
+from tb_gradients.format import scalars as scalars_format
+from tb_gradients.format import variable_stats
 
 from tests import backend_training as training
 from tests import eventfiles
@@ -170,11 +173,11 @@ def small_series(what=None, name=None, value=None):
     finite but `first_nonfinite_step`; one figure of ``what``
     (``"statistics"``, ``"scalars"`` or ``"step tables"``) set to
     ``value``."""
-    names = metadata.VARIABLE_STAT_NAMES
+    names = variable_stats.VARIABLE_STAT_NAMES
     stats = np.arange(1.0, 1.0 + 2 * 2 * len(names)).reshape(2, 2, len(names))
     stats[..., names.index("first_nonfinite_step")] = NAN
     scalars = {scalar: np.array([3.0, 4.0])
-               for scalar in metadata.GLOBAL_STAT_NAMES}
+               for scalar in scalars_format.GLOBAL_STAT_NAMES}
     tables = {1: np.array([[1.0, 0.5], [2.0, 1.5]]),
               2: np.array([[3.0, 2.5]])}
     if what == "statistics":
@@ -274,8 +277,8 @@ def tensor_series(logs, backend, scenario, kind):
 
 
 # One uint8 code step: a factor 10**(decades / (levels - 1)), about 5.6 %.
-CODE_STEP = 10.0 ** (metadata.HEATMAP_DECADES
-                     / (metadata.HEATMAP_CODE_LEVELS - 1)) - 1
+CODE_STEP = 10.0 ** (heatmap_format.HEATMAP_DECADES
+                     / (heatmap_format.HEATMAP_CODE_LEVELS - 1)) - 1
 
 
 def heatmap_values(logs, backend, scenario, tag, step, heatmap):
@@ -288,7 +291,7 @@ def heatmap_values(logs, backend, scenario, tag, step, heatmap):
     window, index = series.steps.tolist().index(step), series.names.index(name)
     return np.stack([
         heatmap_format.decode_log_uint8(codes, series.stat(scale)[window, index])
-        for codes, scale in zip(heatmap, metadata.HEATMAP_CHANNEL_SCALES)])
+        for codes, scale in zip(heatmap, heatmap_format.HEATMAP_CHANNEL_SCALES)])
 
 
 @pytest.mark.parametrize("scenario", training.SCENARIOS)
@@ -318,9 +321,9 @@ def test_heatmaps_equal_tensorflows(logs, backend, scenario):
                 # a value at a code's edge may round to the neighbouring
                 # code; below 10**-decades of the scale it is code 0
                 quantised += 1.01 * CODE_STEP
-                atol = atol + 1.1 * 10.0 ** -metadata.HEATMAP_DECADES * series_compare.finite(
+                atol = atol + 1.1 * 10.0 ** -heatmap_format.HEATMAP_DECADES * series_compare.finite(
                     [recorded.stat(scale)[window, index]
-                     for scale in metadata.HEATMAP_CHANNEL_SCALES])
+                     for scale in heatmap_format.HEATMAP_CHANNEL_SCALES])
             series_compare.assert_close(jax_values, tf_values, quantised,
                          atol[:, None, None], f"{tag} at {step}")
 
@@ -374,7 +377,7 @@ def test_findings_equal_tensorflows(logs, backend, scenario):
     differ in the last digit); each scenario's are those it is built to
     show (`training.FINDINGS`), so that there is something to compare."""
     def findings(backend):
-        series = logs.tensors(backend, scenario).get(metadata.FINDINGS_TAG,
+        series = logs.tensors(backend, scenario).get(findings_table.FINDINGS_TAG,
                                                      {})
         return {step: [row.split(" | ")[:6]
                        for row in value.item().decode().splitlines()

@@ -18,6 +18,7 @@ import tensorflow as tf
 from tb_gradients import GradientTensorBoard
 from tb_gradients.analysis import reader
 from tb_gradients.capture import tensorflow as tf_capture
+from tb_gradients.format import heatmap
 from tb_gradients.format import metadata
 
 from tests import eventfiles
@@ -265,7 +266,7 @@ def test_nan_gradients_are_counted_not_fatal(tmp_path):
     assert kernel["nan_count"] > 0
     assert np.isfinite(kernel["norm"])  # the finite elements still count
     heat = series[metadata.heatmap_tag("training", "dense/kernel")][0]
-    assert (heat == metadata.HEATMAP_CODE_NAN).any()
+    assert (heat == heatmap.HEATMAP_CODE_NAN).any()
 
 
 def test_mixed_precision_records_unscaled_gradients_and_skipped_steps(tmp_path):

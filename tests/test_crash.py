@@ -25,6 +25,7 @@ import pytest
 from tensorboard.backend.event_processing import event_file_loader
 
 from tb_gradients.format import metadata
+from tb_gradients.format import scalars
 
 from tests import eventfiles
 from tests import paced_training
@@ -89,7 +90,7 @@ def window_series(series, step):
     absent)."""
     tags = [metadata.steps_tag("training")]
     tags += [metadata.scalar_tag("training", name)
-             for name in metadata.GLOBAL_STAT_NAMES]
+             for name in scalars.GLOBAL_STAT_NAMES]
     for variable in VARIABLES:
         tags += [metadata.variable_stats_tag("training", variable),
                  metadata.heatmap_tag("training", variable),
@@ -138,7 +139,7 @@ def test_every_window_is_complete(runs, name):
     for step in written_windows(series):
         got, want = window_series(series, step), window_series(expected,
                                                                step)
-        assert len(want) == 1 + len(metadata.GLOBAL_STAT_NAMES) + 3 * len(
+        assert len(want) == 1 + len(scalars.GLOBAL_STAT_NAMES) + 3 * len(
             VARIABLES)
         assert sorted(got) == sorted(want), (name, step)
         for tag, value in want.items():

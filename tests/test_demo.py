@@ -9,6 +9,7 @@ import pytest
 from demo import experiments
 
 from tb_gradients.format import metadata
+from tb_gradients.format import variable_stats
 
 from tests import eventfiles
 
@@ -81,7 +82,7 @@ def test_exploding_run_counts_non_finite_gradients(runs):
 
 def first_layer_mean_abs(series):
     tag = metadata.variable_stats_tag("training", "dense_1/kernel")
-    column = metadata.VARIABLE_STAT_NAMES.index("mean_abs")
+    column = variable_stats.VARIABLE_STAT_NAMES.index("mean_abs")
     return np.mean([v[column] for v in series[tag].values()])
 
 

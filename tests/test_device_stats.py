@@ -6,7 +6,6 @@ import tensorflow as tf
 
 from tb_gradients.format import heatmap
 from tb_gradients.format import histogram
-from tb_gradients.format import metadata
 from tb_gradients.window.kernels import tensorflow as tf_kernel
 
 
@@ -46,7 +45,7 @@ def test_log_uint8_round_trip_error_bound():
     codes = tf_kernel.encode_log_uint8(tf.constant(values), scale).numpy()
     decoded = heatmap.decode_log_uint8(codes, scale)
     relative = np.abs(decoded / values - 1)
-    bound = 10 ** (metadata.HEATMAP_DECADES / 252 / 2) - 1
+    bound = 10 ** (heatmap.HEATMAP_DECADES / 252 / 2) - 1
     assert relative.max() <= bound + 1e-12
     assert bound < 0.03
 
@@ -236,4 +235,4 @@ def test_non_finite_elements_are_counted_and_left_out():
         codes = record.heatmaps[0][0]
         if step >= 1:
             # C keeps the NaN: the |C| channel marks its block
-            assert (codes[2] == metadata.HEATMAP_CODE_NAN).any()
+            assert (codes[2] == heatmap.HEATMAP_CODE_NAN).any()

@@ -25,6 +25,7 @@ from tb_gradients import GradientTensorBoard
 from tb_gradients.analysis import diagnose
 from tb_gradients.analysis import findings
 from tb_gradients.analysis import reader
+from tb_gradients.format import findings_table
 from tb_gradients.format import metadata
 
 from tests import eventfiles
@@ -264,12 +265,12 @@ def test_the_callback_warns_once_writes_the_text_tab_and_can_stop(tmp_path):
         str(tmp_path / "stop" / "train"),
         size_guidance={event_accumulator.TENSORS: 0})
     accumulator.Reload()
-    events = accumulator.Tensors(metadata.FINDINGS_TAG)
+    events = accumulator.Tensors(findings_table.FINDINGS_TAG)
     assert [e.step for e in events] == [1]
     text = tensor_util.make_ndarray(events[0].tensor_proto).item().decode()
     assert "| error | nonfinite | bad | bad/w | 1 | 10 |" in text
     assert accumulator.SummaryMetadata(
-        metadata.FINDINGS_TAG).plugin_data.plugin_name == "text"
+        findings_table.FINDINGS_TAG).plugin_data.plugin_name == "text"
 
 
 def test_bad_stop_on(tmp_path):

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from werkzeug import test as werkzeug_test
 
+from tb_gradients.format import gates as gates_format
 from tb_gradients.format import metadata
+from tb_gradients.format import variable_stats as variable_stats_format
 
 from tests import eventfiles
 from tests import logdirs
@@ -278,7 +280,7 @@ def test_gates_match_the_event_files(client, events, run, source, layer):
                                                             layer)
     assert body["recurrent_kind"] == content["recurrent_kind"]
     assert body["gates"] == content["gates"]
-    assert body["stats"] == list(metadata.GATE_STAT_NAMES)
+    assert body["stats"] == list(gates_format.GATE_STAT_NAMES)
     assert body["rows"] == content["rows"]
     assert body["epochs"] == sorted(series[tag])
     for epoch, table in zip(body["epochs"], body["values"]):
@@ -385,7 +387,7 @@ def test_variable_stats_selected_columns(client, events):
                     source="probe")
     series = events("gru/train")
     assert body["stats"] == names
-    assert full["stats"] == list(metadata.VARIABLE_STAT_NAMES)
+    assert full["stats"] == list(variable_stats_format.VARIABLE_STAT_NAMES)
     assert body["epochs"] == full["epochs"]
     for variable, whole in zip(body["variables"], full["variables"]):
         assert variable["name"] == whole["name"]
@@ -460,7 +462,7 @@ def _write_odd_runs(root):
              "gates": ["input", "forget", "cell", "output"],
              "rows": [{"direction": "forward", "role": "kernel",
                        "variable": "rec/lstm_cell/kernel"}],
-             "stats": list(metadata.GATE_STAT_NAMES)}
+             "stats": list(gates_format.GATE_STAT_NAMES)}
     heatmap = {"variable": "rec/lstm_cell/kernel", "layer": "rec",
                "recurrent_kind": "LSTM", "block": [1, 1],
                "gates": ["input", "forget", "cell", "output"]}

@@ -25,6 +25,8 @@ from werkzeug import test as werkzeug_test
 from tb_gradients import plugin
 from tb_gradients.format import heatmap
 from tb_gradients.format import metadata
+from tb_gradients.format import scalars
+from tb_gradients.format import variable_stats as variable_stats_format
 from tb_gradients.plugin import params as plugin_params
 from tb_gradients.plugin import routes as plugin_routes
 
@@ -304,9 +306,9 @@ def test_scalars_match_the_event_files(client, events):
         body = get_json(client, "/scalars", run="relu/train", source=source)
         series = events("relu/train")
         assert body["epochs"] == [0, 1, 2, 3]
-        expected = [name for name in metadata.GLOBAL_STAT_NAMES
+        expected = [name for name in scalars.GLOBAL_STAT_NAMES
                     if source == "training"
-                    or name not in metadata.TRAINING_ONLY_STATS]
+                    or name not in scalars.TRAINING_ONLY_STATS]
         assert sorted(body["series"]) == sorted(expected)
         for name, values in body["series"].items():
             for epoch, value in zip(body["epochs"], values):
@@ -338,7 +340,7 @@ def test_variable_stats_match_the_event_files(client, events):
     body = get_json(client, "/variable_stats", run="tanh/train",
                     source="training")
     series = events("tanh/train")
-    assert body["stats"] == list(metadata.VARIABLE_STAT_NAMES)
+    assert body["stats"] == list(variable_stats_format.VARIABLE_STAT_NAMES)
     assert body["epochs"] == [0, 1, 2, 3]
     for variable in body["variables"]:
         for epoch, vector in zip(body["epochs"], variable["values"]):
@@ -620,7 +622,7 @@ def _stored_channel(series, source, variable, epoch, channel):
 def _check_heatmap(body, series, source, variable):
     epochs = sorted(series[metadata.heatmap_tag(source, variable)])
     assert body["epochs"] == epochs
-    assert sorted(body["channels"]) == sorted(metadata.HEATMAP_CHANNELS)
+    assert sorted(body["channels"]) == sorted(heatmap.HEATMAP_CHANNELS)
     for channel, entry in body["channels"].items():
         expected, scale_name = _stored_channel(series, source, variable,
                                                body["epoch"], channel)
@@ -882,7 +884,7 @@ def _write_odd_runs(root):
                 tf.zeros([5], tf.float64), step=step,
                 metadata=metadata.create_summary_metadata(
                     metadata.KIND_VARIABLE_STATS, "training",
-                    stats=list(metadata.VARIABLE_STAT_NAMES), **fields))
+                    stats=list(variable_stats_format.VARIABLE_STAT_NAMES), **fields))
             tf.summary.write(
                 metadata.heatmap_tag("training", "v"),
                 tf.zeros([3], tf.uint8), step=step,
@@ -927,11 +929,11 @@ def _write_stats_epochs(run_dir, epochs):
 
     summary_metadata = metadata.create_summary_metadata(
         metadata.KIND_VARIABLE_STATS, "training", variable="v", layer="l",
-        index=0, shape=[2], stats=list(metadata.VARIABLE_STAT_NAMES))
+        index=0, shape=[2], stats=list(variable_stats_format.VARIABLE_STAT_NAMES))
     writer = tf.summary.create_file_writer(str(run_dir))
     with writer.as_default():
         for epoch in epochs:
-            vector = tf.fill([len(metadata.VARIABLE_STAT_NAMES)],
+            vector = tf.fill([len(variable_stats_format.VARIABLE_STAT_NAMES)],
                              tf.constant(float(epoch + 1), tf.float64))
             tf.summary.write(metadata.variable_stats_tag("training", "v"),
                              vector, step=epoch, metadata=summary_metadata)

@@ -23,7 +23,9 @@ from tensorboard.util import tensor_util
 from werkzeug import test as werkzeug_test
 
 from tb_gradients import GradientTensorBoard
+from tb_gradients.format import heatmap
 from tb_gradients.format import metadata
+from tb_gradients.format import variable_stats
 from tb_gradients.plugin import series as plugin_series
 
 from tests.test_plugin_wsgi import get_json
@@ -138,7 +140,7 @@ def test_variable_stats(client, expected, source):
         for step, row in zip(ALL_STEPS, variable["values"]):
             want = expected[tag][step]
             for name, got in zip(names, row):
-                value = want[metadata.VARIABLE_STAT_NAMES.index(name)]
+                value = want[variable_stats.VARIABLE_STAT_NAMES.index(name)]
                 if math.isfinite(value):
                     assert got == pytest.approx(value, rel=1e-12, abs=0), (
                         variable["name"], step, name)
@@ -179,14 +181,14 @@ def test_heatmap(client, expected, step):
                     variable=variable, epoch=step)
     assert body["epochs"] == ALL_STEPS and body["epoch"] == step
     want = expected[metadata.heatmap_tag("training", variable)][step]
-    channels = list(metadata.HEATMAP_CHANNELS)
+    channels = list(heatmap.HEATMAP_CHANNELS)
     for name, channel in body["channels"].items():
         np.testing.assert_allclose(
             channel["values"], want[channels.index(name)].reshape(-1),
             rtol=1e-6)
     # the colour scale is over the latest recordings only
     stats = expected[metadata.variable_stats_tag("training", variable)]
-    column = metadata.VARIABLE_STAT_NAMES.index("max_abs")
+    column = variable_stats.VARIABLE_STAT_NAMES.index("max_abs")
     assert body["channels"]["gradient_mean_abs"]["scale"] == pytest.approx(
         max(stats[s][column] for s in ALL_STEPS), rel=1e-12)
 

@@ -22,6 +22,7 @@ from tensorboard.backend.event_processing import event_file_loader
 from tb_gradients import GradientTensorBoard
 from tb_gradients import resume
 from tb_gradients.format import metadata
+from tb_gradients.format import variable_stats
 
 from tests import eventfiles
 
@@ -143,7 +144,7 @@ def test_the_plugin_shows_a_window_recorded_twice_once(uninterrupted,
         "training", "hidden/kernel")]
     served = next(v for v in body["variables"]
                   if v["name"] == "hidden/kernel")
-    norm = metadata.VARIABLE_STAT_NAMES.index("accumulated_norm")
+    norm = variable_stats.VARIABLE_STAT_NAMES.index("accumulated_norm")
     np.testing.assert_allclose(
         [row[0] for row in served["values"]],
         [expected[step][norm] for step in body["epochs"]], rtol=1e-6)

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from tb_gradients import GradientTensorBoard
+from tb_gradients.format import heatmap
 from tb_gradients.format import metadata
+from tb_gradients.format import variable_stats as variable_stats_format
 
 from tests import eventfiles
 from tests import reference
@@ -176,7 +178,7 @@ def test_training_variable_statistics(run, index):
     name = run["names"][index]
     weights = [w[index] for w in run["weights"]]
     wanted = expected_stats(gradients, step_grads, weights)
-    assert set(metadata.VARIABLE_STAT_NAMES) <= set(wanted[0])
+    assert set(variable_stats_format.VARIABLE_STAT_NAMES) <= set(wanted[0])
     assert_recorded(run["series"], "training", name, wanted)
 
 
@@ -357,7 +359,7 @@ def test_pooled_uint8_heatmaps_are_the_block_quantities(pooled, index):
                 channels):
             checked[channel] += assert_log_uint8(
                 heat[channel], values, error, scale, scale_error,
-                f"{name} epoch {epoch} {metadata.HEATMAP_CHANNELS[channel]}")
+                f"{name} epoch {epoch} {heatmap.HEATMAP_CHANNELS[channel]}")
     # every channel was compared on most of its cells
     # Most cells were compared. D is 0 in the first window and holds only
     # round-off where a gradient kept its sign (out/bias keeps it): half of
@@ -435,7 +437,7 @@ def test_metadata_is_versioned_json(run):
     assert content["version"] == metadata.FORMAT_VERSION
     assert content["variable"] == name
     assert content["shape"] == [5, 3]
-    assert content["stats"] == list(metadata.VARIABLE_STAT_NAMES)
+    assert content["stats"] == list(variable_stats_format.VARIABLE_STAT_NAMES)
 
 
 def test_weights_match_the_reference_loop(run):

@@ -10,8 +10,8 @@ import numpy as np
 
 from tb_gradients.analysis import findings
 from tb_gradients.analysis import series
-from tb_gradients.format import metadata
 
+from tb_gradients.format import variable_stats
 # Records per source kept for the findings (the rules look at recent
 # windows; docs/FINDINGS.md).
 FINDINGS_HISTORY = 64
@@ -47,7 +47,7 @@ class FindingsMonitor:
           step_table: the per-step ``(l2, max_abs)`` rows, or None.
         """
         rows = np.array([[values[name] for name in
-                          metadata.VARIABLE_STAT_NAMES] for values in stats],
+                          variable_stats.VARIABLE_STAT_NAMES] for values in stats],
                         np.float64)
         history = self._history.setdefault(source, [])
         history.append((step, variables, rows, global_values, step_table))

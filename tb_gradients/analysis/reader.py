@@ -28,6 +28,7 @@ from tensorboard.util import tensor_util
 
 from tb_gradients.analysis import series
 from tb_gradients.format import metadata
+from tb_gradients.format import scalars as scalars_format
 from tb_gradients.format import variable_stats
 
 SCALAR_PLUGIN = "scalars"
@@ -122,7 +123,7 @@ def _stats_row(content, vector):
     columns = variable_stats.stat_columns(content)
     vector = np.asarray(vector, np.float64).reshape(1, -1)
     if vector.shape[1] != len(columns):
-        return np.full(len(metadata.VARIABLE_STAT_NAMES), np.nan)
+        return np.full(len(variable_stats.VARIABLE_STAT_NAMES), np.nan)
     return variable_stats.by_stat_names(vector, columns)[0]
 
 
@@ -143,7 +144,7 @@ def _source_series(source, tags):
     steps = sorted({step for _, entry in variables
                     for step in entry.samples})
     position = {step: i for i, step in enumerate(steps)}
-    width = len(metadata.VARIABLE_STAT_NAMES)
+    width = len(variable_stats.VARIABLE_STAT_NAMES)
     stats = np.full((len(steps), len(variables), width), np.nan)
     described = []
     for v, (content, entry) in enumerate(variables):
@@ -155,7 +156,7 @@ def _source_series(source, tags):
         for step, vector in entry.values().items():
             stats[position[step], v] = _stats_row(content, vector)
     scalars = {}
-    for name in metadata.GLOBAL_STAT_NAMES:
+    for name in scalars_format.GLOBAL_STAT_NAMES:
         entry = tags.get(metadata.scalar_tag(source, name))
         if entry is None:
             continue

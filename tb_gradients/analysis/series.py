@@ -8,9 +8,9 @@ and the callback while it trains (its own records). Plain numpy, no I/O.
 
 import numpy as np
 
-from tb_gradients.format import metadata
 
 
+from tb_gradients.format import variable_stats
 class SourceSeries:
     """Every window record of one source of one run.
 
@@ -37,7 +37,7 @@ class SourceSeries:
         self.variables = list(variables)
         self.stats = np.asarray(stats, np.float64).reshape(
             len(self.steps), len(self.variables),
-            len(metadata.VARIABLE_STAT_NAMES))
+            len(variable_stats.VARIABLE_STAT_NAMES))
         self.scalars = {name: np.asarray(values, np.float64)
                         for name, values in (scalars or {}).items()}
         self.step_tables = dict(step_tables or {})
@@ -52,7 +52,7 @@ class SourceSeries:
 
     def stat(self, name):
         """``(windows, variables)`` values of one statistic."""
-        return self.stats[:, :, metadata.VARIABLE_STAT_NAMES.index(name)]
+        return self.stats[:, :, variable_stats.VARIABLE_STAT_NAMES.index(name)]
 
     def scalar(self, name):
         """``(windows,)`` values of a global scalar (NaN if not recorded)."""
@@ -69,7 +69,7 @@ class SourceSeries:
         windows, count, _ = self.stats.shape
         frame = pd.DataFrame(
             self.stats.reshape(windows * count, -1),
-            columns=list(metadata.VARIABLE_STAT_NAMES))
+            columns=list(variable_stats.VARIABLE_STAT_NAMES))
         frame.insert(0, "variable", self.names * windows)
         frame.insert(0, "step", np.repeat(self.steps, count))
         return frame
@@ -96,7 +96,7 @@ def from_records(source, window, records):
     ordered = sorted(variables.values(),
                      key=lambda v: (v["index"], v["name"]))
     position = {v["name"]: i for i, v in enumerate(ordered)}
-    width = len(metadata.VARIABLE_STAT_NAMES)
+    width = len(variable_stats.VARIABLE_STAT_NAMES)
     stats = np.full((len(steps), len(ordered), width), np.nan)
     scalars = {}
     tables = {}

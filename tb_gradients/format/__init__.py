@@ -1,6 +1,9 @@
-"""The event format of docs/FORMAT.md: tags, versioned plugin metadata and
-the constants every kind shares (`metadata`), and per summary kind what
-needs more than a constant: a statistics vector's columns (`variable_stats`),
-the heatmap's geometry and uint8 decoding (`heatmap`), histogram rows
-(`histogram`), the pooled timestep view (`timesteps`). Written by
-`tb_gradients.writer`, read by the plugin and the reader."""
+"""The event format of docs/FORMAT.md, one module per summary kind.
+
+`metadata` holds what every kind shares (the plugin's name, the format
+version, the kinds, sources and tags, the versioned plugin metadata); each
+kind's module holds its columns or channels, the function that writes it
+into a `writer.WindowBatch` and what decodes it again: `variable_stats`,
+`scalars` (the whole-model figures), `heatmap`, `histogram`, `steps`,
+`timesteps`, `gates`, `findings_table`. Written through `tb_gradients.writer`,
+read by the plugin and the reader."""

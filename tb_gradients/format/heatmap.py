@@ -1,12 +1,37 @@
-"""The heatmap's geometry and its uint8 encoding, as docs/FORMAT.md states
-them: each variable viewed as a matrix, pooled into blocks of at most
-``heatmap_cells`` cells, each channel log-quantised on its scale. The
+"""The ``heatmap`` kind, as docs/FORMAT.md states it: each variable viewed
+as a matrix, pooled into blocks of at most ``heatmap_cells`` cells, four
+channels (|G|, its max, |C|, D), each log-quantised on its scale. The
 window-end kernels encode on the device (`window.kernels`); this module
-holds the geometry they share and the decoding every reader uses."""
+holds the channels, the encoding's constants, the geometry the kernels
+share, the writing and the decoding every reader uses."""
 
 import numpy as np
 
 from tb_gradients.format import metadata
+
+# Channels of a heatmap tensor, in order, and which statistic of the same
+# variable and window is the scale of each channel's uint8 encoding.
+HEATMAP_CHANNELS = (
+    "gradient_mean_abs",
+    "gradient_max_abs",
+    "accumulated_mean_abs",
+    "dissolving_mean",
+)
+HEATMAP_CHANNEL_SCALES = (
+    "max_abs",
+    "max_abs",
+    "accumulated_max_abs",
+    "dissolving_max",
+)
+
+# uint8 heatmap encoding: 0 = zero (or below the range), 1..253 = log-spaced
+# values over HEATMAP_DECADES decades below the channel scale, 254 = +Inf,
+# 255 = NaN.
+HEATMAP_ENCODINGS = ("uint8", "float32")
+HEATMAP_DECADES = 6.0
+HEATMAP_CODE_LEVELS = 253  # codes 1..253
+HEATMAP_CODE_INF = 254
+HEATMAP_CODE_NAN = 255
 
 
 def view_shape(shape):
@@ -47,12 +72,36 @@ def pool_blocks(rows, cols, max_cells):
     return block_rows, block_cols
 
 
-def decode_log_uint8(codes, scale, decades=metadata.HEATMAP_DECADES):
+def decode_log_uint8(codes, scale, decades=HEATMAP_DECADES):
     """Inverse of `encode_log_uint8` (up to its rounding)."""
     codes = np.asarray(codes)
-    levels = metadata.HEATMAP_CODE_LEVELS
+    levels = HEATMAP_CODE_LEVELS
     exponent = (codes.astype(np.float64) - 1) / (levels - 1) * decades - decades
     values = float(scale) * np.power(10.0, exponent)
     values = np.where(codes == 0, 0.0, values)
-    values = np.where(codes == metadata.HEATMAP_CODE_INF, np.inf, values)
-    return np.where(codes == metadata.HEATMAP_CODE_NAN, np.nan, values)
+    values = np.where(codes == HEATMAP_CODE_INF, np.inf, values)
+    return np.where(codes == HEATMAP_CODE_NAN, np.nan, values)
+
+
+def write_heatmap(batch, source, variable, encoded, block, encoding):
+    """Pooled heatmaps of |G|, its max, |C| and D, shape ``(4, rows, cols)``.
+
+    Args:
+      variable: dict with ``name``, ``layer``, ``index``, ``shape``.
+      encoded: the channels as computed on the device (uint8 codes or
+        float32 values, see `window.kernels`).
+      block: ``(block_rows, block_cols)`` of the pooling.
+      encoding: one of ``HEATMAP_ENCODINGS``.
+    """
+    summary_metadata = metadata.plugin_metadata(
+        metadata.KIND_HEATMAP, source, window=batch.window,
+        description=f"Pooled gradient heatmaps of {variable['name']}",
+        variable=variable["name"], layer=variable["layer"],
+        index=variable["index"], shape=list(variable["shape"]),
+        view_shape=list(view_shape(variable["shape"])),
+        block=[int(b) for b in block],
+        channels=list(HEATMAP_CHANNELS),
+        channel_scales=list(HEATMAP_CHANNEL_SCALES),
+        encoding=encoding, decades=HEATMAP_DECADES)
+    batch.tensor(metadata.heatmap_tag(source, variable["name"]), encoded,
+                 summary_metadata)

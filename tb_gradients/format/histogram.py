@@ -1,9 +1,15 @@
 """Histograms in the histograms plugin's ``(k, 3)`` format (left edge,
-right edge, count), from the bounds and counts the window end returns."""
+right edge, count), from the bounds and counts the window end returns: the
+view ``TensorBoard(write_grads=True)`` gave, in TensorBoard's own
+Histograms tab."""
 
+import functools
 import math
 
 import numpy as np
+from tensorboard.plugins.histogram import metadata as histogram_metadata
+
+from tb_gradients.format import metadata
 
 
 def histogram_rows(low, high, counts):
@@ -23,3 +29,18 @@ def histogram_rows(low, high, counts):
                         [[high + 0.5, high + 0.5, 0.0]] * (bucket_count - 1))
     edges = np.linspace(low, high, bucket_count + 1)
     return np.stack([edges[:-1], edges[1:], counts], axis=1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _histogram_metadata(display_name, description):
+    return histogram_metadata.create_summary_metadata(
+        display_name=display_name, description=description)
+
+
+def write_histogram(batch, source, variable, buckets):
+    """One variable's window gradient as the histograms plugin's tensor."""
+    summary_metadata = _histogram_metadata(
+        display_name=f"{variable['name']} ({source} gradient)",
+        description=f"Window gradient of {variable['name']} ({source})")
+    batch.tensor(metadata.histogram_tag(source, variable["name"]),
+                 np.asarray(buckets, np.float64), summary_metadata)

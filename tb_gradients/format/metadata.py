@@ -1,10 +1,12 @@
-"""Names and versioned metadata of the summaries this package writes.
+"""What every summary kind of docs/FORMAT.md shares: the plugin's name, the
+format version, the kinds and sources, the tag layout, and the versioned
+plugin metadata (built here, parsed here).
 
-Everything that both the writer (``writer.py``) and the reader
-(``plugin.py``) must agree on lives here, so that the contract described in
-docs/FORMAT.md has exactly one implementation.
+What belongs to one kind (its columns, channels, encoding and the function
+that writes it) lives in that kind's module beside this one.
 """
 
+import functools
 import json
 
 from tensorboard.compat.proto import summary_pb2
@@ -26,92 +28,6 @@ KIND_GATES = "gates"
 KIND_GATE_HEATMAP = "gate_heatmap"
 KINDS = (KIND_VARIABLE_STATS, KIND_HEATMAP, KIND_STEPS, KIND_TIMESTEPS,
          KIND_TIMESTEP_NORMS, KIND_GATES, KIND_GATE_HEATMAP)
-
-# Columns of the per-variable statistics vector, in order. The definitions
-# are in docs/STATISTICS.md; ``window.kernels.tensorflow`` computes them.
-VARIABLE_STAT_NAMES = (
-    "size",
-    "steps",
-    "norm",
-    "norm_accumulated",
-    "accumulated_norm",
-    "dissolving_norm",
-    "l2",
-    "l2_accumulated",
-    "mean",
-    "std",
-    "mean_abs",
-    "max_abs",
-    "max_abs_index",
-    "accumulated_max_abs",
-    "dissolving_max",
-    "nan_count",
-    "inf_count",
-    "within_epoch_dissolving_norm",
-    "noise_scale",
-    "dead_units",
-    "weight_l2",
-    "first_nonfinite_step",
-)
-
-# The callback's findings (docs/FINDINGS.md), a Markdown table for
-# TensorBoard's Text tab.
-FINDINGS_TAG = "gradients/findings"
-
-# Global scalars written as ``gradients/<source>/<name>`` (Scalars tab).
-GLOBAL_STAT_NAMES = (
-    "norm",
-    "norm_accumulated",
-    "accumulated_norm",
-    "dissolving_norm",
-    "l2",
-    "l2_accumulated",
-    "max_abs",
-    "nan_count",
-    "inf_count",
-    "within_epoch_dissolving_norm",
-    "noise_scale",
-    "steps",
-    "skipped_steps",
-    "step_l2_max",
-    "step_max_abs_max",
-)
-
-# Global statistics that only the training source defines.
-TRAINING_ONLY_STATS = (
-    "within_epoch_dissolving_norm",
-    "noise_scale",
-    "skipped_steps",
-    "step_l2_max",
-    "step_max_abs_max",
-)
-
-# Channels of a heatmap tensor, in order, and which statistic of the same
-# variable and epoch is the scale of each channel's uint8 encoding.
-HEATMAP_CHANNELS = (
-    "gradient_mean_abs",
-    "gradient_max_abs",
-    "accumulated_mean_abs",
-    "dissolving_mean",
-)
-HEATMAP_CHANNEL_SCALES = (
-    "max_abs",
-    "max_abs",
-    "accumulated_max_abs",
-    "dissolving_max",
-)
-
-# Columns of the per-step tensor (training source).
-STEP_COLUMNS = ("l2", "max_abs")
-
-# uint8 heatmap encoding: 0 = zero (or below the range), 1..253 = log-spaced
-# values over HEATMAP_DECADES decades below the channel scale, 254 = +Inf,
-# 255 = NaN.
-HEATMAP_ENCODINGS = ("uint8", "float32")
-HEATMAP_DECADES = 6.0
-HEATMAP_CODE_LEVELS = 253  # codes 1..253
-HEATMAP_CODE_INF = 254
-HEATMAP_CODE_NAN = 255
 
 
 def scalar_tag(source, name):
@@ -149,17 +65,6 @@ def gates_tag(source, layer):
 def gate_heatmap_tag(source, variable):
     return f"gradients/{source}/gate_heatmap/{variable}"
 
-
-# Columns of the timestep-norm tensor (axis 0).
-TIMESTEP_NORM_CHANNELS = ("l2", "valid")
-# Columns of the per-gate statistics (last axis of the gates tensor).
-GATE_STAT_NAMES = ("l2", "mean_abs", "max_abs")
-# Gate order of Keras's fused recurrent weights (last axis), per kind.
-GATES = {
-    "LSTM": ("input", "forget", "cell", "output"),
-    "GRU": ("update", "reset", "candidate"),
-}
-GATE_WEIGHT_ROLES = ("kernel", "recurrent_kernel", "bias")
 
 
 def create_summary_metadata(kind, source, description="", **fields):
@@ -217,3 +122,19 @@ def parse_plugin_metadata(content):
     if parsed.get("source") not in SOURCES:
         return None
     return parsed
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_metadata(kind, source, description, fields_json):
+    return create_summary_metadata(kind, source, description,
+                                   **json.loads(fields_json))
+
+
+def plugin_metadata(kind, source, description="", **fields):
+    """`create_summary_metadata`, built once per distinct series.
+
+    The same series gets the same metadata every window; building and
+    serialising it once saves Python work at every window's end.
+    """
+    return _cached_metadata(kind, source, description,
+                            json.dumps(fields, sort_keys=True))

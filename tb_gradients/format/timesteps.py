@@ -1,8 +1,14 @@
-"""The timestep tensor of a recurrent layer as written: its gradient with
-respect to the layer's output, pooled to at most ``max_timesteps`` ×
-``max_channels`` cells per sample, masked timesteps marked."""
+"""The ``timesteps`` and ``timestep_norms`` kinds: a recurrent layer's
+gradient with respect to its output, pooled to at most ``max_timesteps`` ×
+``max_channels`` cells per sample, masked timesteps marked, and the
+per-timestep norms beside it."""
 
 import numpy as np
+
+from tb_gradients.format import metadata
+
+# Columns of the timestep-norm tensor (axis 0).
+TIMESTEP_NORM_CHANNELS = ("l2", "valid")
 
 
 def _block_mean_axis(values, block, axis):
@@ -76,3 +82,46 @@ def timestep_view(gradient, mask=None, max_timesteps=512, max_channels=32,
     out["valid"] = _block_mean_axis(valid, time_block, axis=1).astype(
         np.float32)
     return out
+
+
+def write_timesteps(batch, source, info, view, samples):
+    """Gradient w.r.t. a layer's output: values, and per-timestep norms.
+
+    Args:
+      info: from `capture.recurrent.describe`.
+      view: from `timestep_view`.
+      samples: number of probe samples.
+    """
+    fields = dict(info, samples=int(samples), timesteps=int(view["timesteps"]),
+                  channels=int(view["channels"]),
+                  time_block=int(view["time_block"]),
+                  channel_block=int(view["channel_block"]),
+                  direction_ranges=view["direction_ranges"])
+    summary_metadata = metadata.plugin_metadata(
+        metadata.KIND_TIMESTEPS, source, window=batch.window,
+        description=f"d(loss)/d(output) of layer {info['layer']}", **fields)
+    batch.tensor(metadata.timesteps_tag(source, info["layer"]),
+                 view["values"], summary_metadata)
+    if view["l2"] is None:
+        return
+    norms_metadata = metadata.plugin_metadata(
+        metadata.KIND_TIMESTEP_NORMS, source, window=batch.window,
+        description=f"Per-timestep gradient norm of layer {info['layer']}",
+        channels_axis0=list(TIMESTEP_NORM_CHANNELS), **fields)
+    batch.tensor(metadata.timestep_norms_tag(source, info["layer"]),
+                 np.stack([view["l2"], view["valid"]]), norms_metadata)
+
+
+def write_timestep_gradients(batch, layer_infos, results, max_timesteps,
+                             max_channels):
+    """The probe's timestep series of each recurrent layer, pooled.
+
+    Args:
+      layer_infos: per layer, `capture.recurrent.describe`.
+      results: per layer, ``(gradient, mask)`` from the timestep capture.
+    """
+    for info, (gradient, mask) in zip(layer_infos, results):
+        view = timestep_view(
+            gradient, mask=mask, max_timesteps=max_timesteps,
+            max_channels=max_channels, directions=info["direction_count"])
+        write_timesteps(batch, "probe", info, view, gradient.shape[0])

@@ -15,6 +15,7 @@ from tensorboard import errors
 from tb_gradients.analysis import findings
 from tb_gradients.analysis import series
 from tb_gradients.format import metadata
+from tb_gradients.format import scalars as scalars_format
 from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import handler
 from tb_gradients.plugin import listing as plugin_listing
@@ -97,7 +98,7 @@ class Handler(handler.Handler):
                                            entries, parsed, signature)
             scalars = self._data.read_scalars(
                 ctx, experiment, run, [metadata.scalar_tag(source, name)
-                                       for name in metadata.GLOBAL_STAT_NAMES])
+                                       for name in scalars_format.GLOBAL_STAT_NAMES])
             steps_tag = metadata.steps_tag(source)
             step_datums = []
             if steps_tag in parsed:

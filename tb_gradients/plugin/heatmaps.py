@@ -27,18 +27,18 @@ def heatmap_layout(content):
 
     Returns:
       ``{channel name: (position in the tensor, scale statistic)}`` for the
-      channels of ``metadata.HEATMAP_CHANNELS`` the series has.
+      channels of ``heatmap.HEATMAP_CHANNELS`` the series has.
     """
     channels = content.get("channels")
     scales = content.get("channel_scales")
     if not (isinstance(channels, list) and isinstance(scales, list)
             and len(channels) == len(scales)):
-        channels = list(metadata.HEATMAP_CHANNELS)
-        scales = list(metadata.HEATMAP_CHANNEL_SCALES)
+        channels = list(heatmap.HEATMAP_CHANNELS)
+        scales = list(heatmap.HEATMAP_CHANNEL_SCALES)
     layout = {}
     for position, (channel, scale) in enumerate(zip(channels, scales)):
-        if channel in metadata.HEATMAP_CHANNELS and scale in \
-                metadata.VARIABLE_STAT_NAMES:
+        if channel in heatmap.HEATMAP_CHANNELS and scale in \
+                variable_stats.VARIABLE_STAT_NAMES:
             layout[channel] = (position, scale)
     return layout
 
@@ -49,7 +49,7 @@ def decades(content):
     if isinstance(value, (int, float)) and not isinstance(value, bool) \
             and math.isfinite(value) and value > 0:
         return float(value)
-    return metadata.HEATMAP_DECADES
+    return heatmap.HEATMAP_DECADES
 
 
 def decode_channel(plane, encoding, scale, content):
@@ -96,7 +96,7 @@ def heatmap_channels(tensor, content, rows, epoch):
       epoch: The epoch of ``tensor``.
 
     Returns:
-      ``{channel name: channel body}`` for ``metadata.HEATMAP_CHANNELS``.
+      ``{channel name: channel body}`` for ``heatmap.HEATMAP_CHANNELS``.
 
     Raises:
       ValueError: When the tensor does not have the announced layout.
@@ -108,7 +108,7 @@ def heatmap_channels(tensor, content, rows, epoch):
     encoding = content.get("encoding", "uint8")
     row = rows.get(epoch)
     body = {}
-    for channel in metadata.HEATMAP_CHANNELS:
+    for channel in heatmap.HEATMAP_CHANNELS:
         if channel not in layout or layout[channel][0] >= tensor.shape[0]:
             continue
         position, scale_name = layout[channel]

@@ -7,8 +7,8 @@ route answers with a 400 (docs/API.md, Errors).
 
 import re
 
-from tb_gradients.format import metadata
 
+from tb_gradients.format import variable_stats
 _INTEGER = re.compile(r"^[+-]?[0-9]{1,18}$")
 
 
@@ -81,7 +81,7 @@ def parse_stat_names(text):
     for name in text.split(","):
         if name not in names:
             names.append(name)
-    unknown = [n for n in names if n not in metadata.VARIABLE_STAT_NAMES]
+    unknown = [n for n in names if n not in variable_stats.VARIABLE_STAT_NAMES]
     if unknown:
         raise ValueError("unknown statistics %r" % (unknown,))
     return tuple(names)

@@ -12,7 +12,9 @@ import numpy as np
 from tensorboard import errors
 
 from tb_gradients import json_values
+from tb_gradients.format import gates as gates_format
 from tb_gradients.format import metadata
+from tb_gradients.format import timesteps as timesteps_format
 from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import handler
 from tb_gradients.plugin import listing as plugin_listing
@@ -139,14 +141,14 @@ def timestep_norms(tensor, values_shape=None):
     """
     tensor = np.asarray(tensor, dtype=np.float64)
     if tensor.ndim != 3 or tensor.shape[0] != len(
-            metadata.TIMESTEP_NORM_CHANNELS):
+            timesteps_format.TIMESTEP_NORM_CHANNELS):
         raise ValueError("timestep_norms tensor has shape %r"
                          % (tensor.shape,))
     if values_shape is not None and tuple(tensor.shape[1:]) != tuple(
             values_shape[:2]):
         raise ValueError("timestep_norms tensor has shape %r for values of "
                          "shape %r" % (tensor.shape, tuple(values_shape)))
-    channels = list(metadata.TIMESTEP_NORM_CHANNELS)
+    channels = list(timesteps_format.TIMESTEP_NORM_CHANNELS)
     return tensor[channels.index("l2")], tensor[channels.index("valid")]
 
 
@@ -205,7 +207,7 @@ def gate_columns(content):
         raise ValueError("gates content has malformed gates %r" % (gates,))
     if not (isinstance(names, list) and names
             and all(isinstance(n, str) for n in names)):
-        names = list(metadata.GATE_STAT_NAMES)
+        names = list(gates_format.GATE_STAT_NAMES)
     return list(gates), list(names)
 
 

@@ -22,6 +22,7 @@ from werkzeug import wrappers
 
 from tb_gradients import json_values
 from tb_gradients.format import metadata
+from tb_gradients.format import variable_stats as variable_stats_format
 from tb_gradients.plugin import assets as plugin_assets
 from tb_gradients.plugin import findings as plugin_findings
 from tb_gradients.plugin import heatmaps as plugin_heatmaps
@@ -120,7 +121,7 @@ def _stats(request):
         raise errors.InvalidArgumentError(
             "Parameter 'stats' must be a comma-separated list of names of %r "
             "(%s). Received: stats=%r"
-            % (metadata.VARIABLE_STAT_NAMES, error, text))
+            % (variable_stats_format.VARIABLE_STAT_NAMES, error, text))
 
 
 def _filter(request):

@@ -14,6 +14,8 @@ from tensorboard import errors
 
 from tb_gradients import json_values
 from tb_gradients.format import metadata
+from tb_gradients.format import scalars as scalars_format
+from tb_gradients.format import steps as steps_format
 from tb_gradients.format import variable_stats
 from tb_gradients.plugin import buckets as plugin_buckets
 from tb_gradients.plugin import cache as plugin_cache
@@ -48,7 +50,7 @@ def stat_matrix(datums, columns):
         for datum in plugin_series.latest_by_step(valid)}
     if not by_epoch:
         return np.zeros(0, dtype=np.int64), np.zeros(
-            (0, len(metadata.VARIABLE_STAT_NAMES)))
+            (0, len(variable_stats.VARIABLE_STAT_NAMES)))
     epochs = np.array(sorted(by_epoch), dtype=np.int64)
     return epochs, variable_stats.by_stat_names(
         np.stack([by_epoch[epoch] for epoch in epochs.tolist()]), columns)
@@ -62,7 +64,7 @@ def stat_rows(datums, columns):
 
 def stat_index(name):
     """Column of ``name`` in `stat_matrix` / `stat_rows` rows."""
-    return metadata.VARIABLE_STAT_NAMES.index(name)
+    return variable_stats.VARIABLE_STAT_NAMES.index(name)
 
 
 def max_finite(values):
@@ -268,7 +270,7 @@ def scalar_series(tag_to_data, source):
       ``GLOBAL_STAT_NAMES`` that have data.
     """
     by_stat = {}
-    for name in metadata.GLOBAL_STAT_NAMES:
+    for name in scalars_format.GLOBAL_STAT_NAMES:
         data = tag_to_data.get(metadata.scalar_tag(source, name))
         if data:
             by_stat[name] = {int(d.step): float(d.value)
@@ -316,9 +318,9 @@ def step_columns(content):
     columns = content.get("columns")
     if not (isinstance(columns, list) and all(isinstance(c, str)
                                               for c in columns)):
-        columns = list(metadata.STEP_COLUMNS)
+        columns = list(steps_format.STEP_COLUMNS)
     return tuple(columns.index(name) if name in columns else None
-                 for name in metadata.STEP_COLUMNS)
+                 for name in steps_format.STEP_COLUMNS)
 
 
 def step_epochs(datums, content):
@@ -363,7 +365,7 @@ class Handler(handler.Handler):
           start, end: The step range (inclusive), ``None`` for open ends.
         """
         tags = [metadata.scalar_tag(source, name)
-                for name in metadata.GLOBAL_STAT_NAMES]
+                for name in scalars_format.GLOBAL_STAT_NAMES]
         # Reading a long run's scalars costs far more than listing them:
         # the body is kept while their last step and wall time are the same.
         listing = self._data.list_scalars(ctx, experiment, run, tags)
@@ -408,7 +410,7 @@ class Handler(handler.Handler):
         """
         entries, parsed, signature = self._data.variables(ctx, experiment, run,
                                                      source)
-        names = tuple(names or metadata.VARIABLE_STAT_NAMES)
+        names = tuple(names or variable_stats.VARIABLE_STAT_NAMES)
         key = ("variable_stats", experiment, run, source,
                None if pattern is None else pattern.pattern, names, points,
                start, end, signature)

@@ -21,8 +21,9 @@ import math
 
 import numpy as np
 
-from tb_gradients.format import metadata
 
+from tb_gradients.format import scalars
+from tb_gradients.format import variable_stats
 # Per-variable reductions the device returns at a window's end
 # (`window.kernels`), in order; `variable_statistics` turns them into the
 # statistics of docs/STATISTICS.md.
@@ -132,7 +133,7 @@ def variable_statistics(reductions, sizes, steps, step_l1=None,
         columns["noise_scale"] = np.where(signal > 0, trace / np.where(
             signal > 0, signal, 1.0), np.nan)
         columns["noise_trace"], columns["noise_signal"] = trace, signal
-    names = list(metadata.VARIABLE_STAT_NAMES)
+    names = list(variable_stats.VARIABLE_STAT_NAMES)
     if step_sq is not None:
         names += ["noise_trace", "noise_signal"]
     return [{name: float(columns[name][i]) for name in names}
@@ -178,7 +179,7 @@ def global_statistics(per_variable, skipped_steps=0, step_table=None):
       step_table: ``(steps, 2)`` array of per-step ``(l2, max_abs)``, or
         ``None``.
     """
-    out = dict.fromkeys(metadata.GLOBAL_STAT_NAMES, float("nan"))
+    out = dict.fromkeys(scalars.GLOBAL_STAT_NAMES, float("nan"))
 
     def total(name):
         values = [s[name] for s in per_variable if math.isfinite(s[name])]

@@ -46,7 +46,7 @@ import numpy as np
 import tensorflow as tf
 
 from tb_gradients import tracing
-from tb_gradients.format import metadata
+from tb_gradients.format import heatmap as heatmap_format
 from tb_gradients.window import kernels
 from tb_gradients.window import statistics
 
@@ -175,7 +175,7 @@ def block_counts(geometry):
     return per_row[:, None] * per_column[None, :]
 
 
-def encode_log_uint8(values, scale, decades=metadata.HEATMAP_DECADES):
+def encode_log_uint8(values, scale, decades=heatmap_format.HEATMAP_DECADES):
     """Device twin of `format.heatmap.decode_log_uint8`'s encoding (float64).
 
     Code 0 is zero (or anything below ``scale * 10**-decades``), codes
@@ -185,7 +185,7 @@ def encode_log_uint8(values, scale, decades=metadata.HEATMAP_DECADES):
     """
     values = tf.cast(values, tf.float64)
     scale = tf.cast(scale, tf.float64)
-    levels = float(metadata.HEATMAP_CODE_LEVELS)
+    levels = float(heatmap_format.HEATMAP_CODE_LEVELS)
     usable = tf.logical_and(tf.math.is_finite(scale), scale > 0)
     safe_scale = tf.where(usable, scale, tf.ones_like(scale))
     ratio = tf.math.divide_no_nan(values, safe_scale)
@@ -196,9 +196,9 @@ def encode_log_uint8(values, scale, decades=metadata.HEATMAP_DECADES):
     codes = tf.where(visible, tf.clip_by_value(position, 1, levels),
                      tf.zeros_like(position))
     codes = tf.where(tf.math.is_inf(values), tf.constant(
-        float(metadata.HEATMAP_CODE_INF), tf.float64), codes)
+        float(heatmap_format.HEATMAP_CODE_INF), tf.float64), codes)
     codes = tf.where(tf.math.is_nan(values), tf.constant(
-        float(metadata.HEATMAP_CODE_NAN), tf.float64), codes)
+        float(heatmap_format.HEATMAP_CODE_NAN), tf.float64), codes)
     return tf.cast(codes, tf.uint8)
 
 
@@ -362,7 +362,7 @@ def _group_step(exact, heatmap, encoding, record, gradient, accumulated,
     }
     out = {"reductions": _stack_columns(columns, REDUCTIONS)}
     if heatmap:
-        scales = _stack_columns(columns, metadata.HEATMAP_CHANNEL_SCALES)
+        scales = _stack_columns(columns, heatmap_format.HEATMAP_CHANNEL_SCALES)
         out["heatmap"] = _channels(abs_g, block_abs, block_c,
                                    dissolving_mean, counts, scales,
                                    geometry, encoding)
@@ -424,7 +424,7 @@ def _masked_step(heatmap, encoding, gradient, accumulated, compensation,
     }
     out = {"reductions": _stack_columns(columns, REDUCTIONS)}
     if heatmap:
-        scales = _stack_columns(columns, metadata.HEATMAP_CHANNEL_SCALES)
+        scales = _stack_columns(columns, heatmap_format.HEATMAP_CHANNEL_SCALES)
         out["heatmap"] = _channels(raw_abs_g, block_abs, block_c,
                                    dissolving_mean, counts, scales,
                                    geometry, encoding)

@@ -1,0 +1,19 @@
+"""The ``steps`` kind: one row per optimizer step of a window, the global
+gradient L2 norm and max |g| of that step (training source only)."""
+
+import numpy as np
+
+from tb_gradients.format import metadata
+
+# Columns of the per-step tensor (training source).
+STEP_COLUMNS = ("l2", "max_abs")
+
+
+def write_steps(batch, source, step_table):
+    """Per-step ``(l2, max_abs)`` rows of one window, float32 ``(n, 2)``."""
+    summary_metadata = metadata.plugin_metadata(
+        metadata.KIND_STEPS, source, window=batch.window,
+        description="Per-step global gradient L2 norm and max |g|",
+        columns=list(STEP_COLUMNS))
+    table = np.asarray(step_table, dtype=np.float32).reshape(-1, 2)
+    batch.tensor(metadata.steps_tag(source), table, summary_metadata)
