@@ -688,6 +688,21 @@ def test_heatmap_every_epoch(client):
     assert body["epoch"] == LONG_EPOCHS - 1
 
 
+def test_heatmap_step_is_the_parameter_and_epoch_its_older_name(client):
+    base = {"run": "tanh/train", "source": "training",
+            "variable": "dense_0/bias"}
+    by_step = get_json(client, "/heatmap", **base, step="1")
+    assert by_step["epoch"] == 1
+    assert by_step == get_json(client, "/heatmap", **base, epoch="1")
+    assert by_step == get_json(client, "/heatmap", **base, step="1",
+                               epoch="1")
+    assert by_step != get_json(client, "/heatmap", **base, step="2")
+    assert_error(client, 400, "/heatmap", ["step", "'x'"], **base, step="x")
+    assert_error(client, 404, "/heatmap", ["step 99"], **base, step="99")
+    assert_error(client, 400, "/heatmap", ["step='1'", "epoch='2'"], **base,
+                 step="1", epoch="2")
+
+
 def test_heatmap_errors(client):
     base = {"run": "tanh/train", "source": "training",
             "variable": "dense_0/kernel"}
@@ -779,11 +794,11 @@ ROUTE_PARAMETERS = {
     "/variable_stats": ("run", "source", "filter", "stats", "points",
                         "start", "end"),
     "/steps": ("run", "source"),
-    "/heatmap": ("run", "source", "variable", "epoch"),
+    "/heatmap": ("run", "source", "variable", "step", "epoch"),
     "/timestep_layers": ("run",),
-    "/timesteps": ("run", "layer", "epoch"),
+    "/timesteps": ("run", "layer", "step", "epoch"),
     "/gates": ("run", "source", "layer"),
-    "/gate_heatmap": ("run", "source", "variable", "epoch"),
+    "/gate_heatmap": ("run", "source", "variable", "step", "epoch"),
     "/findings": ("run",),
 }
 

@@ -102,12 +102,12 @@ export const fetchZoomedStats = (run, source, [low, high], width, stats = OVERVI
 export const fetchSteps = (run, source) => getJson('steps', {run, source});
 // Each run's findings, most severe first (docs/FINDINGS.md).
 export const fetchFindings = (run) => getJson('findings', {run});
-export const fetchHeatmap = (run, source, variable, epoch) =>
-  getJson('heatmap', {run, source, variable, epoch});
+export const fetchHeatmap = (run, source, variable, step) =>
+  getJson('heatmap', {run, source, variable, step});
 // Recurrent layers (docs/API.md): per-timestep gradients exist for the probe
 // source only, so those routes take no source.
 export const fetchTimestepLayers = (run) => getJson('timestep_layers', {run});
-export const fetchTimesteps = (run, layer, epoch) => getJson('timesteps', {run, layer, epoch});
+export const fetchTimesteps = (run, layer, step) => getJson('timesteps', {run, layer, step});
 export const fetchGates = (run, source, layer) => getJson('gates', {run, source, layer});
-export const fetchGateHeatmap = (run, source, variable, epoch) =>
-  getJson('gate_heatmap', {run, source, variable, epoch});
+export const fetchGateHeatmap = (run, source, variable, step) =>
+  getJson('gate_heatmap', {run, source, variable, step});

@@ -123,11 +123,13 @@ def heatmap_channels(tensor, content, rows, epoch):
 class Handler(handler.Handler):
     """The ``/heatmap`` route."""
 
-    def heatmap(self, ctx, experiment, run, source, variable, epoch=None):
+    def heatmap(self, ctx, experiment, run, source, variable,
+                requested=None):
         """Decoded heatmap channels of one variable at one epoch.
 
         Args:
-          epoch: An epoch number, or ``None`` for the latest one.
+          requested: A `plugin.params.RequestedStep`, or ``None`` for the
+            latest record.
         """
         heatmap_tag = metadata.heatmap_tag(source, variable)
         stats_tag = metadata.variable_stats_tag(source, variable)
@@ -148,7 +150,7 @@ class Handler(handler.Handler):
             key, lambda: self._heatmap_series(ctx, experiment, run, tags,
                                               parsed))
         epoch, epochs = reading.at_step(
-            by_epoch, epoch, "heatmap of variable %r" % (variable,),
+            by_epoch, requested, "heatmap of variable %r" % (variable,),
             "for run %r and source %r" % (run, source))
         tensor = by_epoch[epoch].numpy
         channels = heatmap_channels(tensor, content, rows, epoch)

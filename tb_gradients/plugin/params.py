@@ -5,10 +5,11 @@ and returns the value a route uses, or raises an error whose message the
 route answers with a 400 (docs/API.md, Errors).
 """
 
+import collections
 import re
 
-
 from tb_gradients.format import variable_stats
+
 _INTEGER = re.compile(r"^[+-]?[0-9]{1,18}$")
 
 
@@ -20,6 +21,49 @@ def parse_integer(text):
     if not isinstance(text, str) or not _INTEGER.match(text):
         return None
     return int(text)
+
+
+class RequestedStep(collections.namedtuple("RequestedStep",
+                                           ["value", "parameter"])):
+    """The record a route was asked for: its summary step (an epoch index
+    or a window's last optimizer step) and the name of the parameter that
+    gave it (``step``, or ``epoch`` from older links), for the messages."""
+
+
+# The parameter naming a record, then its older name (docs/API.md).
+STEP_PARAMETERS = ("step", "epoch")
+
+
+def parse_step(texts):
+    """The ``step`` parameter (or its older name ``epoch``).
+
+    Args:
+      texts: ``{parameter: text or None}`` for `STEP_PARAMETERS`.
+
+    Returns:
+      ``None`` when neither is given (the latest record), else a
+      `RequestedStep`.
+
+    Raises:
+      ValueError: When the given one is not a decimal integer, or both are
+        given with different values.
+    """
+    given = [(name, texts.get(name)) for name in STEP_PARAMETERS
+             if texts.get(name) not in (None, "")]
+    if not given:
+        return None
+    steps = []
+    for name, text in given:
+        value = parse_integer(text)
+        if value is None:
+            raise ValueError("Parameter %r must be an integer. Received: "
+                             "%s=%r" % (name, name, text))
+        steps.append(RequestedStep(value, name))
+    if len({step.value for step in steps}) > 1:
+        raise ValueError(
+            "Parameters 'step' and 'epoch' name the same record; give one. "
+            "Received: %s" % ", ".join("%s=%r" % item for item in given))
+    return steps[0]
 
 
 # Bounds of the ``points`` parameter: a bucket needs a first and a last

@@ -160,17 +160,19 @@ def of_kind(content, kind, missing):
     return content
 
 
-def at_step(by_step, step, subject, where):
-    """``(step, steps)``: the step of ``by_step`` to serve (``step``, or the
-    latest when None) and every step recorded; 404 "No <subject> <where>"
-    when there is none, and "No <subject> at epoch <step> <where>" when
-    there is none at ``step``."""
+def at_step(by_step, requested, subject, where):
+    """``(step, steps)``: the step of ``by_step`` to serve (the one
+    ``requested``, a `plugin.params.RequestedStep`, or the latest when None)
+    and every step recorded; 404 "No <subject> <where>" when there is none,
+    and "No <subject> at <parameter> <step> <where>" when there is none at
+    the requested step (named as it was asked for: ``step`` or
+    ``epoch``)."""
     steps = sorted(by_step)
     if not steps:
         raise errors.NotFoundError("No %s %s" % (subject, where))
-    if step is None:
-        step = steps[-1]
-    if step not in by_step:
-        raise errors.NotFoundError(
-            "No %s at epoch %r %s" % (subject, step, where))
-    return step, steps
+    if requested is None:
+        return steps[-1], steps
+    if requested.value not in by_step:
+        raise errors.NotFoundError("No %s at %s %r %s" % (
+            subject, requested.parameter, requested.value, where))
+    return requested.value, steps

@@ -333,7 +333,7 @@ class Handler(handler.Handler):
         return {key: plugin_series.steps_of(data.get(tag, []))
                 for key, tag in tags.items()}
 
-    def timesteps(self, ctx, experiment, run, layer, epoch=None):
+    def timesteps(self, ctx, experiment, run, layer, requested=None):
         """The gradient w.r.t. one layer's output at one epoch, as gzip JSON.
 
         Along with the epoch's values it summarises the per-timestep norms
@@ -344,7 +344,8 @@ class Handler(handler.Handler):
         series are unchanged.
 
         Args:
-          epoch: An epoch number, or ``None`` for the latest one.
+          requested: A `plugin.params.RequestedStep`, or ``None`` for the
+            latest record.
         """
         source = TIMESTEP_SOURCE
         tag = metadata.timesteps_tag(source, layer)
@@ -359,19 +360,19 @@ class Handler(handler.Handler):
         has_norms = (norms_content is not None and norms_content["kind"]
                      == metadata.KIND_TIMESTEP_NORMS)
         tags = [tag, norms_tag] if has_norms else [tag]
-        key = ("timesteps", experiment, run, layer, epoch,
+        key = ("timesteps", experiment, run, layer, requested,
                plugin_cache.series_signature(listing, tags))
         return self._data.cache.get_or_build(
             key, lambda: json_values.gzip_json(self._timesteps_body(
-                ctx, experiment, run, layer, epoch, content, tags)))
+                ctx, experiment, run, layer, requested, content, tags)))
 
-    def _timesteps_body(self, ctx, experiment, run, layer, epoch, content,
-                        tags):
+    def _timesteps_body(self, ctx, experiment, run, layer, requested,
+                        content, tags):
         data = self._data.read(ctx, experiment, runs=[run],
                                tags=tags).get(run, {})
         by_epoch = plugin_series.by_step(data.get(tags[0], []))
         epoch, epochs = reading.at_step(
-            by_epoch, epoch, "timestep gradients of layer %r" % (layer,),
+            by_epoch, requested, "timestep gradients of layer %r" % (layer,),
             "for run %r" % (run,))
         tensor = np.asarray(by_epoch[epoch].numpy)
         body = {"run": run, "layer": layer, "epoch": epoch, "epochs": epochs}
@@ -411,11 +412,12 @@ class Handler(handler.Handler):
         }
 
     def gate_heatmap(self, ctx, experiment, run, source, variable,
-                     epoch=None):
+                     requested=None):
         """Pooled mean |g| of each gate of one fused recurrent weight.
 
         Args:
-          epoch: An epoch number, or ``None`` for the latest one.
+          requested: A `plugin.params.RequestedStep`, or ``None`` for the
+            latest record.
         """
         tag = metadata.gate_heatmap_tag(source, variable)
         content, datums = self._data.series_of_kind(
@@ -424,7 +426,7 @@ class Handler(handler.Handler):
             % (variable, run, source))
         by_epoch = plugin_series.by_step(datums)
         epoch, epochs = reading.at_step(
-            by_epoch, epoch, "gate heatmap of variable %r" % (variable,),
+            by_epoch, requested, "gate heatmap of variable %r" % (variable,),
             "for run %r and source %r" % (run, source))
         gates, _ = gate_columns(content)
         planes = {e: gate_planes(d.numpy, len(gates))

@@ -101,16 +101,13 @@ def _source(request):
     return source
 
 
-def _epoch(request):
-    text = request.args.get("epoch")
-    if text is None or text == "":
-        return None
-    epoch = plugin_params.parse_integer(text)
-    if epoch is None:
-        raise errors.InvalidArgumentError(
-            "Parameter 'epoch' must be an integer. Received: epoch=%r"
-            % (text,))
-    return epoch
+def _step(request):
+    try:
+        return plugin_params.parse_step(
+            {name: request.args.get(name)
+             for name in plugin_params.STEP_PARAMETERS})
+    except ValueError as error:
+        raise errors.InvalidArgumentError(str(error))
 
 
 def _stats(request):
@@ -235,13 +232,13 @@ class GradientsPlugin(base_plugin.TBPlugin):
                                  _step_range)),
             "/steps": (self._stats.steps, (_run, _source)),
             "/heatmap": (self._heatmaps.heatmap,
-                         (_run, _source, _variable, _epoch)),
+                         (_run, _source, _variable, _step)),
             "/timestep_layers": (self._recurrent.timestep_layers, (_run,)),
             "/timesteps": (self._recurrent.timesteps,
-                           (_run, _layer, _epoch)),
+                           (_run, _layer, _step)),
             "/gates": (self._recurrent.gates, (_run, _source, _layer)),
             "/gate_heatmap": (self._recurrent.gate_heatmap,
-                              (_run, _source, _variable, _epoch)),
+                              (_run, _source, _variable, _step)),
             "/findings": (self._findings.findings, (_run,)),
         }
         apps = {path: _data_route(body, readers)
