@@ -11,6 +11,15 @@ for line in (HERE / "tb_gradients" / "__init__.py").read_text().splitlines():
     if line.startswith("__version__"):
         exec(line, VERSION)
 
+# The frontend is a tree of data (ES modules, CSS): each of its folders is
+# shipped as a package, `tb_gradients.frontend[.lib|.views...]`, so that
+# setuptools knows its files and says nothing about undeclared data.
+FRONTEND_PACKAGES = sorted(
+    ".".join(folder.relative_to(HERE).parts)
+    for folder in [HERE / "tb_gradients" / "frontend",
+                   *(HERE / "tb_gradients" / "frontend").rglob("*")]
+    if folder.is_dir() and not folder.name.startswith((".", "__")))
+
 setup(
     name="tb-gradients",
     version=VERSION["__version__"],
@@ -19,12 +28,11 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    # the frontend is a folder of data (ES modules, CSS), shipped as the
-    # package `tb_gradients.frontend` so that setuptools knows its files
-    packages=find_packages(include=["tb_gradients", "tb_gradients.*"])
-    + ["tb_gradients.frontend"],
-    package_data={"tb_gradients.frontend": ["*.js", "*.css", "*.html",
-                                            "**/*.js", "**/*.css"]},
+    packages=sorted(set(find_packages(include=["tb_gradients",
+                                               "tb_gradients.*"])
+                        + FRONTEND_PACKAGES)),
+    package_data={package: ["*.js", "*.css"]
+                  for package in FRONTEND_PACKAGES},
     include_package_data=False,
     python_requires=">=3.9",
     install_requires=[

@@ -266,9 +266,9 @@ def test_empty_logdir_says_what_to_do(browser, chromium_path, tmp_path):
 def test_frontend_never_writes_markup():
     """Logdir strings reach the page only as text: no HTML parsing APIs."""
     frontend = pathlib.Path(__file__).parent.parent / "tb_gradients" / "frontend"
-    sources = sorted(frontend.glob("*.js"))
+    sources = sorted(frontend.rglob("*.js"))
     assert sources
     forbidden = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(")
     for path in sources:
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            assert not forbidden.search(line), f"{path.name}:{number}: {line.strip()}"
+            assert not forbidden.search(line), f"{path.relative_to(frontend)}:{number}: {line.strip()}"

@@ -268,7 +268,7 @@ def test_csv_fields_are_quoted_and_never_formulas(tab):
     frame = frame_of(page)
     fields = frame.evaluate(
         """async (values) => {
-             const {csvField, toCsv} = await import(new URL('download.js', document.baseURI).href);
+             const {csvField, toCsv} = await import(new URL('lib/download.js', document.baseURI).href);
              return {fields: values.map(csvField), table: toCsv([['x', '=a'], [1, null]])};
            }""", [value for value, _ in CSV_CASES])
     assert fields["fields"] == [text for _, text in CSV_CASES]

@@ -997,11 +997,18 @@ def test_static_assets_fixed_map(tmp_path, logdir):
     (assets / ".hidden.js").write_text("secret")
     (assets / "sub").mkdir()
     (assets / "sub" / "nested.js").write_text("nested")
+    (assets / "sub" / "page.html").write_text("<script>alert(2)</script>")
+    (assets / ".hidden").mkdir()
+    (assets / ".hidden" / "secret.js").write_text("secret")
+    (assets / "a" / "b" / "c").mkdir(parents=True)
+    (assets / "a" / "b" / "c" / "deep.js").write_text("too deep")
+    (assets / "linked").symlink_to(assets / "sub")
     app, _, _ = make_app(os.path.join(logdir, "float"),
                       loader=_AssetsLoader(str(assets)))
     client = werkzeug_test.Client(app)
     for name, mimetype in (("index.js", "text/javascript"),
-                           ("style.css", "text/css")):
+                           ("style.css", "text/css"),
+                           ("sub/nested.js", "text/javascript")):
         response = client.get(f"{PREFIX}/{name}")
         assert response.status_code == 200
         assert response.mimetype == mimetype
@@ -1009,8 +1016,10 @@ def test_static_assets_fixed_map(tmp_path, logdir):
         assert response.get_data() == (assets / name).read_bytes()
     # Files created after loading are not routes either.
     (assets / "late.js").write_text("late")
-    for name in ("page.html", ".hidden.js", "sub/nested.js", "sub",
-                 "late.js", "missing.js", "..%2Fplugin.py", "../plugin.py",
+    for name in ("page.html", ".hidden.js", "sub", "sub/", "sub/page.html",
+                 ".hidden/secret.js", "a/b/c/deep.js", "linked/nested.js",
+                 "sub/../index.js", "late.js",
+                 "missing.js", "..%2Fplugin.py", "../plugin.py",
                  "%2E%2E/plugin.py"):
         assert client.get(f"{PREFIX}/{name}").status_code == 404, name
 

@@ -40,8 +40,11 @@ def test_wheel_carries_the_frontend_and_the_entry_point(wheel):
         names = set(archive.namelist())
         entry_points = [n for n in names if n.endswith("entry_points.txt")]
         text = archive.read(entry_points[0]).decode()
-    expected = {f"tb_gradients/frontend/{f}" for f in os.listdir(FRONTEND)
+    expected = {"tb_gradients/frontend/" + os.path.relpath(
+                    os.path.join(folder, f), FRONTEND).replace(os.sep, "/")
+                for folder, _, files in os.walk(FRONTEND) for f in files
                 if f.endswith((".js", ".css"))}
+    assert "tb_gradients/frontend/lib/charts.js" in expected
     assert "tb_gradients/frontend/index.js" in expected
     assert expected <= names
     assert "gradients = tb_gradients.plugin:GradientsLoader" in text

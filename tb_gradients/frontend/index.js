@@ -3,18 +3,18 @@
 // here from the toolbar state and the views' modules.
 
 import {clearCache, fetchRuns, fetchScalars} from './api.js';
-import {axisOf, recordsText} from './axis.js';
-import {checkbox, el, errorBox, notice, option} from './dom.js';
-import {installDownloads} from './download.js';
-import {createFindingsPanel} from './findings.js';
-import {createFlowView} from './flow.js';
-import {createHeatmapView} from './heatmap.js';
-import {createHighestView} from './highest.js';
-import {createLayerStatsView} from './layer_stats.js';
-import {createNormsView} from './norms.js';
-import {healthBadge} from './panels.js';
-import {createRecurrentView} from './recurrent.js';
-import {createStepsView} from './steps.js';
+import {axisOf, recordsText} from './lib/axis.js';
+import {checkbox, el, errorBox, notice, option} from './lib/dom.js';
+import {installDownloads} from './lib/download.js';
+import {createFindingsPanel} from './views/findings.js';
+import {createFlowView} from './views/flow.js';
+import {createHeatmapView} from './views/heatmap.js';
+import {createHighestView} from './views/highest.js';
+import {createLayerStatsView} from './views/layer_stats.js';
+import {createNormsView} from './views/norms.js';
+import {healthBadge} from './lib/panels.js';
+import {createRecurrentView} from './views/recurrent/recurrent.js';
+import {createStepsView} from './views/steps.js';
 import {readUrlState, writeUrlState} from './url_state.js';
 
 const AUTO_REFRESH_MS = 30000;

@@ -5,12 +5,12 @@
 // optimizer step itself (a window recorded at step S with n rows covers
 // steps S - n + 1 … S), dashed lines between windows.
 
-import {fetchSteps} from './api.js';
-import {createCanvas, drawLineChart, extent, formatNumber} from './charts.js';
-import {STAT_COLORS} from './colors.js';
-import {axisOf} from './axis.js';
-import {checkbox, el, notice} from './dom.js';
-import {loadPanels, runPanels, viewSection, yDomainsOf} from './panels.js';
+import {fetchSteps} from '../api.js';
+import {createCanvas, drawLineChart, extent, formatNumber} from '../lib/charts.js';
+import {STAT_COLORS} from '../lib/colors.js';
+import {axisOf} from '../lib/axis.js';
+import {checkbox, el, notice} from '../lib/dom.js';
+import {loadPanels, runPanels, viewSection, yDomainsOf} from '../lib/panels.js';
 
 const HEIGHT = 240;
 // Per-step values are recorded in the compiled train step, so only the

@@ -3,8 +3,8 @@
 // per-channel plots (the seed's show_features_2D / show_features_1D). The
 // recurrent view turns ./timesteps data into the specs drawn here.
 
-import {context, drawFrame, formatNumber, hatch, installHover} from './charts.js';
-import {NAN_COLOR, diverging, rgbCss, viridis} from './colors.js';
+import {context, drawFrame, formatNumber, hatch, installHover} from '../../lib/charts.js';
+import {NAN_COLOR, diverging, rgbCss, viridis} from '../../lib/colors.js';
 
 const AXIS_COLOR = '#5f6368';
 const TEXT_COLOR = '#202124';

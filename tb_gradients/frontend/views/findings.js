@@ -5,9 +5,9 @@
 // it. Every string of a finding comes from the log directory or the route
 // and reaches the page through textContent only.
 
-import {fetchFindings} from './api.js';
-import {atText} from './axis.js';
-import {el, errorBox, notice} from './dom.js';
+import {fetchFindings} from '../api.js';
+import {atText} from '../lib/axis.js';
+import {el, errorBox, notice} from '../lib/dom.js';
 
 const SEVERITY_LABELS = {error: 'Error', warning: 'Warning', info: 'Info'};
 

@@ -4,13 +4,13 @@
 // coloured by value / scale where scale is the channel's maximum over all
 // epochs, so colours are comparable along the epoch slider.
 
-import {fetchHeatmap, fetchVariables} from './api.js';
-import {BACKGROUND, createCanvas, formatNumber, sizeCanvas} from './charts.js';
-import {INF_COLOR, MISSING_COLOR, NAN_COLOR, rgbCss, viridis} from './colors.js';
-import {checkbox, el, errorBox, hideTooltip, notice, option, showTooltip} from './dom.js';
-import {atText, axisOf, byAxis} from './axis.js';
-import {availableRecord, axisPlayers} from './window_player.js';
-import {runPanels, viewSection} from './panels.js';
+import {fetchHeatmap, fetchVariables} from '../api.js';
+import {BACKGROUND, createCanvas, formatNumber, sizeCanvas} from '../lib/charts.js';
+import {INF_COLOR, MISSING_COLOR, NAN_COLOR, rgbCss, viridis} from '../lib/colors.js';
+import {checkbox, el, errorBox, hideTooltip, notice, option, showTooltip} from '../lib/dom.js';
+import {atText, axisOf, byAxis} from '../lib/axis.js';
+import {availableRecord, axisPlayers} from '../lib/window_player.js';
+import {runPanels, viewSection} from '../lib/panels.js';
 
 const PANELS = [
   {key: 'gradient', title: 'Gradient'},

@@ -2,13 +2,13 @@
 // variable in input → output order on a log axis, so that layers whose
 // gradients vanish or explode stand out from their neighbours.
 
-import {OVERVIEW_COLUMNS, fetchOverviewStats, fetchVariableStats} from './api.js';
-import {createCanvas, drawBarChart, drawMessage, extent, formatNumber, mergeExtents} from './charts.js';
-import {STAT_COLORS} from './colors.js';
-import {columnOf, statIndex, variableLine} from './data.js';
-import {atText, axisOf, byAxis} from './axis.js';
-import {axisPlayers} from './window_player.js';
-import {loadPanels, runPanels, viewSection, yDomainsOf} from './panels.js';
+import {OVERVIEW_COLUMNS, fetchOverviewStats, fetchVariableStats} from '../api.js';
+import {createCanvas, drawBarChart, drawMessage, extent, formatNumber, mergeExtents} from '../lib/charts.js';
+import {STAT_COLORS} from '../lib/colors.js';
+import {columnOf, statIndex, variableLine} from '../lib/data.js';
+import {atText, axisOf, byAxis} from '../lib/axis.js';
+import {axisPlayers} from '../lib/window_player.js';
+import {loadPanels, runPanels, viewSection, yDomainsOf} from '../lib/panels.js';
 
 const HEIGHT = 340;
 const BARS = [

@@ -1,12 +1,12 @@
 // View 3: per-variable statistics over epochs (the vanishing-gradient seed's
 // mean / S.D. plots, plus max_abs and l2), one small chart per statistic.
 
-import {fetchOverviewStats, fetchZoomedStats} from './api.js';
-import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from './charts.js';
-import {columnOf, variableLine, xText} from './data.js';
-import {axisOf} from './axis.js';
-import {checkbox, el} from './dom.js';
-import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from './panels.js';
+import {fetchOverviewStats, fetchZoomedStats} from '../api.js';
+import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from '../lib/charts.js';
+import {columnOf, variableLine, xText} from '../lib/data.js';
+import {axisOf} from '../lib/axis.js';
+import {checkbox, el} from '../lib/dom.js';
+import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from '../lib/panels.js';
 
 // `mean` is signed, so it always keeps a linear axis.
 const STATS = [

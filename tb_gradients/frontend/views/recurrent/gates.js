@@ -4,9 +4,9 @@
 // variable's statistics. One small chart per fused weight (role: kernel,
 // recurrent_kernel, bias; and direction), one line per gate over epochs.
 
-import {BACKGROUND, createCanvas, drawLineChart, extent, formatNumber, installHover} from './charts.js';
-import {MISSING_COLOR, paletteColor, viridis} from './colors.js';
-import {el} from './dom.js';
+import {BACKGROUND, createCanvas, drawLineChart, extent, formatNumber, installHover} from '../../lib/charts.js';
+import {MISSING_COLOR, paletteColor, viridis} from '../../lib/colors.js';
+import {el} from '../../lib/dom.js';
 
 const CHART_HEIGHT = 190;
 const MIN_CHART_WIDTH = 210;

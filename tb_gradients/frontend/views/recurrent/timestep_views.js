@@ -4,8 +4,8 @@
 // axis, the per-channel scatter. Each function turns a ./timesteps body and
 // the view's options into a chart spec; the view decides scales and layout.
 
-import {drawLineChart, drawMessage, formatNumber} from './charts.js';
-import {epochRampColor, paletteColor} from './colors.js';
+import {drawLineChart, drawMessage, formatNumber} from '../../lib/charts.js';
+import {epochRampColor, paletteColor} from '../../lib/colors.js';
 import {drawChannelGrid, drawTimestepHeatmap} from './timestep_charts.js';
 import {MEAN, channelBlock, isBackward, maskedForAll, pooledChannels, pooledTimesteps, timeBlock,
   timestepGrid} from './timestep_data.js';

@@ -3,12 +3,12 @@
 // the accumulated gradient (highest_accumulated, dashed), one colour per
 // variable.
 
-import {OVERVIEW_COLUMNS, RAW_HIGHEST_COLUMNS, fetchOverviewStats, fetchZoomedStats} from './api.js';
-import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from './charts.js';
-import {columnOf, variableLine, xText} from './data.js';
-import {axisOf} from './axis.js';
-import {checkbox} from './dom.js';
-import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from './panels.js';
+import {OVERVIEW_COLUMNS, RAW_HIGHEST_COLUMNS, fetchOverviewStats, fetchZoomedStats} from '../api.js';
+import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from '../lib/charts.js';
+import {columnOf, variableLine, xText} from '../lib/data.js';
+import {axisOf} from '../lib/axis.js';
+import {checkbox} from '../lib/dom.js';
+import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from '../lib/panels.js';
 
 const HEIGHT = 320;
 

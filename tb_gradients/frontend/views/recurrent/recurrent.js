@@ -8,14 +8,14 @@
 // channels × timesteps heatmap, per-channel plots (or scatter without a
 // time axis), per-gate weight gradients.
 
-import {fetchGateHeatmap, fetchGates, fetchTimestepLayers, fetchTimesteps} from './api.js';
-import {createCanvas, extent, mergeExtents, niceDomain} from './charts.js';
-import {NAN_COLOR, rgbCss} from './colors.js';
-import {axisOf} from './axis.js';
-import {checkbox, el, errorBox, notice, option} from './dom.js';
-import {availableRecord, windowPlayer} from './window_player.js';
+import {fetchGateHeatmap, fetchGates, fetchTimestepLayers, fetchTimesteps} from '../../api.js';
+import {createCanvas, extent, mergeExtents, niceDomain} from '../../lib/charts.js';
+import {NAN_COLOR, rgbCss} from '../../lib/colors.js';
+import {axisOf} from '../../lib/axis.js';
+import {checkbox, el, errorBox, notice, option} from '../../lib/dom.js';
+import {availableRecord, windowPlayer} from '../../lib/window_player.js';
 import {GATE_DECADES, drawGateHeatmaps, gateCharts, gateExtent, gateSource} from './gates.js';
-import {runPanels, viewSection} from './panels.js';
+import {runPanels, viewSection} from '../../lib/panels.js';
 import {channelGridHeight} from './timestep_charts.js';
 import {MAX_GRID_CHANNELS, drawChannels, drawHeatmap, drawNormCharts, drawScatter,
   heatmapHeight} from './timestep_views.js';

@@ -2,12 +2,12 @@
 // accumulated_norm per epoch; the dissolving gap between norm_accumulated and
 // accumulated_norm drawn as dashed vertical segments.
 
-import {fetchScalars} from './api.js';
-import {createCanvas, drawLineChart, extent, formatNumber, mergeExtents, niceDomain} from './charts.js';
-import {STAT_COLORS, paletteColor} from './colors.js';
-import {atText, axisOf, byAxis} from './axis.js';
-import {checkbox, el} from './dom.js';
-import {epochDomain, loadPanels, panelWidth, runPanels, viewSection, yDomainsOf} from './panels.js';
+import {fetchScalars} from '../api.js';
+import {createCanvas, drawLineChart, extent, formatNumber, mergeExtents, niceDomain} from '../lib/charts.js';
+import {STAT_COLORS, paletteColor} from '../lib/colors.js';
+import {atText, axisOf, byAxis} from '../lib/axis.js';
+import {checkbox, el} from '../lib/dom.js';
+import {epochDomain, loadPanels, panelWidth, runPanels, viewSection, yDomainsOf} from '../lib/panels.js';
 
 const LINES = [
   {stat: 'norm', label: 'norm', dash: []},
