@@ -25,22 +25,27 @@ Also: ``fit(epochs=1)`` ten times in a loop on the seed CNN, total time with
 the callback / with plain TensorBoard, alternating, in one process.
 
 Models: Keras ResNet50 (``weights=None``, 32x32x3 inputs, 10 classes, 23.6 M
-parameters) and a stack of Dense(4096) layers (about 300 M parameters) on
-small inputs, a few steps per epoch.
+parameters), a stack of Dense(4096) layers (about 300 M parameters) on
+small inputs, a few steps per epoch, and ``dense16m`` (Input 2048 -> 4 x
+Dense 2048, 16.8 M parameters, batch 32, 8 steps per epoch).
 
-Backends: ``--backend jax`` runs every process with ``KERAS_BACKEND=jax``
-(the fit loop too, in a process of its own). There the capture's state is
+Also per model: the train step's extra time (the steady epoch's, less its
+window end, against plain's) in ns per parameter per step, and the bytes
+the window-end kernel moves to the host per window.
+
+Backends: ``--backend jax`` (or ``torch``) runs every process with that
+``KERAS_BACKEND`` (the fit loop too, in a process of its own). There the capture's state is
 the accumulators pytree of `capture.jax.JaxTrainingCapture` (JAX arrays,
 counted by their bytes) instead of TensorFlow variables, and the epoch's
 XLA compile seconds are recorded as well: a compile in a steady epoch (a
 new signature of the train step) would otherwise read as window-end cost.
-The window's accumulated state (`window.SourceWindows.states`) is
-TensorFlow's on both backends. The figures of each backend go to their own
-file (bench/out/scale.json, bench/out/scale_jax.json); a run keeps the
-file's figures it did not measure again (`keep_earlier`).
+The window's accumulated state (`window.SourceWindows.states`) is each
+backend's own (`window.kernels`). The figures of each backend go to their
+own file (bench/out/scale.json, bench/out/scale_<backend>.json); a run
+keeps the file's figures it did not measure again (`keep_earlier`).
 
-Usage: python bench/scale.py [--backend tensorflow|jax]
-       [--models resnet50,dense300m] [--rounds N] [--fit-loop-rounds N]
+Usage: python bench/scale.py [--backend tensorflow|jax|torch]
+       [--models resnet50,dense300m,dense16m] [--rounds N] [--fit-loop-rounds N]
        [--out FILE]
 """
 
@@ -63,6 +68,7 @@ MODELS = {
     # name: (epochs, steps per epoch, batch)
     "resnet50": (4, 4, 32),
     "dense300m": (4, 3, 8),
+    "dense16m": (4, 8, 32),
 }
 
 
@@ -74,6 +80,13 @@ def build(name):
         model = keras.applications.ResNet50(
             weights=None, input_shape=(32, 32, 3), classes=10)
         shape, classes = (32, 32, 3), 10
+    elif name == "dense16m":
+        # Input 2048 -> 4 x Dense 2048 (16.8 M parameters)
+        layers = [keras.Input((2048,))]
+        layers += [keras.layers.Dense(2048, "relu") for _ in range(3)]
+        layers += [keras.layers.Dense(2048, "softmax")]
+        model = keras.Sequential(layers)
+        shape, classes = (2048,), 2048
     elif name == "dense300m":
         layers = [keras.Input((64,)), keras.layers.Dense(4096, "relu")]
         layers += [keras.layers.Dense(4096, "relu") for _ in range(17)]
@@ -115,7 +128,7 @@ def child(name, config, logdir):
             marks.append(time.perf_counter())
             compiled.append(overhead._COMPILE_SECONDS[0])
 
-    spent, saves, writes = [], [], []
+    spent, saves, writes, moved = [], [], [], []
     if config == "plain":
         callback = keras.callbacks.TensorBoard(logdir)
     else:
@@ -125,6 +138,7 @@ def child(name, config, logdir):
         # the write itself runs on the writer's thread, alongside the next
         # epoch's steps (and their time): `_save_state` only submits it
         writes = time_calls(callback._state_writer, "_write")
+        moved = count_host_bytes(callback)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0,
               shuffle=False, callbacks=[Clock(), callback])
@@ -150,6 +164,8 @@ def child(name, config, logdir):
         "state_save_seconds": saves,
         "state_write_seconds": writes,
         "state_file_bytes": state_file_bytes,
+        # bytes the window-end kernel moved to the host, per window
+        "host_bytes_per_window": moved,
     }))
 
 
@@ -168,6 +184,25 @@ def time_calls(callback, method):
     return spent
 
 
+def count_host_bytes(callback):
+    """The bytes the training source's window-end kernel moves to the host
+    in each window (its ``host_bytes``, counted at `to_host`)."""
+    moved = []
+    original = callback._training_record
+
+    def counted(*args):
+        before = 0
+        if "training" in callback._windows:
+            before = callback._windows["training"].kernel.host_bytes
+        record = original(*args)
+        moved.append(callback._windows["training"].kernel.host_bytes
+                     - before)
+        return record
+
+    callback._training_record = counted
+    return moved
+
+
 def callback_state_bytes(callback):
     """Bytes the callback holds: the capture's window sums and scalars (its
     TensorFlow variables, or on JAX its accumulators pytree) and the
@@ -180,6 +215,10 @@ def callback_state_bytes(callback):
 
         total = sum(int(a.nbytes) for a in jax.tree.leaves(
             hook.accumulators))
+    elif keras.backend.backend() == "torch":
+        total = sum(t.numel() * t.element_size()
+                    for value in hook._values.values()
+                    for t in (value if isinstance(value, list) else [value]))
     else:
         variables = hook.window_sums + [hook.window_scalars]
         total = sum(int(v.shape.num_elements()) * v.dtype.size
@@ -244,6 +283,13 @@ def measure_model(name, rounds, backend):
     writes = [p["gradients"].get("state_write_seconds") for p in pairs]
     state_write = (statistics.median(statistics.median(w) for w in writes)
                    if all(writes) else None)
+    epochs, steps, _ = MODELS[name]
+    # the train steps' extra time: the steady epoch's, less its window end
+    step_extra = statistics.median(
+        (statistics.median(p["gradients"]["epoch_seconds"][1:])
+         - statistics.median(p["gradients"]["epoch_end_seconds"][1:])
+         - statistics.median(p["plain"]["epoch_seconds"][1:])) / steps
+        for p in pairs)
     memory = statistics.median(p["gradients"]["peak_rss_bytes"]
                                - p["plain"]["peak_rss_bytes"] for p in pairs)
     compiles = {config: statistics.median(
@@ -255,6 +301,11 @@ def measure_model(name, rounds, backend):
         "epoch_end_ns_per_param": epoch_end / params * 1e9,
         "first_epoch_extra_seconds": first_extra,
         "steady_epoch_ratio": steady_ratio,
+        "step_extra_seconds": step_extra,
+        "step_ns_per_param": step_extra / params * 1e9,
+        "host_bytes_per_window": statistics.median(
+            statistics.median(p["gradients"]["host_bytes_per_window"])
+            for p in pairs),
         "state_save_seconds": state_save,
         "state_save_ns_per_param": state_save / params * 1e9,
         # the background write of each save (overlapping the next epoch)
@@ -362,7 +413,7 @@ def main():
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="tensorflow",
-                        choices=("tensorflow", "jax"),
+                        choices=("tensorflow", "jax", "torch"),
                         help="the Keras backend of every training process")
     parser.add_argument("--models", default="resnet50,dense300m")
     parser.add_argument("--rounds", type=int, default=2)
@@ -401,8 +452,10 @@ def main():
               f"{result['state_file_bytes_per_param']:.1f} bytes/param on "
               f"disk, written in the background in "
               f"{result['state_write_seconds'] * 1000:.0f} ms = "
-              f"{result['state_write_ns_per_param']:.2f} ns/param",
-              flush=True)
+              f"{result['state_write_ns_per_param']:.2f} ns/param; train "
+              f"step +{result['step_ns_per_param']:.2f} ns/param/step; "
+              f"{result['host_bytes_per_window']:.0f} bytes to the host per "
+              f"window ({result['params']} parameters)", flush=True)
         if args.backend == "jax":
             compiles = result["steady_compile_seconds"]
             print(f"  XLA compile seconds after the first epoch: plain "

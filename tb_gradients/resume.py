@@ -153,26 +153,44 @@ class StateWriter:
 
 
 def _write_array(archive, name, value):
-    """One ``.npy`` member; a tensor is copied to the host in chunks of at
-    most `CHUNK_BYTES`, so the host never holds a whole large variable."""
+    """One ``.npy`` member; a device array (TensorFlow, JAX or torch) is
+    copied to the host in chunks of at most `CHUNK_BYTES`, so the host never
+    holds a whole large variable."""
     with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-        dtype = getattr(value, "dtype", None)
-        shape = tuple(int(d) for d in getattr(value, "shape", ()))
-        small = not isinstance(value, (tf.Tensor, tf.Variable)) or (
-            int(np.prod(shape, dtype=np.int64)) * dtype.size <= CHUNK_BYTES)
-        if small:  # one read: the eager slicing costs more than it saves
+        if isinstance(value, np.ndarray) or np.isscalar(value):
             np.lib.format.write_array(member, np.asarray(value),
                                       allow_pickle=False)
             return
-        dtype = dtype.as_numpy_dtype
-        np.lib.format.write_array_header_2_0(member, {
-            "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-            "fortran_order": False, "shape": shape})
-        flat = tf.reshape(value, [-1])
+        flat = _flat(value)
+        shape = tuple(int(d) for d in value.shape)
+        dtype = _host(flat[:0]).dtype
         size = int(np.prod(shape, dtype=np.int64))
-        chunk = max(1, CHUNK_BYTES // np.dtype(dtype).itemsize)
+        chunk = max(1, CHUNK_BYTES // dtype.itemsize)
+        if size <= chunk:  # one read: the slicing costs more than it saves
+            np.lib.format.write_array(member, _host(flat).reshape(shape),
+                                      allow_pickle=False)
+            return
+        np.lib.format.write_array_header_2_0(member, {
+            "descr": np.lib.format.dtype_to_descr(dtype),
+            "fortran_order": False, "shape": shape})
         for start in range(0, size, chunk):
-            member.write(flat[start:start + chunk].numpy().tobytes())
+            member.write(_host(flat[start:start + chunk]).tobytes())
+
+
+def _flat(value):
+    """A device array's flat view (a reshape on the device)."""
+    if isinstance(value, (tf.Tensor, tf.Variable)):
+        return tf.reshape(value, [-1])
+    return value.reshape(-1)
+
+
+def _host(value):
+    """A host (numpy) copy of a TensorFlow, JAX or torch array."""
+    if hasattr(value, "detach"):  # torch
+        return value.detach().cpu().numpy()
+    if hasattr(value, "numpy"):  # TensorFlow
+        return value.numpy()
+    return np.asarray(value)
 
 
 def load(directory, epoch):

@@ -47,6 +47,12 @@ trained with the callback (``OUT/saving/with_callback.keras`` and
 without the callback (``OUT/saving/without_callback.*``);
 ``OUT/saving/arrays.npz`` holds the weights, optimizer variables and
 predictions of the trained, reloaded and callback-free models.
+
+Every backend also trains two models of the same variables' count and
+pooled grids, one `WIDE_FACTOR` times the other's parameters
+(`HOST_MODELS`), and writes to ``OUT/host_bytes.json`` the bytes the
+window-end kernel moved to the host in each window (its ``host_bytes``,
+counted at its one transfer point, `window.kernels.WindowKernel.to_host`).
 """
 
 import argparse
@@ -108,6 +114,14 @@ FINDINGS = {
     "accumulation": {("warning", "dead_units", "hidden/kernel")},
 }
 ZEROS = {"kernel_initializer": "zeros", "bias_initializer": "zeros"}
+# (inputs, hidden units) of the two models whose host transfers are
+# compared: Dense kernels (32, 64) and (64, 64) against (256, 512) and
+# (512, 64), biases (64,) against (512,): with `HOST_HEATMAP_CELLS` cells
+# every variable's pooled grid is the same (8 x 8 or 1 x 64), and the
+# wide model has 26 times the parameters.
+HOST_MODELS = {"narrow": (32, 64), "wide": (256, 512)}
+HOST_HEATMAP_CELLS = 64
+HOST_EPOCHS, HOST_STEPS_PER_EPOCH = 3, 2
 
 
 def dense(units, name, **kwargs):
@@ -416,6 +430,41 @@ def saving(out, trained, counts):
     np.savez(os.path.join(directory, "arrays.npz"), **arrays)
 
 
+def host_transfers(out):
+    """Trains the `HOST_MODELS`; writes each one's parameter count and the
+    host bytes of each window to ``OUT/host_bytes.json``."""
+    results = {}
+    for name, (inputs, units) in HOST_MODELS.items():
+        keras.utils.clear_session()
+        model = keras.Sequential([keras.Input((inputs,)),
+                                  dense(units, "hidden", activation="relu"),
+                                  dense(64, "out")])
+        seeded_weights(model, 31)
+        model.compile(keras.optimizers.SGD(0.01), "mse")
+        rng = np.random.default_rng(31)
+        x = rng.normal(size=(HOST_STEPS_PER_EPOCH * BATCH, inputs)).astype(
+            "float32")
+        y = rng.normal(size=(len(x), 64)).astype("float32")
+        callback = GradientTensorBoard(
+            os.path.join(out, "host", name), resume_state=False,
+            heatmap_cells=HOST_HEATMAP_CELLS)
+        moved = []
+
+        class Transfers(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                moved.append(callback._windows["training"].kernel.host_bytes)
+
+        model.fit(x, y, batch_size=BATCH, epochs=HOST_EPOCHS, verbose=0,
+                  shuffle=False, callbacks=[callback, Transfers()])
+        results[name] = {
+            "params": int(sum(np.prod(v.shape)
+                              for v in model.trainable_variables)),
+            "variables": len(model.trainable_variables),
+            "per_window": np.diff([0] + moved).tolist()}
+    with open(os.path.join(out, "host_bytes.json"), "w") as f:
+        json.dump(results, f, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
@@ -437,6 +486,7 @@ def main():
         keras.utils.clear_session()
         with counting_compiles(counts, name):
             train(args.out)
+    host_transfers(args.out)
     if args.saving:
         saving(args.out, trained, counts)
     if keras.backend.backend() == "jax":

@@ -602,6 +602,34 @@ def test_saving_is_unaffected_by_the_callback(trainings, tmp_path):
                 tmp_path / "without_callback" / "model.weights.h5"))
 
 
+# -- what reaches the host -----------------------------------------------------
+
+
+def host_bytes(trainings, backend):
+    with open(trainings[backend] / "host_bytes.json") as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_host_bytes_per_window_do_not_grow_with_the_parameters(trainings,
+                                                                backend):
+    moved = host_bytes(trainings, backend)
+    narrow, wide = moved["narrow"], moved["wide"]
+    assert wide["params"] >= 10 * narrow["params"]
+    assert wide["variables"] == narrow["variables"]
+    assert len(narrow["per_window"]) == training.HOST_EPOCHS
+    assert len(set(narrow["per_window"])) == 1, narrow["per_window"]
+    assert wide["per_window"] == narrow["per_window"]
+    # less than one byte per parameter of the wide model
+    assert narrow["per_window"][0] < wide["params"]
+
+
+def test_host_bytes_per_window_are_the_same_on_every_backend(trainings):
+    want = host_bytes(trainings, "tensorflow")
+    for backend in ("jax", "torch"):
+        assert host_bytes(trainings, backend) == want, backend
+
+
 # -- compilation --------------------------------------------------------------
 
 

@@ -19,10 +19,10 @@ Per step and variable it adds ``g`` to the window sum (stacked by shape as
 on TensorFlow, `window.layout.group_by_shape`), and one row per variable of
 ``(1, ‖g‖₁, ‖g‖₂²)`` to the window scalars. JAX computes in float32 here
 (x64 off), so the window scalars are Kahan-compensated; the host combines
-them in float64. At a window's end the window-end kernel reads
-the sums where they are (today TensorFlow's, zero-copy through DLPack,
-`window.kernels`), and `begin_window` starts new arrays, so the donated
-buffers are never the ones the kernel reads. The private Keras names this
+them in float64. At a window's end the JAX window-end kernel
+(`window.kernels.jax`) reads the sums where they are, and `begin_window`
+starts new arrays, so the donated buffers are never the ones the kernel
+reads. The private Keras names this
 relies on are listed, with why, in `compat.jax`.
 
 ``JaxProbeGradients`` and ``JaxTimestepGradients`` are the probe and the
@@ -38,14 +38,7 @@ from keras.src import backend as keras_backend
 from tb_gradients import distribution
 from tb_gradients.capture import base
 from tb_gradients.compat import jax as private
-
-
-def local_array(array):
-    """A replicated JAX array's copy on one of this process's devices (the
-    whole value: every device holds all of it)."""
-    if len(array.devices()) == 1:
-        return array
-    return array.addressable_data(0)
+from tb_gradients.window.kernels.jax import local_array
 
 
 def to_host(value):
@@ -135,8 +128,8 @@ class JaxTrainingCapture(base.OwnedAccumulatorCapture):
     # -- what the callback reads ---------------------------------------------
 
     def stacked_window_sums(self):
-        """The window sums as ``(count, size)`` TensorFlow tensors (views of
-        the JAX buffers; `begin_window` must follow before the next step)."""
+        """The window sums as ``(count, size)`` JAX arrays (`begin_window`
+        must follow before the next step, which donates them)."""
         return list(self.accumulators["sums"])
 
     @property
@@ -495,7 +488,7 @@ class JaxProbeGradients:
 
     def compute(self, variables):
         """Probe gradient of each of ``variables`` (the model's trainable
-        variables), as float32 TensorFlow tensors."""
+        variables), as float32 JAX arrays on one device of this process."""
         model = self._model
         if self._function is None:
             self._function = self._gradient_function()

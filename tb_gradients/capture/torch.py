@@ -10,10 +10,10 @@ the variables: ``Σg`` per variable (stacked by shape, as on the other
 backends, `window.layout.group_by_shape`) with one ``_foreach`` add, and
 ``‖g‖₁``, ``‖g‖₂`` and ``max |g|`` of every variable with three
 ``_foreach_norm`` calls. The window scalars are float64, as on
-TensorFlow. At a window's end the window-end kernel reads the sums where
-they are (today TensorFlow's, zero-copy through DLPack on the CPU,
-`window.kernels`); `begin_window` starts new tensors, so the kernel never
-reads a buffer the next step writes. The private Keras names this relies on
+TensorFlow. At a window's end the torch window-end kernel
+(`window.kernels.torch`) reads the sums where they are; `begin_window`
+starts new tensors, so the kernel never reads a buffer the next step
+writes. The private Keras names this relies on
 are listed, with why, in `compat.torch`.
 
 ``TorchProbeGradients`` and ``TorchTimestepGradients`` are the probe and

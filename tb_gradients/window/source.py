@@ -97,7 +97,7 @@ class SourceWindows:
     def state_arrays(self):
         """The accumulated state as ``(name, tensor)`` pairs (`resume`)."""
         for number, state in enumerate(self.states):
-            for name, array in state.arrays():
+            for name, array in self.kernel.saved_arrays(state):
                 yield f"{number}/{name}", array
 
     def load_state_arrays(self, arrays):
@@ -113,7 +113,7 @@ class SourceWindows:
         kept = [state.values() for state in self.states]
         try:
             for number, state in enumerate(self.states):
-                state.load_arrays({
+                self.kernel.load_state(state, {
                     name.split("/", 1)[1]: array
                     for name, array in arrays.items()
                     if name.split("/", 1)[0] == str(number)})
@@ -146,16 +146,17 @@ class SourceWindows:
           first_nonfinite: ``(variables,)`` first optimizer step with a
             non-finite applied gradient, negative for none (training).
         """
-        scalars = None
-        if window_scalars is not None and record:
-            scalars = window_scalars.numpy()
         outs = [self._group_end(group, state, gradients, record)
                 for group, state, gradients in zip(self.groups, self.states,
                                                    stacked)]
         if not record:
             return None
-        return self._host_record(outs, stacked, scalars, probe_batches,
-                                 first_nonfinite)
+        host = self.kernel.to_host({"groups": outs,
+                                    "weight_l2": self.kernel.weight_norms(
+                                        self.variables)})
+        scalars = None if window_scalars is None else window_scalars.numpy()
+        return self._host_record(host["groups"], host["weight_l2"], stacked,
+                                 scalars, probe_batches, first_nonfinite)
 
     def _group_end(self, group, state, gradients, record):
         gated = [(row, self.layouts[index]) for row, index in enumerate(group)
@@ -163,11 +164,7 @@ class SourceWindows:
         return self.kernel.group_end(state, self.layouts[group[0]], gradients,
                                      record, gated)
 
-    def weight_norms(self):
-        """``‖W‖₂`` of every variable now, float64 on the host."""
-        return self.kernel.weight_norms(self.variables)
-
-    def _host_record(self, outs, stacked, scalars, probe_batches,
+    def _host_record(self, outs, weight_l2, stacked, scalars, probe_batches,
                      first_nonfinite):
         count = len(self.variables)
         reductions = np.empty((count, len(statistics.REDUCTIONS)))
@@ -193,7 +190,7 @@ class SourceWindows:
                     (layout.gate_count,) + grid)
                     if layout.gate_cells else None, layout.gate_block)
         self._mask_non_finite(reductions, histograms, heatmaps, stacked)
-        extra = {"units": self._units, "weight_l2": self.weight_norms(),
+        extra = {"units": self._units, "weight_l2": weight_l2,
                  "first_nonfinite_step": first_nonfinite}
         if scalars is not None:
             per_variable = statistics.variable_statistics(
@@ -236,9 +233,9 @@ class SourceWindows:
             # G finite (only C was not): the main step counted ‖G‖₁
             finite_g = np.isfinite(
                 reductions[index, statistics.REDUCTIONS.index("l1")])
-            out = self.kernel.masked_end(self.states[number], layout,
-                                         stacked[number], row,
-                                         update_l1=not finite_g)
+            out = self.kernel.to_host(self.kernel.masked_end(
+                self.states[number], layout, stacked[number], row,
+                update_l1=not finite_g))
             masked = out["reductions"][0]
             if finite_g:
                 masked[l1] = reductions[index, l1]

@@ -58,62 +58,15 @@ REDUCTIONS = statistics.REDUCTIONS
 WINDOW_SCALARS = ("steps", "step_l1", "step_sq")
 
 
-class GroupState:
-    """The state carried from window to window for one group.
-
-    Plain tensors on the group's device, replaced by each window's step:
-    only the window end reads or writes them, so they need no variables
-    (and no read or assign operations per window).
-    """
-
-    FIELDS = ("accumulated", "compensation", "pooled_abs", "accumulated_l1")
-
-    def __init__(self, layout, count):
-        shape = (count, layout.size)
-        self.accumulated = tf.zeros(shape, tf.float32)
-        self.compensation = tf.zeros(shape, tf.bfloat16)
-        self.pooled_abs = tf.zeros((count, layout.cells), tf.float64)
-        self.accumulated_l1 = tf.zeros((count,), tf.float64)
-
-    def values(self):
-        return tuple(getattr(self, name) for name in self.FIELDS)
-
-    def replace(self, values):
-        for name, value in zip(self.FIELDS, values):
-            setattr(self, name, value)
-
-    @property
-    def nbytes(self):
-        return sum(int(v.shape.num_elements()) * v.dtype.size
-                   for v in self.values())
-
-    def arrays(self):
-        """``(field, tensor)`` pairs (bfloat16 as its uint16 bits, which
-        every numpy reads), for `resume` to write."""
-        for name, value in zip(self.FIELDS, self.values()):
-            if value.dtype == tf.bfloat16:
-                value = tf.bitcast(value, tf.uint16)
-            yield name, value
-
-    def load_arrays(self, arrays):
-        """Replaces the state with `arrays` output; raises ValueError when
-        a field is missing or its shape or dtype differs."""
-        values = []
-        for name, current in zip(self.FIELDS, self.values()):
-            array = arrays.get(name)
-            bits = tf.uint16 if current.dtype == tf.bfloat16 else current.dtype
-            if (array is None or tuple(array.shape) != tuple(current.shape)
-                    or array.dtype != bits.as_numpy_dtype):
-                raise ValueError(
-                    f"state field {name!r}: expected {bits.name} "
-                    f"{tuple(current.shape)}, found "
-                    f"{None if array is None else (array.dtype.name, array.shape)}")
-            with tf.device(current.device):
-                value = tf.constant(array)
-                if current.dtype == tf.bfloat16:
-                    value = tf.bitcast(value, tf.bfloat16)
-            values.append(value)
-        self.replace(values)
+def new_state(layout, count):
+    """Zero state arrays for ``count`` variables of ``layout`` (on the
+    current device)."""
+    shapes = kernels.state_shapes(layout, count)
+    return kernels.GroupState(
+        (tf.zeros(shapes["accumulated"], tf.float32),
+         tf.zeros(shapes["compensation"], tf.bfloat16),
+         tf.zeros(shapes["pooled_abs"], tf.float64),
+         tf.zeros(shapes["accumulated_l1"], tf.float64)), shapes)
 
 
 # -- pure pieces (tensors in, tensors out) -----------------------------------
@@ -496,7 +449,7 @@ def _flat_l2s(*flats):
 
 
 def weight_norms(variables):
-    """``‖W‖₂`` of each variable, float64 ``(variables,)`` on the host.
+    """``‖W‖₂`` of each variable, a float64 ``(variables,)`` tensor.
 
     Computed where each variable lives, `WEIGHT_NORMS_PER_CALL` per call
     of one compiled function (traced once per process; a short chunk is
@@ -521,8 +474,7 @@ def weight_norms(variables):
             norms.append(_traced(("flat_l2",), _flat_l2s)(*flats)[
                 :len(chunk)])
         position += len(chunk)
-    return np.concatenate([n.numpy() for n in norms]) if norms else (
-        np.zeros(0))
+    return tf.concat(norms, 0) if norms else tf.zeros([0], tf.float64)
 
 
 # -- arrays of every backend in TensorFlow -----------------------------------
@@ -585,19 +537,28 @@ def _device_of(variable):
     return device if isinstance(device, str) and device else None
 
 
-def _host(out):
-    """A step's outputs as host arrays (gate pairs as pairs)."""
-    return {name: tuple(v.numpy() for v in value)
-            if isinstance(value, tuple) else value.numpy()
-            for name, value in out.items()}
-
-
-class TensorFlowKernel(kernels.WindowKernel):
-    """`kernels.WindowKernel` in TensorFlow ops, for every backend's sums."""
+class Kernel(kernels.WindowKernel):
+    """`kernels.WindowKernel` in TensorFlow ops, where the variables are."""
 
     def new_state(self, layout, count, variable):
         with tf.device(_device_of(variable)):
-            return GroupState(layout, count)
+            return new_state(layout, count)
+
+    def saved_arrays(self, state):
+        for name, value in zip(state.FIELDS, state.values()):
+            if value.dtype == tf.bfloat16:
+                value = tf.bitcast(value, tf.uint16)
+            yield name, value
+
+    def load_state(self, state, arrays):
+        values = []
+        for current, array in zip(state.values(), state.checked(arrays)):
+            with tf.device(current.device):
+                value = tf.constant(array)
+                if current.dtype == tf.bfloat16:
+                    value = tf.bitcast(value, tf.bfloat16)
+            values.append(value)
+        state.replace(values)
 
     def stack(self, gradients):
         rows = [tf.reshape(tf.cast(as_tf(g), tf.float32), [1, -1])
@@ -614,15 +575,13 @@ class TensorFlowKernel(kernels.WindowKernel):
             state.replace(new_state)
             if not record:
                 return None
-            host = _host(out)
-            host["gates"] = {}
+            out = dict(out, gates={})
             for row, gate_layout in gated:
-                table, pooled = gate_step_function()(
+                out["gates"][row] = gate_step_function()(
                     tf.reshape(gradients[row], gate_layout.view),
                     tf.constant(gate_layout.gate_count, tf.int32),
                     gate_layout.gate_geometry)
-                host["gates"][row] = (table.numpy(), pooled.numpy())
-        return host
+        return out
 
     def masked_end(self, state, layout, gradients, row, update_l1):
         gradients = as_tf(gradients)
@@ -637,7 +596,10 @@ class TensorFlowKernel(kernels.WindowKernel):
             if update_l1:
                 state.accumulated_l1 = tf.tensor_scatter_nd_update(
                     state.accumulated_l1, [[row]], new_l1)
-        return _host(out)
+        return out
 
     def weight_norms(self, variables):
         return weight_norms([as_tf(plain_variable(v)) for v in variables])
+
+    def _fetch(self, arrays):
+        return [array.numpy() for array in arrays]

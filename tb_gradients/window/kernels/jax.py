@@ -1,0 +1,444 @@
+"""The window end in JAX ops: jitted functions over the accumulators, on
+the device that holds them.
+
+The same figures as `kernels.tensorflow` (docs/STATISTICS.md), computed
+without leaving JAX: the JAX capture's window sums are read where they
+are, the group's state (`kernels.GroupState`) stays on that device, and
+only the reductions, the pooled heatmap channels, the histogram counts
+and the gate tables reach the host, in one `to_host` per window.
+
+**Compiling.** Each function is jitted with the group's layout as static
+arguments (its view, pooling blocks, histogram buckets, heatmap encoding)
+and the stacked shape ``(count, size)``: it is compiled once per distinct
+group layout in the process and reused by every window, `fit` and model
+with that layout (a model of many equal blocks has few distinct layouts:
+its groups are stacked by shape, `window.layout.group_by_shape`).
+
+**Precision.** Keras runs JAX with 64-bit types off; the window end runs
+under ``jax.enable_x64`` (a thread-local setting) so that its sums and
+its small, exact variables are float64 as on TensorFlow. The full-size
+state stays float32 ``C`` with a bfloat16 Kahan compensation.
+
+**Pooling.** A variable's matrix view is padded to whole blocks (zeros:
+pooled values are non-negative) and reduced over the block axes of a
+``(count, grid_rows, block_rows, grid_cols, block_cols)`` reshape; XLA
+fuses the padding into the reduction.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tb_gradients.format import heatmap as heatmap_format
+from tb_gradients.window import kernels
+from tb_gradients.window import statistics
+
+REDUCTIONS = statistics.REDUCTIONS
+F64 = jnp.float64
+
+
+def _x64(function):
+    """Runs ``function`` with 64-bit types on (thread-local)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with jax.enable_x64(True):
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def local_array(array):
+    """One device's copy of a replicated array (the whole value), as the
+    chief's window end reads it; the array itself on one device."""
+    if len(array.devices()) == 1:
+        return array
+    return array.addressable_data(0)
+
+
+# -- pure pieces (arrays in, arrays out; traced inside the steps) -------------
+
+
+def kahan_add(total, compensation, value):
+    """``total + value`` with Kahan compensation (`kernels.tensorflow`'s
+    twin): returns the new float32 total and bfloat16 compensation."""
+    corrected = value - compensation.astype(jnp.float32)
+    new_total = total + corrected
+    lost = (new_total - total) - corrected
+    return new_total, lost.astype(jnp.bfloat16)
+
+
+def finite_compensation(total, compensation):
+    """Zero compensation where ``total`` is not finite."""
+    return jnp.where(jnp.isfinite(total), compensation,
+                     jnp.zeros_like(compensation))
+
+
+def grid_of(view, block):
+    return -(-view[0] // block[0]), -(-view[1] // block[1])
+
+
+def pool(values, view, block, reducer):
+    """Block reductions of each row's matrix view.
+
+    Args:
+      values: ``(count, rows * cols)`` non-negative values.
+      view: ``(rows, cols)``; block: ``(block_rows, block_cols)`` (static).
+      reducer: `jnp.sum` or `jnp.max`.
+
+    Returns:
+      ``(count, grid_rows * grid_cols)``; the last block of each axis may
+      be smaller (padded with zeros).
+    """
+    count = values.shape[0]
+    (rows, cols), (block_rows, block_cols) = view, block
+    grid_rows, grid_cols = grid_of(view, block)
+    x = values.reshape(count, rows, cols)
+    padding = (grid_rows * block_rows - rows, grid_cols * block_cols - cols)
+    if any(padding):
+        x = jnp.pad(x, ((0, 0), (0, padding[0]), (0, padding[1])))
+    x = x.reshape(count, grid_rows, block_rows, grid_cols, block_cols)
+    return reducer(x, axis=(2, 4)).reshape(count, grid_rows * grid_cols)
+
+
+def block_counts(view, block):
+    """Number of elements of each pooled block, float64 ``(1, cells)``
+    (a constant of the layout)."""
+    (rows, cols), (block_rows, block_cols) = view, block
+    per_row = np.bincount(np.arange(rows) // block_rows).astype(np.float64)
+    per_column = np.bincount(np.arange(cols) // block_cols).astype(
+        np.float64)
+    return (per_row[:, None] * per_column[None, :]).reshape(1, -1)
+
+
+def encode_log_uint8(values, scale, decades=heatmap_format.HEATMAP_DECADES):
+    """`kernels.tensorflow.encode_log_uint8` in JAX (float64)."""
+    values = values.astype(F64)
+    scale = scale.astype(F64)
+    levels = float(heatmap_format.HEATMAP_CODE_LEVELS)
+    usable = jnp.isfinite(scale) & (scale > 0)
+    ratio = values / jnp.where(usable, scale, 1.0)
+    position = (jnp.log(ratio) / math.log(10.0) + decades) / decades
+    position = jnp.round(position * (levels - 1)) + 1
+    visible = jnp.isfinite(position) & (position >= 1) & usable
+    codes = jnp.where(visible, jnp.clip(position, 1, levels), 0.0)
+    codes = jnp.where(jnp.isinf(values),
+                      float(heatmap_format.HEATMAP_CODE_INF), codes)
+    codes = jnp.where(jnp.isnan(values),
+                      float(heatmap_format.HEATMAP_CODE_NAN), codes)
+    return codes.astype(jnp.uint8)
+
+
+def histogram_counts(values, low, high, buckets, weights=None):
+    """Equal-width bucket counts of each row between its ``low`` and
+    ``high`` (a row's maximum in its last bucket, as `np.histogram`).
+
+    Args:
+      values: ``(rows, n)``; low, high: ``(rows,)``; buckets: static.
+      weights: ``(rows, n)`` 0/1 of the elements to count (all: None).
+
+    Returns:
+      int32 ``(rows, buckets)``.
+    """
+    rows = values.shape[0]
+    width = high - low
+    scale = jnp.where(width > 0, jnp.asarray(buckets, width.dtype) / width,
+                      0)
+    index = ((values - low[:, None]) * scale[:, None]).astype(jnp.int32)
+    index = jnp.clip(index, 0, buckets - 1)
+    index = index + (jnp.arange(rows, dtype=jnp.int32) * buckets)[:, None]
+    ones = (jnp.ones(values.shape, jnp.int32) if weights is None
+            else weights.astype(jnp.int32))
+    counts = jnp.zeros(rows * buckets, jnp.int32).at[index.reshape(-1)].add(
+        ones.reshape(-1))
+    return counts.reshape(rows, buckets)
+
+
+def squares(values):
+    """Row sums of squares, summed in float64."""
+    return jnp.sum(jnp.square(values), axis=-1, dtype=F64)
+
+
+def zero_units(g, units):
+    """Per row: output units (the last axis) whose gradient is exactly 0
+    in every element (NaN is not 0)."""
+    by_unit = g.reshape(g.shape[0], -1, units)
+    return jnp.sum(jnp.all(by_unit == 0, axis=1), axis=1, dtype=F64)
+
+
+def finite_max(values):
+    """Max of each row over its finite entries; -inf for none."""
+    return jnp.max(jnp.where(jnp.isfinite(values), values, -jnp.inf),
+                   axis=-1)
+
+
+def _dissolving_mean(pooled_abs, block_c, counts):
+    dissolving = pooled_abs - block_c
+    return jnp.where(dissolving < 0, 0.0, dissolving) / counts
+
+
+def _stack_columns(columns, names):
+    return jnp.stack([columns[name].astype(F64) for name in names], axis=1)
+
+
+def _channels(abs_g, block_abs, block_c, dissolving_mean, counts, columns,
+              view, block, encoding):
+    """The four heatmap channels ``(count, 4, cells)``, encoded."""
+    block_max = pool(abs_g, view, block, jnp.max).astype(F64)
+    # a block whose sum is NaN shows NaN in its max too
+    block_max = jnp.where(jnp.isnan(block_abs), block_abs, block_max)
+    channels = jnp.stack([block_abs / counts, block_max, block_c / counts,
+                          dissolving_mean], axis=1)
+    if encoding == "float32":
+        return channels.astype(jnp.float32)
+    scales = _stack_columns(columns, heatmap_format.HEATMAP_CHANNEL_SCALES)
+    return encode_log_uint8(channels, scales[:, :, None])
+
+
+# -- the compiled steps -------------------------------------------------------
+
+# A layout's static part: view, block, exact, heatmap, encoding, buckets.
+
+
+def spec_of(layout):
+    return (layout.view, layout.block, layout.exact, layout.heatmap,
+            layout.encoding, layout.buckets)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "record"))
+def group_step(gradient, accumulated, compensation, pooled_abs,
+               accumulated_l1, *, spec, record):
+    """Window end of one group of stacked variables of equal layout
+    (`kernels.tensorflow._group_step`'s twin, same arguments and outputs).
+
+    Returns:
+      ``(new state (4 arrays), outputs)``; outputs (with ``record``):
+      ``reductions`` float64 ``(count, len(REDUCTIONS))``, ``histogram``
+      int32 ``(count, buckets)``, ``heatmap`` ``(count, 4, cells)`` (with
+      the layout's heatmap).
+    """
+    view, block, exact, heatmap, encoding, buckets = spec
+    work = F64 if exact else jnp.float32
+    new_c, new_compensation = kahan_add(accumulated, compensation, gradient)
+    g = gradient.astype(work)
+    c = new_c
+    if exact:
+        c = new_c.astype(work) - new_compensation.astype(work)
+    count = g.shape[0]
+    abs_g = jnp.abs(g)
+    block_abs = pool(abs_g.astype(F64), view, block, jnp.sum)
+    l1 = jnp.sum(block_abs, axis=1)
+    new_l1 = accumulated_l1 + jnp.where(jnp.isfinite(l1), l1, 0.0)
+    new_pooled_abs = pooled_abs + block_abs
+    state = (new_c, new_compensation, new_pooled_abs, new_l1)
+    if not record:
+        return state, {}
+    counts = block_counts(view, block)
+    abs_c = jnp.abs(c)
+    block_c = pool(abs_c.astype(F64), view, block, jnp.sum)
+    dissolving_mean = _dissolving_mean(new_pooled_abs, block_c, counts)
+    index = jnp.argmax(abs_g, axis=1)
+    low = jnp.min(g, axis=1)
+    high = jnp.max(g, axis=1)
+    columns = {
+        "sum": jnp.sum(g, axis=1, dtype=F64), "l1": l1, "sq": squares(g),
+        "max_abs": jnp.take_along_axis(abs_g, index[:, None], axis=1)[:, 0],
+        "max_abs_index": index, "min": low, "max": high,
+        "accumulated_l1": jnp.sum(block_c, axis=1),
+        "accumulated_sq": squares(c),
+        "accumulated_max_abs": jnp.max(abs_c, axis=1),
+        "accumulated_abs_l1": new_l1,
+        "dissolving_max": finite_max(dissolving_mean),
+        "nan_count": jnp.zeros(count, F64),
+        "inf_count": jnp.zeros(count, F64),
+        "zero_units": zero_units(g, view[1]),
+    }
+    out = {"reductions": _stack_columns(columns, REDUCTIONS),
+           "histogram": histogram_counts(g, low, high, buckets) if buckets
+           else jnp.zeros((count, 0), jnp.int32)}
+    if heatmap:
+        out["heatmap"] = _channels(abs_g, block_abs, block_c,
+                                   dissolving_mean, counts, columns, view,
+                                   block, encoding)
+    return state, out
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def masked_step(gradient, accumulated, compensation, pooled_abs,
+                accumulated_l1, *, spec):
+    """One variable's reductions over its finite elements, after the main
+    step, for a variable whose ``G`` or ``C`` holds NaN or Inf
+    (`kernels.tensorflow._masked_step`'s twin).
+
+    Returns:
+      ``(new accumulated_l1, repaired compensation, outputs)``.
+    """
+    view, block, _, heatmap, encoding, buckets = spec
+    g = gradient.astype(F64)
+    c = accumulated.astype(F64) - compensation.astype(F64)
+    finite = jnp.isfinite(g)
+    zeroed = jnp.where(finite, g, 0.0)
+    abs_g = jnp.abs(zeroed)
+    raw_abs_c = jnp.abs(c)
+    abs_c = jnp.where(jnp.isfinite(raw_abs_c), raw_abs_c, 0.0)
+    l1 = jnp.sum(abs_g, axis=1)
+    new_l1 = accumulated_l1 + l1
+    low = jnp.min(jnp.where(finite, g, jnp.inf), axis=1)
+    high = jnp.max(jnp.where(finite, g, -jnp.inf), axis=1)
+    index = jnp.argmax(abs_g, axis=1)
+    counts = block_counts(view, block)
+    raw_abs_g = jnp.abs(g)
+    block_abs = pool(raw_abs_g, view, block, jnp.sum)
+    block_c = pool(raw_abs_c, view, block, jnp.sum)
+    dissolving_mean = _dissolving_mean(pooled_abs, block_c, counts)
+    columns = {
+        "sum": jnp.sum(zeroed, axis=1), "l1": l1, "sq": squares(zeroed),
+        "max_abs": jnp.take_along_axis(abs_g, index[:, None], axis=1)[:, 0],
+        "max_abs_index": index, "min": low, "max": high,
+        "accumulated_l1": jnp.sum(abs_c, axis=1),
+        "accumulated_sq": squares(abs_c),
+        "accumulated_max_abs": jnp.max(abs_c, axis=1),
+        "accumulated_abs_l1": new_l1,
+        "dissolving_max": finite_max(dissolving_mean),
+        "nan_count": jnp.sum(jnp.isnan(g), axis=1, dtype=F64),
+        "inf_count": jnp.sum(jnp.isinf(g), axis=1, dtype=F64),
+        "zero_units": zero_units(g, view[1]),
+    }
+    out = {"reductions": _stack_columns(columns, REDUCTIONS),
+           "histogram": histogram_counts(
+               jnp.where(finite, g, 0.0), low, high, buckets, finite)
+           if buckets else jnp.zeros((1, 0), jnp.int32)}
+    if heatmap:
+        out["heatmap"] = _channels(raw_abs_g, block_abs, block_c,
+                                   dissolving_mean, counts, columns, view,
+                                   block, encoding)
+    return new_l1, finite_compensation(accumulated, compensation), out
+
+
+@functools.partial(jax.jit, static_argnames=("view", "gate_count",
+                                             "gate_view", "gate_block"))
+def gate_step(gradient, *, view, gate_count, gate_view, gate_block):
+    """Per gate of a fused recurrent weight: ``(l2, mean|g|, max|g|)`` and
+    the pooled mean |g| of each gate's view (`kernels.tensorflow._gate_step`'s
+    twin).
+
+    Args:
+      gradient: the weight's flat gradient; ``view`` its ``(rows, gates *
+        units)`` matrix view.
+    """
+    rows = view[0]
+    gates = jnp.transpose(jnp.abs(gradient.astype(F64)).reshape(
+        rows, gate_count, -1), (1, 0, 2))
+    finite = jnp.where(jnp.isfinite(gates), gates, 0.0)
+    table = jnp.stack([jnp.sqrt(jnp.sum(jnp.square(finite), axis=(1, 2))),
+                       jnp.mean(finite, axis=(1, 2)),
+                       jnp.max(finite, axis=(1, 2))], axis=1)
+    pooled = pool(gates.reshape(gate_count, -1), gate_view, gate_block,
+                  jnp.sum)
+    heatmap = pooled / block_counts(gate_view, gate_block)
+    return table, heatmap.astype(jnp.float32)
+
+
+@jax.jit
+def weight_l2s(*values):
+    """``‖W‖₂`` of each array, float64, summed in float64 (one read)."""
+    return jnp.stack([jnp.sqrt(jnp.sum(jnp.square(v.astype(jnp.float32)),
+                                       dtype=F64)) for v in values])
+
+
+@jax.jit
+def _stack(*gradients):
+    return jnp.stack([g.reshape(-1).astype(jnp.float32) for g in gradients])
+
+
+def _value(variable):
+    """A Keras variable's JAX array (an array as it is)."""
+    return getattr(variable, "value", variable)
+
+
+class Kernel(kernels.WindowKernel):
+    """`kernels.WindowKernel` in jitted JAX functions (see the module
+    docstring)."""
+
+    @_x64
+    def new_state(self, layout, count, variable):
+        device = next(iter(local_array(_value(variable)).devices()))
+        shapes = kernels.state_shapes(layout, count)
+        dtypes = (jnp.float32, jnp.bfloat16, F64, F64)
+        return kernels.GroupState(
+            tuple(jnp.zeros(shapes[name], dtype, device=device)
+                  for name, dtype in zip(kernels.STATE_FIELDS, dtypes)),
+            shapes)
+
+    def saved_arrays(self, state):
+        for name, value in zip(state.FIELDS, state.values()):
+            if value.dtype == jnp.bfloat16:
+                value = jax.lax.bitcast_convert_type(value, jnp.uint16)
+            elif value.dtype == np.float64:
+                # small (per block or variable); a JAX op on it outside
+                # `enable_x64` would round it to float32
+                value = np.asarray(value)
+            yield name, value
+
+    @_x64
+    def load_state(self, state, arrays):
+        values = []
+        for current, array in zip(state.values(), state.checked(arrays)):
+            value = jax.device_put(array, next(iter(current.devices())))
+            if current.dtype == jnp.bfloat16:
+                value = jax.lax.bitcast_convert_type(value, jnp.bfloat16)
+            values.append(value)
+        state.replace(values)
+
+    def stack(self, gradients):
+        return _stack(*(local_array(g) for g in gradients))
+
+    @_x64
+    def group_end(self, state, layout, gradients, record, gated=()):
+        gradients = local_array(gradients)
+        new_state, out = group_step(gradients, *state.values(),
+                                    spec=spec_of(layout), record=record)
+        state.replace(new_state)
+        if not record:
+            return None
+        out["gates"] = {
+            row: gate_step(gradients[row], view=gate_layout.view,
+                           gate_count=gate_layout.gate_count,
+                           gate_view=gate_layout.gate_view,
+                           gate_block=gate_layout.gate_block)
+            for row, gate_layout in gated}
+        return out
+
+    @_x64
+    def masked_end(self, state, layout, gradients, row, update_l1):
+        gradients = local_array(gradients)
+        new_l1, compensation, out = masked_step(
+            gradients[row:row + 1],
+            *(value[row:row + 1] for value in state.values()),
+            spec=spec_of(layout))
+        state.compensation = state.compensation.at[row].set(compensation[0])
+        if update_l1:
+            state.accumulated_l1 = state.accumulated_l1.at[row].set(
+                new_l1[0])
+        return out
+
+    @_x64
+    def weight_norms(self, variables):
+        # one call per shape: compiled once per distinct (count, shape)
+        by_shape = {}
+        for index, variable in enumerate(variables):
+            by_shape.setdefault(tuple(variable.shape), []).append(index)
+        if not by_shape:
+            return jnp.zeros(0, F64)
+        order = [i for indices in by_shape.values() for i in indices]
+        norms = jnp.concatenate([
+            weight_l2s(*(local_array(_value(variables[i])) for i in indices))
+            for indices in by_shape.values()])
+        return norms[np.argsort(order)]
+
+    def _fetch(self, arrays):
+        # writable copies (a CPU array's host view is read-only)
+        return [np.array(array) for array in jax.device_get(arrays)]
