@@ -251,6 +251,10 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         if self._chief:
             self._prepare_recurrent(model)
             super().on_train_begin(logs)
+            if "training" in self._sources and not self._state_is_current():
+                variables, groups = self._source_variables("training")
+                window.prepare(variables, *self._window_settings(variables),
+                               groups=groups)
         self._fit_begun = False
 
     def _prepare_recurrent(self, model):
@@ -430,6 +434,9 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         process only starts its next window)."""
         if not self._chief:
             return
+        # the last state save reads the window state, which this window
+        # end replaces (on JAX, in place)
+        self._warn_state_error(self._state_writer.wait())
         records = []
         if "training" in self._sources:
             records.append(self._training_record(index))
@@ -572,19 +579,24 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         """
         state = self._windows.get(source)
         if state is None or state.key != tuple(id(v) for v in variables):
-            gate_counts = {}
-            by_id = {id(v): i for i, v in enumerate(variables)}
-            for _, kind, weights in self._gate_layers:
-                for _, _, variable in weights:
-                    if id(variable) in by_id:
-                        gate_counts[by_id[id(variable)]] = len(
-                            gates.GATES[kind])
             self._findings.forget(source)  # findings of other variables
             state = self._windows[source] = window.SourceWindows(
-                source, variables, self.heatmap_cells, self.heatmap_encoding,
-                self.histogram_buckets if self.histograms else 0,
-                gate_counts, groups=groups)
+                source, variables, *self._window_settings(variables),
+                groups=groups)
         return state
+
+    def _window_settings(self, variables):
+        """`SourceWindows`' arguments after the variables: heatmap cells,
+        encoding, histogram buckets, fused gates per variable index."""
+        gate_counts = {}
+        by_id = {id(v): i for i, v in enumerate(variables)}
+        for _, kind, weights in self._gate_layers:
+            for _, _, variable in weights:
+                if id(variable) in by_id:
+                    gate_counts[by_id[id(variable)]] = len(gates.GATES[kind])
+        return (self.heatmap_cells, self.heatmap_encoding,
+                self.histogram_buckets if self.histograms else 0,
+                gate_counts)
 
     def _training_record(self, index):
         windows = self._source_windows("training", self._capture.variables,

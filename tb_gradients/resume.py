@@ -114,12 +114,14 @@ class _WriteOnly:
 class StateWriter:
     """Writes state files on a background thread, one at a time.
 
-    The window-end state is made of immutable tensors (each window replaces
-    them), so a save can hold the epoch's tensors and write them while
-    training goes on: the epoch end does not wait for the device-to-host
-    copy and the disk. Mutable inputs (variables) must be read into tensors
-    before `submit`. `wait` (before the next save, and at the end of
-    training) joins the write and returns its error, if any.
+    The window-end state is replaced only by the next window end, so a
+    save can hold the epoch's arrays and write them while training goes
+    on: the epoch end does not wait for the device-to-host copy and the
+    disk. The next window end calls `wait` first (the JAX kernel reuses
+    the state's buffers for the new state). Mutable inputs (variables)
+    must be read into tensors before `submit`. `wait` (before the next
+    window end and save, and at the end of training) joins the write and
+    returns its error, if any.
     """
 
     def __init__(self):

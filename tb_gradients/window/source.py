@@ -19,6 +19,38 @@ from tb_gradients.window import layout as layouts
 from tb_gradients.window import statistics
 
 
+def variable_layouts(variables, heatmap_cells, heatmap_encoding,
+                     histogram_buckets, gate_counts=None):
+    """Each variable's `window.layout.VariableLayout` (arguments as
+    `SourceWindows`')."""
+    gate_counts = gate_counts or {}
+    pool_cells = heatmap_cells or layouts.DEFAULT_POOL_CELLS
+    result = []
+    for index, variable in enumerate(variables):
+        gates = gate_counts.get(index, 0)
+        result.append(layouts.VariableLayout(
+            variable.shape, pool_cells, bool(heatmap_cells),
+            heatmap_encoding, histogram_buckets, gate_count=gates,
+            gate_cells=max(1, heatmap_cells // gates)
+            if gates and heatmap_cells else 0))
+    return result
+
+
+def prepare(variables, heatmap_cells, heatmap_encoding, histogram_buckets,
+            gate_counts=None, groups=None):
+    """Starts the one-time work of the window ends of a `SourceWindows` of
+    these arguments before it exists (`WindowKernel.prepare`: on JAX, the
+    compilation of each group layout's step, overlapping the first
+    window's training), without creating any state."""
+    variables = list(variables)
+    found = variable_layouts(variables, heatmap_cells, heatmap_encoding,
+                             histogram_buckets, gate_counts)
+    groups = groups or layouts.group_by_shape([v.shape for v in variables])
+    kernels.for_backend(keras.backend.backend()).prepare(
+        [(found[group[0]], len(group), variables[group[0]])
+         for group in groups])
+
+
 class WindowRecord:
     """The host-side results of one window of one source.
 
@@ -63,16 +95,9 @@ class SourceWindows:
         self.source = source
         self.variables = list(variables)
         self.kernel = kernels.for_backend(keras.backend.backend())
-        gate_counts = gate_counts or {}
-        pool_cells = heatmap_cells or layouts.DEFAULT_POOL_CELLS
-        self.layouts = []
-        for index, variable in enumerate(self.variables):
-            gates = gate_counts.get(index, 0)
-            self.layouts.append(layouts.VariableLayout(
-                variable.shape, pool_cells, bool(heatmap_cells),
-                heatmap_encoding, histogram_buckets, gate_count=gates,
-                gate_cells=max(1, heatmap_cells // gates)
-                if gates and heatmap_cells else 0))
+        self.layouts = variable_layouts(self.variables, heatmap_cells,
+                                        heatmap_encoding, histogram_buckets,
+                                        gate_counts)
         self.groups = groups or layouts.group_by_shape(
             [v.shape for v in self.variables])
         self.states = [self.kernel.new_state(self.layouts[group[0]],

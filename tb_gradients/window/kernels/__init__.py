@@ -102,6 +102,17 @@ class WindowKernel(abc.ABC):
         """A zero `GroupState` for ``count`` variables of ``layout``, on
         the device of ``variable`` (the group's first)."""
 
+    def prepare(self, groups):
+        """Starts the one-time work of a window end for these groups (the
+        JAX kernel compiles each layout, in the background, while the first
+        window trains); the others have none.
+
+        Args:
+          groups: ``(layout, count, variable)`` of each group (``variable``:
+            its first).
+        """
+        del groups
+
     @abc.abstractmethod
     def saved_arrays(self, state):
         """``(field, array)`` pairs of a state in `SAVED_DTYPES` (device

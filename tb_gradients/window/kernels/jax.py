@@ -14,10 +14,18 @@ group layout in the process and reused by every window, `fit` and model
 with that layout (a model of many equal blocks has few distinct layouts:
 its groups are stacked by shape, `window.layout.group_by_shape`).
 
+`Kernel.prepare` compiles every layout of a model in a background thread
+as soon as training begins: the compilation overlaps the first window's
+steps (on an accelerator the host is otherwise idle), and the first window
+end finds its steps compiled.
+
 **Precision.** Keras runs JAX with 64-bit types off; the window end runs
 under ``jax.enable_x64`` (a thread-local setting) so that its sums and
 its small, exact variables are float64 as on TensorFlow. The full-size
-state stays float32 ``C`` with a bfloat16 Kahan compensation.
+state stays float32 ``C`` with a bfloat16 Kahan compensation, kept as its
+uint16 bits (the saved form): XLA:CPU converts to and from bfloat16 one
+element at a time, the integer rounding here is vectorised (half the
+window end's time on the dense stack of bench/scale.py).
 
 **Pooling.** A variable's matrix view is padded to whole blocks (zeros:
 pooled values are non-negative) and reduced over the block axes of a
@@ -27,6 +35,7 @@ fuses the padding into the reduction.
 
 import functools
 import math
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -62,13 +71,28 @@ def local_array(array):
 # -- pure pieces (arrays in, arrays out; traced inside the steps) -------------
 
 
+def bfloat16_bits(values):
+    """float32 rounded to bfloat16 (to nearest, ties to even), as its
+    uint16 bits; NaN stays NaN."""
+    bits = jax.lax.bitcast_convert_type(values, jnp.uint32)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return jnp.where(jnp.isnan(values), 0x7FC0, rounded).astype(jnp.uint16)
+
+
+def from_bfloat16_bits(bits):
+    """float32 of bfloat16 uint16 bits (exact)."""
+    return jax.lax.bitcast_convert_type(bits.astype(jnp.uint32) << 16,
+                                        jnp.float32)
+
+
 def kahan_add(total, compensation, value):
     """``total + value`` with Kahan compensation (`kernels.tensorflow`'s
-    twin): returns the new float32 total and bfloat16 compensation."""
-    corrected = value - compensation.astype(jnp.float32)
+    twin): returns the new float32 total and the bfloat16 compensation's
+    bits."""
+    corrected = value - from_bfloat16_bits(compensation)
     new_total = total + corrected
     lost = (new_total - total) - corrected
-    return new_total, lost.astype(jnp.bfloat16)
+    return new_total, bfloat16_bits(lost)
 
 
 def finite_compensation(total, compensation):
@@ -157,6 +181,15 @@ def histogram_counts(values, low, high, buckets, weights=None):
     return counts.reshape(rows, buckets)
 
 
+def first_index(values, maxima):
+    """Per row, the first position holding the row's maximum (`jnp.argmax`
+    without its two-valued reduction, slow on XLA:CPU). A row whose maximum
+    is NaN gets its size (such rows are reduced again, masked)."""
+    positions = jax.lax.broadcasted_iota(jnp.int32, values.shape, 1)
+    return jnp.min(jnp.where(values == maxima[:, None], positions,
+                             values.shape[1]), axis=1)
+
+
 def squares(values):
     """Row sums of squares, summed in float64."""
     return jnp.sum(jnp.square(values), axis=-1, dtype=F64)
@@ -208,11 +241,14 @@ def spec_of(layout):
             layout.encoding, layout.buckets)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "record"))
+@functools.partial(jax.jit, static_argnames=("spec", "record"),
+                   donate_argnames=("accumulated", "compensation"))
 def group_step(gradient, accumulated, compensation, pooled_abs,
                accumulated_l1, *, spec, record):
     """Window end of one group of stacked variables of equal layout
     (`kernels.tensorflow._group_step`'s twin, same arguments and outputs).
+    ``C`` and its compensation are donated: the new ones take their
+    buffers, so a window end holds no second copy of the state.
 
     Returns:
       ``(new state (4 arrays), outputs)``; outputs (with ``record``):
@@ -226,10 +262,13 @@ def group_step(gradient, accumulated, compensation, pooled_abs,
     g = gradient.astype(work)
     c = new_c
     if exact:
-        c = new_c.astype(work) - new_compensation.astype(work)
+        c = new_c.astype(work) - from_bfloat16_bits(new_compensation).astype(
+            work)
     count = g.shape[0]
     abs_g = jnp.abs(g)
-    block_abs = pool(abs_g.astype(F64), view, block, jnp.sum)
+    # block sums in the working precision (at most a few hundred elements
+    # each), summed on in float64
+    block_abs = pool(abs_g, view, block, jnp.sum).astype(F64)
     l1 = jnp.sum(block_abs, axis=1)
     new_l1 = accumulated_l1 + jnp.where(jnp.isfinite(l1), l1, 0.0)
     new_pooled_abs = pooled_abs + block_abs
@@ -238,14 +277,15 @@ def group_step(gradient, accumulated, compensation, pooled_abs,
         return state, {}
     counts = block_counts(view, block)
     abs_c = jnp.abs(c)
-    block_c = pool(abs_c.astype(F64), view, block, jnp.sum)
+    block_c = pool(abs_c, view, block, jnp.sum).astype(F64)
     dissolving_mean = _dissolving_mean(new_pooled_abs, block_c, counts)
-    index = jnp.argmax(abs_g, axis=1)
+    max_abs = jnp.max(abs_g, axis=1)
+    index = first_index(abs_g, max_abs)
     low = jnp.min(g, axis=1)
     high = jnp.max(g, axis=1)
     columns = {
         "sum": jnp.sum(g, axis=1, dtype=F64), "l1": l1, "sq": squares(g),
-        "max_abs": jnp.take_along_axis(abs_g, index[:, None], axis=1)[:, 0],
+        "max_abs": max_abs,
         "max_abs_index": index, "min": low, "max": high,
         "accumulated_l1": jnp.sum(block_c, axis=1),
         "accumulated_sq": squares(c),
@@ -278,7 +318,7 @@ def masked_step(gradient, accumulated, compensation, pooled_abs,
     """
     view, block, _, heatmap, encoding, buckets = spec
     g = gradient.astype(F64)
-    c = accumulated.astype(F64) - compensation.astype(F64)
+    c = accumulated.astype(F64) - from_bfloat16_bits(compensation).astype(F64)
     finite = jnp.isfinite(g)
     zeroed = jnp.where(finite, g, 0.0)
     abs_g = jnp.abs(zeroed)
@@ -367,19 +407,45 @@ class Kernel(kernels.WindowKernel):
     def new_state(self, layout, count, variable):
         device = next(iter(local_array(_value(variable)).devices()))
         shapes = kernels.state_shapes(layout, count)
-        dtypes = (jnp.float32, jnp.bfloat16, F64, F64)
+        dtypes = (jnp.float32, jnp.uint16, F64, F64)
         return kernels.GroupState(
             tuple(jnp.zeros(shapes[name], dtype, device=device)
                   for name, dtype in zip(kernels.STATE_FIELDS, dtypes)),
             shapes)
 
+    def prepare(self, groups):
+        thread = threading.Thread(target=self._compile, args=(list(groups),),
+                                  name="tb_gradients-compile", daemon=True)
+        thread.start()
+        return thread
+
+    @_x64
+    def _compile(self, groups):
+        """Runs each distinct layout's step once on zeros shaped and placed
+        as a window's arrays: jit's cache then holds the compiled step."""
+        done = set()
+        for layout, count, variable in groups:
+            key = (spec_of(layout), count, layout.size)
+            if key in done:
+                continue
+            done.add(key)
+            state = self.new_state(layout, count, variable)
+            gradient = jnp.zeros((count, layout.size), jnp.float32)
+            if len(_value(variable).devices()) > 1:  # `local_array`'s
+                gradient = jax.device_put(gradient,
+                                          next(iter(state.accumulated.devices())))
+            jax.block_until_ready(group_step(
+                gradient, *state.values(), spec=key[0], record=True))
+
     def saved_arrays(self, state):
+        """The state's arrays; on the CPU as zero-copy numpy views of the
+        buffers, which stay valid until the next window end donates them
+        (`resume.StateWriter.wait` comes first)."""
         for name, value in zip(state.FIELDS, state.values()):
-            if value.dtype == jnp.bfloat16:
-                value = jax.lax.bitcast_convert_type(value, jnp.uint16)
-            elif value.dtype == np.float64:
-                # small (per block or variable); a JAX op on it outside
-                # `enable_x64` would round it to float32
+            on_cpu = all(d.platform == "cpu" for d in value.devices())
+            if on_cpu or value.dtype == np.float64:
+                # small float64 (per block or variable) as well: a JAX op
+                # on it outside `enable_x64` would round it to float32
                 value = np.asarray(value)
             yield name, value
 
@@ -387,10 +453,8 @@ class Kernel(kernels.WindowKernel):
     def load_state(self, state, arrays):
         values = []
         for current, array in zip(state.values(), state.checked(arrays)):
-            value = jax.device_put(array, next(iter(current.devices())))
-            if current.dtype == jnp.bfloat16:
-                value = jax.lax.bitcast_convert_type(value, jnp.bfloat16)
-            values.append(value)
+            values.append(jax.device_put(array,
+                                         next(iter(current.devices()))))
         state.replace(values)
 
     def stack(self, gradients):
