@@ -188,3 +188,36 @@ def test_weight_norms_and_one_transfer(backend):
         norms, [np.linalg.norm(w.astype(np.float64)) for w in weights],
         rtol=1e-6)
     assert kernel.host_bytes == 4 * 8
+
+
+def test_a_sources_groups_together_equal_the_tensorflow_kernel():
+    """`window_end` over a model's groups: exact ones (which the JAX kernel
+    reduces in one call), pooled ones and a gated one, two windows."""
+    specs = [((4, 6), 2, 0), ((6,), 3, 0), ((), 1, 0), ((300, 200), 1, 0),
+             ((5, 8), 1, 4), ((7,), 1, 0)]
+    group_layouts = [layouts.VariableLayout(
+        shape, 64, True, "uint8", 9, gate_count=gates,
+        gate_cells=16 if gates else 0) for shape, _, gates in specs]
+    gated = [[(0, layout)] if layout.gate_count else []
+             for layout in group_layouts]
+    rng = np.random.default_rng(9)
+    windows_ = [[(rng.normal(size=(count, layout.size)) * scale).astype(
+        np.float32) for (_, count, _), layout in zip(specs, group_layouts)]
+        for scale in (1.0, 3.0)]
+    results = {}
+    for backend, (kernel_class, convert) in dict(
+            KERNELS, tensorflow=(tf_kernel.Kernel, tf.constant)).items():
+        kernel = kernel_class()
+        states = [kernel.new_state(layout, count,
+                                   convert(np.zeros(1, np.float32)))
+                  for (_, count, _), layout in zip(specs, group_layouts)]
+        results[backend] = [kernel.to_host(kernel.window_end(
+            states, group_layouts, [convert(g) for g in window], True,
+            gated)) for window in windows_]
+    for backend in KERNELS:
+        for window, (got, want) in enumerate(zip(results[backend],
+                                                 results["tensorflow"])):
+            for number, layout in enumerate(group_layouts):
+                assert_same_outputs(got[number], want[number], layout,
+                                    f"{backend} window {window} group "
+                                    f"{number}")

@@ -38,6 +38,7 @@ from keras.src import backend as keras_backend
 from tb_gradients import distribution
 from tb_gradients.capture import base
 from tb_gradients.compat import jax as private
+from tb_gradients.window.kernels.jax import filled
 from tb_gradients.window.kernels.jax import local_array
 
 
@@ -79,7 +80,7 @@ def _filled(shape, dtype, value, sharding):
     host array of its size); uncommitted without a distribution, as
     `_placed`."""
     if keras.distribution.distribution() is None:
-        return jnp.full(shape, value, dtype=dtype)
+        return filled(shape, dtype, value)
     return jnp.full(shape, value, dtype=dtype, device=sharding)
 
 

@@ -48,7 +48,7 @@ def prepare(variables, heatmap_cells, heatmap_encoding, histogram_buckets,
     groups = groups or layouts.group_by_shape([v.shape for v in variables])
     kernels.for_backend(keras.backend.backend()).prepare(
         [(found[group[0]], len(group), variables[group[0]])
-         for group in groups])
+         for group in groups], variables)
 
 
 class WindowRecord:
@@ -171,9 +171,11 @@ class SourceWindows:
           first_nonfinite: ``(variables,)`` first optimizer step with a
             non-finite applied gradient, negative for none (training).
         """
-        outs = [self._group_end(group, state, gradients, record)
-                for group, state, gradients in zip(self.groups, self.states,
-                                                   stacked)]
+        outs = self.kernel.window_end(
+            self.states, [self.layouts[group[0]] for group in self.groups],
+            stacked, record,
+            [[(row, self.layouts[index]) for row, index in enumerate(group)
+              if self.layouts[index].gate_count] for group in self.groups])
         if not record:
             return None
         host = self.kernel.to_host({"groups": outs,
@@ -182,12 +184,6 @@ class SourceWindows:
         scalars = None if window_scalars is None else window_scalars.numpy()
         return self._host_record(host["groups"], host["weight_l2"], stacked,
                                  scalars, probe_batches, first_nonfinite)
-
-    def _group_end(self, group, state, gradients, record):
-        gated = [(row, self.layouts[index]) for row, index in enumerate(group)
-                 if self.layouts[index].gate_count]
-        return self.kernel.group_end(state, self.layouts[group[0]], gradients,
-                                     record, gated)
 
     def _host_record(self, outs, weight_l2, stacked, scalars, probe_batches,
                      first_nonfinite):

@@ -102,7 +102,7 @@ class WindowKernel(abc.ABC):
         """A zero `GroupState` for ``count`` variables of ``layout``, on
         the device of ``variable`` (the group's first)."""
 
-    def prepare(self, groups):
+    def prepare(self, groups, variables):
         """Starts the one-time work of a window end for these groups (the
         JAX kernel compiles each layout, in the background, while the first
         window trains); the others have none.
@@ -110,8 +110,9 @@ class WindowKernel(abc.ABC):
         Args:
           groups: ``(layout, count, variable)`` of each group (``variable``:
             its first).
+          variables: every variable of the source (the weights' norms).
         """
-        del groups
+        del groups, variables
 
     @abc.abstractmethod
     def saved_arrays(self, state):
@@ -145,6 +146,24 @@ class WindowKernel(abc.ABC):
           float64, ``histogram`` counts, ``heatmap`` (when
           ``layout.heatmap``), and ``gates`` ``{row: (table, pooled)}``.
         """
+
+    def window_end(self, states, group_layouts, stacked, record, gated):
+        """`group_end` of every group of a source; a kernel may batch
+        groups into fewer calls (the JAX kernel reduces all its exact
+        groups in one).
+
+        Args:
+          states, group_layouts, stacked: per group, its state, layout and
+            ``(count, size)`` window gradients.
+          record: as `group_end`'s.
+          gated: per group, its ``(row, layout)`` fused recurrent weights.
+
+        Returns:
+          per group, `group_end`'s outputs (None when not ``record``).
+        """
+        return [self.group_end(state, layout, gradients, record, rows)
+                for state, layout, gradients, rows in zip(
+                    states, group_layouts, stacked, gated)]
 
     @abc.abstractmethod
     def masked_end(self, state, layout, gradients, row, update_l1):

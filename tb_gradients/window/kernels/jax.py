@@ -68,6 +68,19 @@ def local_array(array):
     return array.addressable_data(0)
 
 
+def filled(shape, dtype, value=0, device=None):
+    """A new array of ``value`` on ``device`` (committed), or uncommitted
+    on the default device, without compiling a fill for each new shape:
+    XLA:CPU compiles ``jnp.full`` anew per shape (about 30 ms each, seconds
+    for a model's state); on a CPU the array is placed from numpy, on an
+    accelerator filled there (no host array of its size)."""
+    target = device or jax.devices()[0]
+    if target.platform != "cpu":
+        return jnp.full(shape, value, dtype=dtype, device=device)
+    host = np.full(shape, value, dtype=dtype)
+    return jax.device_put(host, device)  # no device: uncommitted
+
+
 # -- pure pieces (arrays in, arrays out; traced inside the steps) -------------
 
 
@@ -306,6 +319,159 @@ def group_step(gradient, accumulated, compensation, pooled_abs,
     return state, out
 
 
+class ExactLayout:
+    """The static description of a source's exact groups, reduced
+    together by `exact_step`: their concatenation's segments (each
+    element's variable, its position in it, its output unit), as numpy
+    constants of the program.
+
+    Args:
+      specs: per exact group ``(count, view, heatmap, encoding, buckets)``.
+    """
+
+    def __init__(self, specs):
+        self.specs = tuple(specs)
+        self.counts = [count for count, *_ in self.specs]
+        self.sizes = [view[0] * view[1] for _, view, *_ in self.specs]
+        self.variables = sum(self.counts)
+        self.buckets = self.specs[0][4]
+        self.heatmap, self.encoding = self.specs[0][2], self.specs[0][3]
+        segment, position, unit, unit_variable = [], [], [], []
+        variable = units = 0
+        for count, view, *_ in self.specs:
+            size = view[0] * view[1]
+            for _ in range(count):
+                segment.append(np.full(size, variable, np.int32))
+                position.append(np.arange(size, dtype=np.int32))
+                unit.append(units + np.arange(size, dtype=np.int32) % view[1])
+                unit_variable.append(np.full(view[1], variable, np.int32))
+                variable += 1
+                units += view[1]
+        self.segment = np.concatenate(segment)
+        self.position = np.concatenate(position)
+        self.unit = np.concatenate(unit)
+        self.unit_variable = np.concatenate(unit_variable)
+        self.units = units
+
+    def __hash__(self):
+        return hash(self.specs)
+
+    def __eq__(self, other):
+        return isinstance(other, ExactLayout) and other.specs == self.specs
+
+
+def _segments(function, values, layout, count=None):
+    return function(values, layout.segment, count or layout.variables,
+                    indices_are_sorted=True)
+
+
+@functools.partial(jax.jit, static_argnames=("layout", "record"),
+                   donate_argnames=("accumulated", "compensation"))
+def exact_step(gradients, accumulated, compensation, pooled_abs,
+               accumulated_l1, *, layout, record):
+    """The window end of every exact group of a source in one call.
+
+    Exact groups (variables of at most the heatmap's cells: biases,
+    normalisation scales, small kernels) are not pooled, so their figures
+    are segment reductions over the concatenation of all of them, in
+    float64: one program per model whatever its number of such layouts
+    (`group_step` would compile one per layout). The same outputs as
+    `group_step` per group.
+
+    Args:
+      gradients, accumulated, compensation, pooled_abs, accumulated_l1:
+        tuples, one per exact group, as `group_step`'s arguments.
+      layout: the groups' `ExactLayout`.
+
+    Returns:
+      ``(new states (a tuple of 4-tuples), outputs (a tuple of dicts))``.
+    """
+    def flat(arrays):
+        return jnp.concatenate([a.reshape(-1) for a in arrays])
+
+    def split(values, sizes, shapes):
+        parts, start = [], 0
+        for size, shape in zip(sizes, shapes):
+            parts.append(values[start:start + size].reshape(shape))
+            start += size
+        return parts
+
+    new_c, new_compensation = kahan_add(flat(accumulated), flat(compensation),
+                                        flat(gradients))
+    g = flat(gradients).astype(F64)
+    c = new_c.astype(F64) - from_bfloat16_bits(new_compensation).astype(F64)
+    abs_g = jnp.abs(g)
+    l1 = _segments(jax.ops.segment_sum, abs_g, layout)
+    new_l1 = flat(accumulated_l1) + jnp.where(jnp.isfinite(l1), l1, 0.0)
+    new_pooled_abs = flat(pooled_abs) + abs_g
+    element_sizes = [n * size for n, size in zip(layout.counts, layout.sizes)]
+    shapes = [(n, size) for n, size in zip(layout.counts, layout.sizes)]
+    states = tuple(zip(split(new_c, element_sizes, shapes),
+                       split(new_compensation, element_sizes, shapes),
+                       split(new_pooled_abs, element_sizes, shapes),
+                       split(new_l1, layout.counts, layout.counts)))
+    if not record:
+        return states, tuple({} for _ in layout.specs)
+    abs_c = jnp.abs(c)
+    dissolving = new_pooled_abs - abs_c
+    dissolving = jnp.where(dissolving < 0, 0.0, dissolving)
+    maxima = _segments(jax.ops.segment_max, abs_g, layout)
+    index = _segments(jax.ops.segment_min, jnp.where(
+        abs_g == maxima[layout.segment], layout.position,
+        np.iinfo(np.int32).max), layout)
+    low = _segments(jax.ops.segment_min, g, layout)
+    high = _segments(jax.ops.segment_max, g, layout)
+    unit_max = jax.ops.segment_max(abs_g, layout.unit, layout.units,
+                                   indices_are_sorted=False)
+    columns = {
+        "sum": _segments(jax.ops.segment_sum, g, layout), "l1": l1,
+        "sq": _segments(jax.ops.segment_sum, jnp.square(g), layout),
+        "max_abs": maxima, "max_abs_index": index, "min": low, "max": high,
+        "accumulated_l1": _segments(jax.ops.segment_sum, abs_c, layout),
+        "accumulated_sq": _segments(jax.ops.segment_sum, jnp.square(c),
+                                    layout),
+        "accumulated_max_abs": _segments(jax.ops.segment_max, abs_c, layout),
+        "accumulated_abs_l1": new_l1,
+        "dissolving_max": _segments(jax.ops.segment_max, jnp.where(
+            jnp.isfinite(dissolving), dissolving, -jnp.inf), layout),
+        "nan_count": jnp.zeros(layout.variables, F64),
+        "inf_count": jnp.zeros(layout.variables, F64),
+        "zero_units": jax.ops.segment_sum(
+            (unit_max == 0).astype(F64), layout.unit_variable,
+            layout.variables, indices_are_sorted=True),
+    }
+    reductions = split(_stack_columns(columns, REDUCTIONS), layout.counts,
+                       [(n, len(REDUCTIONS)) for n in layout.counts])
+    buckets = layout.buckets
+    if buckets:
+        width = high - low
+        scale = jnp.where(width > 0, buckets / width, 0.0)
+        bucket = jnp.clip(((g - low[layout.segment])
+                           * scale[layout.segment]).astype(jnp.int32), 0,
+                          buckets - 1) + layout.segment * buckets
+        counts = jnp.zeros(layout.variables * buckets, jnp.int32).at[
+            bucket].add(1).reshape(layout.variables, buckets)
+    else:
+        counts = jnp.zeros((layout.variables, 0), jnp.int32)
+    histograms = split(counts, layout.counts,
+                       [(n, buckets) for n in layout.counts])
+    outs = [{"reductions": r, "histogram": h}
+            for r, h in zip(reductions, histograms)]
+    if layout.heatmap:
+        channels = jnp.stack([abs_g, abs_g, abs_c, dissolving], axis=1)
+        if layout.encoding == "float32":
+            channels = channels.astype(jnp.float32)
+        else:
+            scales = _stack_columns(
+                columns, heatmap_format.HEATMAP_CHANNEL_SCALES)
+            channels = encode_log_uint8(channels, scales[layout.segment])
+        for out, part, (n, size) in zip(outs, split(
+                channels, element_sizes,
+                [(n, size, 4) for n, size in shapes]), shapes):
+            out["heatmap"] = jnp.transpose(part, (0, 2, 1))
+    return states, tuple(outs)
+
+
 @functools.partial(jax.jit, static_argnames=("spec",))
 def masked_step(gradient, accumulated, compensation, pooled_abs,
                 accumulated_l1, *, spec):
@@ -382,11 +548,32 @@ def gate_step(gradient, *, view, gate_count, gate_view, gate_block):
     return table, heatmap.astype(jnp.float32)
 
 
+# Variables of at most this many elements have their norms summed as
+# segments of one concatenation (one reduction for all of them).
+SMALL_WEIGHTS = 1 << 16
+
+
 @jax.jit
 def weight_l2s(*values):
-    """``‖W‖₂`` of each array, float64, summed in float64 (one read)."""
-    return jnp.stack([jnp.sqrt(jnp.sum(jnp.square(v.astype(jnp.float32)),
-                                       dtype=F64)) for v in values])
+    """``‖W‖₂`` of each array, float64, its squares summed in float64 (one
+    read): the small arrays together as segments of their concatenation,
+    each large one alone. One program per model (its shapes)."""
+    small = [n for n, v in enumerate(values) if v.size <= SMALL_WEIGHTS]
+    squares_ = [None] * len(values)
+    if small:
+        segment = np.concatenate([np.full(values[n].size, i, np.int32)
+                                  for i, n in enumerate(small)])
+        flat = jnp.concatenate([values[n].reshape(-1).astype(F64)
+                                for n in small])
+        sums = jax.ops.segment_sum(jnp.square(flat), segment, len(small),
+                                   indices_are_sorted=True)
+        for i, n in enumerate(small):
+            squares_[n] = sums[i]
+    for n, v in enumerate(values):
+        if squares_[n] is None:
+            squares_[n] = jnp.sum(jnp.square(v.astype(jnp.float32)),
+                                  dtype=F64)
+    return jnp.sqrt(jnp.stack(squares_))
 
 
 @jax.jit
@@ -407,35 +594,46 @@ class Kernel(kernels.WindowKernel):
     def new_state(self, layout, count, variable):
         device = next(iter(local_array(_value(variable)).devices()))
         shapes = kernels.state_shapes(layout, count)
-        dtypes = (jnp.float32, jnp.uint16, F64, F64)
+        dtypes = (np.float32, np.uint16, np.float64, np.float64)
         return kernels.GroupState(
-            tuple(jnp.zeros(shapes[name], dtype, device=device)
+            tuple(filled(shapes[name], dtype, device=device)
                   for name, dtype in zip(kernels.STATE_FIELDS, dtypes)),
             shapes)
 
-    def prepare(self, groups):
-        thread = threading.Thread(target=self._compile, args=(list(groups),),
+    def prepare(self, groups, variables):
+        thread = threading.Thread(target=self._compile,
+                                  args=(list(groups), list(variables)),
                                   name="tb_gradients-compile", daemon=True)
         thread.start()
         return thread
 
     @_x64
-    def _compile(self, groups):
-        """Runs each distinct layout's step once on zeros shaped and placed
-        as a window's arrays: jit's cache then holds the compiled step."""
+    def _compile(self, groups, variables):
+        """Runs the steps once on zeros shaped and placed as a window's
+        arrays (the exact groups together, each other distinct layout
+        alone: at most the largest group's state at a time): jit's cache
+        then holds them compiled."""
+        exact = [group for group in groups if group[0].exact]
+        batches = [exact] if len(exact) > 1 else []
         done = set()
-        for layout, count, variable in groups:
-            key = (spec_of(layout), count, layout.size)
-            if key in done:
-                continue
-            done.add(key)
-            state = self.new_state(layout, count, variable)
-            gradient = jnp.zeros((count, layout.size), jnp.float32)
-            if len(_value(variable).devices()) > 1:  # `local_array`'s
-                gradient = jax.device_put(gradient,
-                                          next(iter(state.accumulated.devices())))
-            jax.block_until_ready(group_step(
-                gradient, *state.values(), spec=key[0], record=True))
+        for group in groups:
+            key = (spec_of(group[0]), group[1], group[0].size)
+            if (len(exact) < 2 or not group[0].exact) and key not in done:
+                done.add(key)
+                batches.append([group])
+        for batch in batches:
+            states = [self.new_state(*group) for group in batch]
+            stacked = []
+            for (layout, count, variable), state in zip(batch, states):
+                gradient = filled((count, layout.size), np.float32)
+                if len(_value(variable).devices()) > 1:  # `local_array`'s
+                    gradient = jax.device_put(
+                        gradient, next(iter(state.accumulated.devices())))
+                stacked.append(gradient)
+            outs = self.window_end(states, [group[0] for group in batch],
+                                   stacked, True, [[] for _ in batch])
+            jax.block_until_ready(outs)
+        jax.block_until_ready(self.weight_norms(variables))
 
     def saved_arrays(self, state):
         """The state's arrays; on the CPU as zero-copy numpy views of the
@@ -468,6 +666,40 @@ class Kernel(kernels.WindowKernel):
         state.replace(new_state)
         if not record:
             return None
+        return self._with_gates(out, gradients, gated)
+
+    @_x64
+    def window_end(self, states, group_layouts, stacked, record, gated):
+        exact = [n for n, layout in enumerate(group_layouts) if layout.exact]
+        outs = [None] * len(states)
+        if len(exact) > 1:
+            layout = ExactLayout(
+                (states[n].shapes["accumulated_l1"][0],
+                 group_layouts[n].view, group_layouts[n].heatmap,
+                 group_layouts[n].encoding, group_layouts[n].buckets)
+                for n in exact)
+            gradients = [local_array(stacked[n]) for n in exact]
+            new_states, exact_outs = exact_step(
+                tuple(gradients),
+                *(tuple(getattr(states[n], field) for n in exact)
+                  for field in kernels.STATE_FIELDS),
+                layout=layout, record=record)
+            for n, new_state, out, array in zip(exact, new_states, exact_outs,
+                                                gradients):
+                states[n].replace(new_state)
+                if record:
+                    outs[n] = self._with_gates(out, array, gated[n])
+        else:
+            exact = []
+        for n, (state, layout, gradients) in enumerate(zip(
+                states, group_layouts, stacked)):
+            if n not in exact:
+                outs[n] = self.group_end(state, layout, gradients, record,
+                                         gated[n])
+        return outs
+
+    def _with_gates(self, out, gradients, gated):
+        out = dict(out)
         out["gates"] = {
             row: gate_step(gradients[row], view=gate_layout.view,
                            gate_count=gate_layout.gate_count,
@@ -491,17 +723,9 @@ class Kernel(kernels.WindowKernel):
 
     @_x64
     def weight_norms(self, variables):
-        # one call per shape: compiled once per distinct (count, shape)
-        by_shape = {}
-        for index, variable in enumerate(variables):
-            by_shape.setdefault(tuple(variable.shape), []).append(index)
-        if not by_shape:
-            return jnp.zeros(0, F64)
-        order = [i for indices in by_shape.values() for i in indices]
-        norms = jnp.concatenate([
-            weight_l2s(*(local_array(_value(variables[i])) for i in indices))
-            for indices in by_shape.values()])
-        return norms[np.argsort(order)]
+        if not variables:
+            return filled((0,), np.float64)
+        return weight_l2s(*(local_array(_value(v)) for v in variables))
 
     def _fetch(self, arrays):
         # writable copies (a CPU array's host view is read-only)
