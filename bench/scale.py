@@ -26,8 +26,9 @@ the callback / with plain TensorBoard, alternating, in one process.
 
 Models: Keras ResNet50 (``weights=None``, 32x32x3 inputs, 10 classes, 23.6 M
 parameters), a stack of Dense(4096) layers (about 300 M parameters) on
-small inputs, a few steps per epoch, and ``dense16m`` (Input 2048 -> 4 x
-Dense 2048, 16.8 M parameters, batch 32, 8 steps per epoch).
+small inputs, a few steps per epoch, ``dense16m`` (Input 2048 -> 4 x
+Dense 2048, 16.8 M parameters, batch 32, 8 steps per epoch) and
+``blocks24`` (`blocks_model`: 387 small variables, 20 steps per epoch).
 
 Also per model: the train step's extra time (the steady epoch's, less its
 window end, against plain's) in ns per parameter per step, and the bytes
@@ -69,6 +70,7 @@ MODELS = {
     "resnet50": (4, 4, 32),
     "dense300m": (4, 3, 8),
     "dense16m": (4, 8, 32),
+    "blocks24": (4, 20, 16),
 }
 
 
@@ -87,6 +89,9 @@ def build(name):
         layers += [keras.layers.Dense(2048, "softmax")]
         model = keras.Sequential(layers)
         shape, classes = (2048,), 2048
+    elif name == "blocks24":
+        model = blocks_model()
+        shape, classes = None, 10
     elif name == "dense300m":
         layers = [keras.Input((64,)), keras.layers.Dense(4096, "relu")]
         layers += [keras.layers.Dense(4096, "relu") for _ in range(17)]
@@ -97,6 +102,27 @@ def build(name):
         raise ValueError(f"unknown model {name!r}")
     model.compile(keras.optimizers.SGD(0.01), "categorical_crossentropy")
     return model, shape, classes
+
+
+def blocks_model(blocks=24, width=16, sequence=16, vocabulary=64):
+    """A transformer-like stack of tiny blocks: an embedding, ``blocks`` x
+    (layer norm, 2-head attention, layer norm, 2-layer MLP, residuals), a
+    pooled head: 387 small trainable variables (many variables, few
+    parameters)."""
+    import keras
+
+    tokens = keras.Input((sequence,), dtype="int32")
+    x = keras.layers.Embedding(vocabulary, width)(tokens)
+    for _ in range(blocks):
+        y = keras.layers.LayerNormalization()(x)
+        y = keras.layers.MultiHeadAttention(2, width // 2)(y, y)
+        x = keras.layers.Add()([x, y])
+        y = keras.layers.LayerNormalization()(x)
+        y = keras.layers.Dense(2 * width, "relu")(y)
+        y = keras.layers.Dense(width)(y)
+        x = keras.layers.Add()([x, y])
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(tokens, keras.layers.Dense(10, "softmax")(x))
 
 
 def child(name, config, logdir):
@@ -114,7 +140,10 @@ def child(name, config, logdir):
     model, shape, classes = build(name)
     params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
     rng = np.random.default_rng(0)
-    x = rng.random((steps * batch,) + shape, dtype=np.float32)
+    if shape is None:  # tokens
+        x = rng.integers(0, 64, (steps * batch, 16)).astype(np.int32)
+    else:
+        x = rng.random((steps * batch,) + shape, dtype=np.float32)
     y = keras.utils.to_categorical(rng.integers(0, classes, steps * batch),
                                    classes)
     marks, compiled = [], []

@@ -31,10 +31,13 @@ F64 = torch.float64
 
 def kahan_add(total, compensation, value):
     """``total + value`` with Kahan compensation (`kernels.tensorflow`'s
-    twin): returns the new float32 total and bfloat16 compensation."""
+    twin): returns the new float32 total and bfloat16 compensation.
+    ``total``'s buffer is reused for the rounding error (the state it
+    holds is replaced by the result)."""
     corrected = value - compensation.float()
     new_total = total + corrected
-    lost = (new_total - total) - corrected
+    # (new_total - total) - corrected, in total's buffer
+    lost = torch.sub(new_total, total, out=total).sub_(corrected)
     return new_total, lost.to(torch.bfloat16)
 
 
@@ -103,12 +106,15 @@ def histogram_counts(values, low, high, buckets, weights=None):
     rows = values.shape[0]
     width = high - low
     scale = torch.where(width > 0, buckets / width, torch.zeros_like(width))
-    index = ((values - low[:, None]) * scale[:, None]).to(torch.int64)
-    index = index.clamp(0, buckets - 1)
-    index = index + (torch.arange(rows, device=values.device)
-                     * buckets)[:, None]
+    position = (values - low[:, None]).mul_(scale[:, None])
+    # the bucket as a float (exact below 2**24), clamped, then an index;
+    # NaN (in rows the masked path reduces again) counted in bucket 0
+    position = position.nan_to_num_(0.0).clamp_(0, buckets - 1).trunc_()
+    if rows > 1:
+        position += (torch.arange(rows, device=values.device,
+                                  dtype=position.dtype) * buckets)[:, None]
     counts = torch.bincount(
-        index.reshape(-1), minlength=rows * buckets,
+        position.reshape(-1).to(torch.int32), minlength=rows * buckets,
         weights=None if weights is None else weights.reshape(-1).to(F64))
     return counts.reshape(rows, buckets).to(torch.int32)
 
