@@ -245,9 +245,13 @@ def callback_state_bytes(callback):
         total = sum(int(a.nbytes) for a in jax.tree.leaves(
             hook.accumulators))
     elif keras.backend.backend() == "torch":
+        import torch
+
         total = sum(t.numel() * t.element_size()
                     for value in hook._values.values()
-                    for t in (value if isinstance(value, list) else [value]))
+                    for t in (value if isinstance(value, list) else [value])
+                    if isinstance(t, torch.Tensor))
+        total += hook._first_nonfinite.numel() * 4
     else:
         variables = hook.window_sums + [hook.window_scalars]
         total = sum(int(v.shape.num_elements()) * v.dtype.size

@@ -96,6 +96,52 @@ def _int32(value):
     return jnp.asarray(getattr(value, "value", value)).astype(jnp.int32)
 
 
+# Gradients of at most this many elements have their per-step figures
+# reduced together, as segments of their concatenation.
+SMALL_GRADIENT = 4096
+
+
+def step_figures(flats):
+    """``(‖g‖₁, ‖g‖₂², max |g|)`` of each flat gradient, as three
+    ``(len(flats),)`` arrays (traced inside the train step).
+
+    The small gradients (at most `SMALL_GRADIENT` elements: biases, norm
+    scales, the many small kernels of a deep stack) are reduced as
+    segments of their concatenation: three reductions for all of them,
+    not three per variable (the train step's program, and its compile
+    time, no longer grow by three reductions per variable). Each large
+    gradient is reduced alone, each figure behind an optimisation barrier:
+    XLA:CPU would otherwise fuse the three reductions of one array into
+    one loop, which runs at a fraction of memory speed (bench/jax_step.py).
+    """
+    small = [n for n, flat in enumerate(flats) if flat.size <= SMALL_GRADIENT]
+    large = [n for n in range(len(flats)) if n not in set(small)]
+    parts = []
+    if small:
+        segment = np.concatenate([np.full(flats[n].size, i, np.int32)
+                                  for i, n in enumerate(small)])
+        values = jnp.concatenate([flats[n] for n in small])
+        absolute = jnp.abs(values)
+        parts.append(tuple(function(data, segment, len(small),
+                                    indices_are_sorted=True)
+                           for function, data in (
+                               (jax.ops.segment_sum, absolute),
+                               (jax.ops.segment_sum, jnp.square(values)),
+                               (jax.ops.segment_max, absolute))))
+    if large:
+        figures = []
+        for n in large:
+            flat = flats[n]
+            second = jax.lax.optimization_barrier(flat)
+            third = jax.lax.optimization_barrier(second)
+            figures.append((jnp.sum(jnp.abs(flat)),
+                            jnp.sum(jnp.square(second)),
+                            jnp.max(jnp.abs(third))))
+        parts.append(tuple(jnp.stack(column) for column in zip(*figures)))
+    order = np.argsort(np.array(small + large))
+    return tuple(jnp.concatenate(column)[order] for column in zip(*parts))
+
+
 class _Accumulate:
     """The per-step additions, traced inside the train step.
 
@@ -274,9 +320,9 @@ class JaxTrainingCapture(base.OwnedAccumulatorCapture):
     def _add_step(self, values, grads, variables):
         """The accumulators after one step's gradients (traced).
 
-        Per element of each gradient: ``Σg += g`` and one fused pass for
-        ``‖g‖₁``, ``‖g‖₂²`` and ``max |g|``; then one (variables, 3) add and
-        two writes to the per-step table.
+        Per group of stacked variables, one ``Σg += g``; per variable
+        ``‖g‖₁``, ``‖g‖₂²`` and ``max |g|`` (`step_figures`); then one
+        (variables, 3) add and two writes to the per-step table.
         """
         inner = self._inner
         # the optimizer's step: with gradient accumulation, the number of
@@ -288,8 +334,7 @@ class JaxTrainingCapture(base.OwnedAccumulatorCapture):
             # the optimizer updates (and the TensorFlow hook records) only
             # every `steps` micro-steps
             applied = (_int32(inner._iterations) + 1) % steps == 0
-        sums = list(values["sums"])
-        indices, rows, maxima = [], [], []
+        indices, flats, by_group = [], [], {}
         for gradient, variable in zip(grads, variables):
             if gradient is None:
                 continue
@@ -298,15 +343,22 @@ class JaxTrainingCapture(base.OwnedAccumulatorCapture):
             gradient = gradient.astype(jnp.float32)
             if applied is not None:
                 gradient = jnp.where(applied, gradient, 0.0)
-            sums[number] = sums[number].at[row].add(gradient.reshape(-1))
-            absolute = jnp.abs(gradient)
             indices.append(index)
-            rows.append(jnp.stack([jnp.float32(1.0), jnp.sum(absolute),
-                                   jnp.sum(jnp.square(gradient))]))
-            maxima.append(jnp.max(absolute))
+            flats.append(gradient.reshape(-1))
+            by_group.setdefault(number, {})[row] = flats[-1]
         if not indices:
             return values
-        rows = jnp.stack(rows)
+        sums = list(values["sums"])
+        for number, rows in by_group.items():
+            count = sums[number].shape[0]
+            if len(rows) == count:  # one add for the group
+                sums[number] = sums[number] + jnp.stack(
+                    [rows[row] for row in range(count)])
+            else:
+                for row, flat in rows.items():
+                    sums[number] = sums[number].at[row].add(flat)
+        l1, sq, maxima = step_figures(flats)
+        rows = jnp.stack([jnp.ones_like(l1), l1, sq], axis=1)
         if applied is not None:
             rows = jnp.where(applied, rows, 0.0)
         positions = np.asarray(indices)
@@ -325,7 +377,7 @@ class JaxTrainingCapture(base.OwnedAccumulatorCapture):
             new = jnp.logical_and(new, applied)
         first = first.at[positions].set(jnp.where(new, iterations, known))
         row = jnp.clip(iterations - values["start"], 0, self._capacity)
-        step_max = jnp.max(jnp.stack(maxima))
+        step_max = jnp.max(maxima)
         result = dict(values, sums=sums, scalars=total, scalars_lost=lost,
                       first_nonfinite=first,
                       step_sq=values["step_sq"].at[row].add(jnp.sum(
