@@ -97,8 +97,20 @@ def dense_task():
     return build, x, y, 8
 
 
+def dense16m_task():
+    """`scale.py`'s Input 2048 -> 4 x Dense 2048 (16.8 M parameters), 8
+    batches of 32."""
+    def build():
+        return scale.build("dense16m")[0]
+
+    rng = np.random.default_rng(0)
+    x = rng.random((256, 2048), dtype=np.float32)
+    y = keras.utils.to_categorical(rng.integers(0, 2048, 256), 2048)
+    return build, x, y, 32
+
+
 TASKS = {"cnn": overhead.cnn_task, "resnet50": resnet_task,
-         "dense300m": dense_task}
+         "dense300m": dense_task, "dense16m": dense16m_task}
 
 
 def _is_train_step(name):

@@ -642,6 +642,20 @@ def test_train_step_is_compiled_once_per_fit(trainings):
             scenario, compiles[scenario])
 
 
+def test_window_end_is_one_program_per_model_for_its_small_variables(
+        trainings):
+    """The JAX kernel reduces every exact group of a model in one program
+    (`exact_step`), the weights' norms in another: each compiled once per
+    scenario, shared by its training and probe sources and its windows."""
+    with open(trainings["jax"] / "compiles.json") as f:
+        compiles = json.load(f)
+    for scenario in training.SCENARIOS:
+        assert compiles[scenario].get("jit(exact_step)") == 1, (
+            scenario, compiles[scenario])
+        assert compiles[scenario].get("jit(weight_l2s)") == 1, (
+            scenario, compiles[scenario])
+
+
 # -- unsupported backends -----------------------------------------------------
 
 

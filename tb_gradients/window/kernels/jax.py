@@ -586,13 +586,25 @@ def _value(variable):
     return getattr(variable, "value", variable)
 
 
+def _placement(variable):
+    """``(device, committed)`` of the array the window end reads for a
+    Keras variable or array: `local_array`'s device, committed when the
+    array is (or is replicated over several devices)."""
+    array = _value(variable)
+    device = next(iter(local_array(array).devices()))
+    return device, bool(getattr(array, "committed", True)) or len(
+        array.devices()) > 1
+
 class Kernel(kernels.WindowKernel):
     """`kernels.WindowKernel` in jitted JAX functions (see the module
     docstring)."""
 
     @_x64
     def new_state(self, layout, count, variable):
-        device = next(iter(local_array(_value(variable)).devices()))
+        return self._zero_state(layout, count, _placement(variable)[0])
+
+    @_x64
+    def _zero_state(self, layout, count, device):
         shapes = kernels.state_shapes(layout, count)
         dtypes = (np.float32, np.uint16, np.float64, np.float64)
         return kernels.GroupState(
@@ -601,18 +613,37 @@ class Kernel(kernels.WindowKernel):
             shapes)
 
     def prepare(self, groups, variables):
+        # the variables' placements are read here: during a `fit` the
+        # JAX trainer holds their values, and a Keras variable cannot be
+        # read from another thread
+        groups = [(layout, count, _placement(variable))
+                  for layout, count, variable in groups]
+        weights = [(tuple(v.shape), np.dtype(v.dtype)) + _placement(v)
+                   for v in variables]
         thread = threading.Thread(target=self._compile,
-                                  args=(list(groups), list(variables)),
+                                  args=(groups, weights),
                                   name="tb_gradients-compile", daemon=True)
         thread.start()
         return thread
 
+    def _compile(self, groups, weights):
+        try:
+            self._run_on_zeros(groups, weights)
+        except Exception:  # pylint: disable=broad-except
+            # only a head start: the window end compiles what is missing
+            pass
+
     @_x64
-    def _compile(self, groups, variables):
+    def _run_on_zeros(self, groups, weights):
         """Runs the steps once on zeros shaped and placed as a window's
         arrays (the exact groups together, each other distinct layout
         alone: at most the largest group's state at a time): jit's cache
-        then holds them compiled."""
+        then holds them compiled.
+
+        Args:
+          groups: ``(layout, count, (device, committed))`` per group.
+          weights: ``(shape, dtype, device, committed)`` per variable.
+        """
         exact = [group for group in groups if group[0].exact]
         batches = [exact] if len(exact) > 1 else []
         done = set()
@@ -622,18 +653,17 @@ class Kernel(kernels.WindowKernel):
                 done.add(key)
                 batches.append([group])
         for batch in batches:
-            states = [self.new_state(*group) for group in batch]
-            stacked = []
-            for (layout, count, variable), state in zip(batch, states):
-                gradient = filled((count, layout.size), np.float32)
-                if len(_value(variable).devices()) > 1:  # `local_array`'s
-                    gradient = jax.device_put(
-                        gradient, next(iter(state.accumulated.devices())))
-                stacked.append(gradient)
+            states = [self._zero_state(layout, count, device)
+                      for layout, count, (device, _) in batch]
+            stacked = [filled((count, layout.size), np.float32,
+                              device=device if committed else None)
+                       for layout, count, (device, committed) in batch]
             outs = self.window_end(states, [group[0] for group in batch],
                                    stacked, True, [[] for _ in batch])
             jax.block_until_ready(outs)
-        jax.block_until_ready(self.weight_norms(variables))
+        jax.block_until_ready(self.weight_norms([
+            filled(shape, dtype, device=device if committed else None)
+            for shape, dtype, device, committed in weights]))
 
     def saved_arrays(self, state):
         """The state's arrays; on the CPU as zero-copy numpy views of the
