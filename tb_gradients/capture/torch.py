@@ -36,6 +36,28 @@ def _host(value):
     return np.asarray(value)
 
 
+# Gradients of more elements have their largest |g| from `torch.aminmax`.
+LARGE_GRADIENT = 1 << 16
+
+
+def largest_elements(gradients):
+    """``max |g|`` of each gradient (NaN where it holds NaN). The small ones
+    with one ``_foreach_norm(inf)`` call; each large one from its minimum
+    and maximum, which torch's CPU kernels take in one vectorised pass
+    (four times faster here than the infinity norm's)."""
+    result = [None] * len(gradients)
+    small = [n for n, g in enumerate(gradients) if g.numel() <= LARGE_GRADIENT]
+    if small:
+        for n, norm in zip(small, torch._foreach_norm(
+                [gradients[n] for n in small], float("inf"))):
+            result[n] = norm
+    for n, gradient in enumerate(gradients):
+        if result[n] is None:
+            low, high = torch.aminmax(gradient)
+            result[n] = torch.maximum(high, -low)
+    return result
+
+
 class TorchTrainingCapture(base.OwnedAccumulatorCapture):
     """Per-window sums of the applied gradients, on the PyTorch backend.
 
@@ -143,7 +165,7 @@ class TorchTrainingCapture(base.OwnedAccumulatorCapture):
         torch._foreach_add_(targets, [g.reshape(-1) for g in gradients])
         l1 = torch.stack(torch._foreach_norm(gradients, 1)).double()
         l2 = torch.stack(torch._foreach_norm(gradients, 2)).double()
-        largest = torch.stack(torch._foreach_norm(gradients, float("inf")))
+        largest = torch.stack(largest_elements(gradients))
         rows = torch.stack([torch.ones_like(l1), l1, l2 * l2], dim=1)
         positions = torch.tensor(indices, device=self._device)
         values["scalars"].index_add_(0, positions, rows)
