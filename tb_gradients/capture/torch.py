@@ -157,17 +157,13 @@ class TorchTrainingCapture(base.OwnedAccumulatorCapture):
             return
         values = self._values
         gradients = [g.detach().to(torch.float32) for g, _ in pairs]
-        indices = [self._inner._get_variable_index(v) for _, v in pairs]
-        targets = []
-        for index in indices:
-            number, row = self._slot[index]
-            targets.append(values["sums"][number][row])
+        indices, targets, positions = self._targets(
+            tuple(id(v) for _, v in pairs), [v for _, v in pairs])
         torch._foreach_add_(targets, [g.reshape(-1) for g in gradients])
         l1 = torch.stack(torch._foreach_norm(gradients, 1)).double()
         l2 = torch.stack(torch._foreach_norm(gradients, 2)).double()
         largest = torch.stack(largest_elements(gradients))
         rows = torch.stack([torch.ones_like(l1), l1, l2 * l2], dim=1)
-        positions = torch.tensor(indices, device=self._device)
         values["scalars"].index_add_(0, positions, rows)
         step = int(self._inner.iterations)
         known = self._first_nonfinite[positions]
@@ -183,6 +179,20 @@ class TorchTrainingCapture(base.OwnedAccumulatorCapture):
                                largest.double().max())
         values["step_max"][row] = torch.maximum(values["step_max"][row],
                                                 step_max)
+
+    def _targets(self, key, variables):
+        """``(indices, the window sums' rows, indices as a tensor)`` of the
+        variables a step updates, made once per window: a model of many
+        variables pays no per-variable indexing at every step."""
+        found = self._values.get("targets", {}).get(key)
+        if found is None:
+            indices = [self._inner._get_variable_index(v) for v in variables]
+            targets = [self._values["sums"][number][row] for number, row in
+                       (self._slot[index] for index in indices)]
+            found = (indices, targets, torch.tensor(indices,
+                                                    device=self._device))
+            self._values.setdefault("targets", {})[key] = found
+        return found
 
     def begin_window(self):
         self._values = self._zeros(int(self._inner.iterations))
