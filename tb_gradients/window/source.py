@@ -156,9 +156,10 @@ class SourceWindows:
                    record=True, first_nonfinite=None):
         """Adds the window gradients to the state; returns a `WindowRecord`.
 
-        Per group: one compiled step (shared by every layout) updates the
-        state with the group's gradients and reduces them; the new state is
-        assigned.
+        The backend's kernel updates each group's state with its
+        gradients and reduces them on the device (`WindowKernel.window_end`);
+        the reductions and the weights' norms then reach the host in one
+        transfer (`WindowKernel.to_host`).
 
         Args:
           stacked: per group, its window gradients as one ``(count, size)``

@@ -477,62 +477,16 @@ def weight_norms(variables):
     return tf.concat(norms, 0) if norms else tf.zeros([0], tf.float64)
 
 
-# -- arrays of every backend in TensorFlow -----------------------------------
-
-# TensorFlow's CPU tensors must start at a multiple of this many bytes.
-TF_ALIGNMENT = 64
-
-
-def as_tf(value):
-    """A TensorFlow tensor of a JAX array or a torch tensor (zero-copy
-    through DLPack on the CPU), or of anything TensorFlow converts.
-
-    The tensor aliases the other framework's buffer: use it before that
-    buffer is donated to (JAX) or written by (torch) the next training step.
-    """
-    module = type(value).__module__.split(".", 1)[0]
-    if module in ("jax", "jaxlib"):
-        return _jax_as_tf(value)
-    if module == "torch":
-        return _torch_as_tf(value)
-    return tf.convert_to_tensor(value)
-
-
-def _jax_as_tf(value):
-    if len(value.devices()) > 1:  # replicated: every device holds all of it
-        value = value.addressable_data(0)
-    if value.dtype == np.dtype("bfloat16") or value.ndim == 0:
-        return tf.constant(np.asarray(value))
-    try:
-        return tf.experimental.dlpack.from_dlpack(value.__dlpack__())
-    except Exception:  # a device TensorFlow cannot reach: copy
-        return tf.constant(np.asarray(value))
-
-
-def _torch_as_tf(value):
-    import torch
-
-    value = value.detach()
-    if value.device.type != "cpu" or value.dtype == torch.bfloat16:
-        return tf.constant(value.float().cpu().numpy())
-    value = value.contiguous()
-    if value.data_ptr() % TF_ALIGNMENT:
-        # TensorFlow requires aligned buffers (a tensor made from a numpy
-        # array may not be): copy with torch's allocator
-        value = value.clone()
-    return tf.experimental.dlpack.from_dlpack(
-        torch.utils.dlpack.to_dlpack(value))
+# -- the Keras variables' TensorFlow side ------------------------------------
 
 
 def plain_variable(variable):
-    """The backend's variable behind a Keras variable (a ``tf.Variable`` on
-    TensorFlow; a plain framework variable or array as it is)."""
+    """The ``tf.Variable`` behind a Keras variable (a tensor as it is)."""
     return variable.value if hasattr(variable, "path") else variable
 
 
 def _device_of(variable):
-    """Where a Keras variable lives, for colocating its state (a JAX or
-    torch variable's state lives on TensorFlow's default device)."""
+    """Where a Keras variable lives, for colocating its state."""
     device = getattr(plain_variable(variable), "device", None)
     return device if isinstance(device, str) and device else None
 
@@ -561,12 +515,12 @@ class Kernel(kernels.WindowKernel):
         state.replace(values)
 
     def stack(self, gradients):
-        rows = [tf.reshape(tf.cast(as_tf(g), tf.float32), [1, -1])
+        rows = [tf.reshape(tf.cast(g, tf.float32), [1, -1])
                 for g in gradients]
         return rows[0] if len(rows) == 1 else tf.concat(rows, 0)
 
     def group_end(self, state, layout, gradients, record, gated=()):
-        gradients = as_tf(gradients)
+        gradients = tf.convert_to_tensor(gradients)
         with tf.device(state.accumulated.device):
             step = group_step_function(layout.exact, layout.heatmap,
                                        layout.encoding, record)
@@ -584,7 +538,7 @@ class Kernel(kernels.WindowKernel):
         return out
 
     def masked_end(self, state, layout, gradients, row, update_l1):
-        gradients = as_tf(gradients)
+        gradients = tf.convert_to_tensor(gradients)
         with tf.device(state.accumulated.device):
             step = masked_step_function(layout.heatmap, layout.encoding)
             new_l1, compensation, out = step(
@@ -599,7 +553,8 @@ class Kernel(kernels.WindowKernel):
         return out
 
     def weight_norms(self, variables):
-        return weight_norms([as_tf(plain_variable(v)) for v in variables])
+        return weight_norms([tf.convert_to_tensor(plain_variable(v))
+                             for v in variables])
 
     def _fetch(self, arrays):
         return [array.numpy() for array in arrays]
