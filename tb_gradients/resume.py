@@ -118,7 +118,7 @@ class StateWriter:
     save can hold the epoch's arrays and write them while training goes
     on: the epoch end does not wait for the device-to-host copy and the
     disk. The next window end calls `wait` first (the JAX kernel reuses
-    the state's buffers for the new state). Mutable inputs (variables)
+    the compensation's buffer, the torch kernel C's). Mutable inputs (variables)
     must be read into tensors before `submit`. `wait` (before the next
     window end and save, and at the end of training) joins the write and
     returns its error, if any.
