@@ -337,8 +337,11 @@ class ExactLayout:
         self.counts = [count for count, *_ in self.specs]
         self.sizes = [view[0] * view[1] for _, view, *_ in self.specs]
         self.variables = sum(self.counts)
-        self.buckets = self.specs[0][4]
-        self.heatmap, self.encoding = self.specs[0][2], self.specs[0][3]
+        settings = {spec[2:] for spec in self.specs}
+        if len(settings) != 1:  # one source's groups share its settings
+            raise ValueError(f"exact groups of several heatmap and "
+                             f"histogram settings: {sorted(settings)}")
+        self.heatmap, self.encoding, self.buckets = settings.pop()
         segment, position, unit, unit_variable = [], [], [], []
         variable = units = 0
         for count, view, *_ in self.specs:
@@ -363,8 +366,10 @@ class ExactLayout:
         return isinstance(other, ExactLayout) and other.specs == self.specs
 
 
-def _segments(function, values, layout, count=None):
-    return function(values, layout.segment, count or layout.variables,
+def _segments(function, values, layout):
+    """``function`` (a `jax.ops` segment reduction) of each variable's
+    elements of the concatenation."""
+    return function(values, layout.segment, layout.variables,
                     indices_are_sorted=True)
 
 
