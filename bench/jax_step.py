@@ -85,32 +85,23 @@ def resnet_task():
     return build, x, y, 32
 
 
-def dense_task():
-    """`scale.py`'s stack of Dense(4096) layers (about 286 M parameters),
-    4 batches of 8."""
+def dense_task(name, inputs, classes, batches, batch):
+    """A dense stack of `scale.py` (``dense300m``: Dense(4096) layers,
+    about 286 M parameters; ``dense16m``: Input 2048 -> 4 x Dense 2048),
+    ``batches`` batches of ``batch``."""
     def build():
-        return scale.build("dense300m")[0]
+        return scale.build(name)[0]
 
     rng = np.random.default_rng(0)
-    x = rng.random((32, 64), dtype=np.float32)
-    y = keras.utils.to_categorical(rng.integers(0, 10, 32), 10)
-    return build, x, y, 8
-
-
-def dense16m_task():
-    """`scale.py`'s Input 2048 -> 4 x Dense 2048 (16.8 M parameters), 8
-    batches of 32."""
-    def build():
-        return scale.build("dense16m")[0]
-
-    rng = np.random.default_rng(0)
-    x = rng.random((256, 2048), dtype=np.float32)
-    y = keras.utils.to_categorical(rng.integers(0, 2048, 256), 2048)
-    return build, x, y, 32
+    x = rng.random((batches * batch, inputs), dtype=np.float32)
+    y = keras.utils.to_categorical(
+        rng.integers(0, classes, batches * batch), classes)
+    return build, x, y, batch
 
 
 TASKS = {"cnn": overhead.cnn_task, "resnet50": resnet_task,
-         "dense300m": dense_task, "dense16m": dense16m_task}
+         "dense300m": lambda: dense_task("dense300m", 64, 10, 4, 8),
+         "dense16m": lambda: dense_task("dense16m", 2048, 2048, 8, 32)}
 
 
 def _is_train_step(name):

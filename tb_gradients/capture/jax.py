@@ -38,6 +38,7 @@ from keras.src import backend as keras_backend
 from tb_gradients import distribution
 from tb_gradients.capture import base
 from tb_gradients.compat import jax as private
+from tb_gradients.window import layout
 from tb_gradients.window.kernels.jax import filled
 from tb_gradients.window.kernels.jax import local_array
 
@@ -115,11 +116,10 @@ def step_figures(flats):
     one loop, which runs at a fraction of memory speed (bench/jax_step.py).
     """
     small = [n for n, flat in enumerate(flats) if flat.size <= SMALL_GRADIENT]
-    large = [n for n in range(len(flats)) if n not in set(small)]
+    large = [n for n, flat in enumerate(flats) if flat.size > SMALL_GRADIENT]
     parts = []
     if small:
-        segment = np.concatenate([np.full(flats[n].size, i, np.int32)
-                                  for i, n in enumerate(small)])
+        segment = layout.segment_ids([flats[n].size for n in small])
         values = jnp.concatenate([flats[n] for n in small])
         absolute = jnp.abs(values)
         parts.append(tuple(function(data, segment, len(small),

@@ -7,9 +7,9 @@ gradient the optimizer applies (clipped, unscaled by a
 ``LossScaleOptimizer``, averaged over ``gradient_accumulation_steps``; it
 runs on update steps only), and adds them to torch tensors it owns, next to
 the variables: ``Σg`` per variable (stacked by shape, as on the other
-backends, `window.layout.group_by_shape`) with one ``_foreach`` add, and
-``‖g‖₁``, ``‖g‖₂`` and ``max |g|`` of every variable with three
-``_foreach_norm`` calls. The window scalars are float64, as on
+backends, `window.layout.group_by_shape`), one add per group, and
+``‖g‖₁``, ``‖g‖₂²`` and ``max |g|`` of every variable (`step_figures`,
+following a `StepPlan` made once per window). The window scalars are float64, as on
 TensorFlow. At a window's end the torch window-end kernel
 (`window.kernels.torch`) reads the sums where they are; `begin_window`
 starts new tensors, so the kernel never reads a buffer the next step
@@ -27,6 +27,7 @@ from keras.src import backend as keras_backend
 
 from tb_gradients.capture import base
 from tb_gradients.compat import torch as private
+from tb_gradients.window import layout
 
 
 def _host(value):
@@ -74,9 +75,8 @@ class StepPlan:
                       if size <= SMALL_GRADIENT]
         self.large = [n for n, size in enumerate(sizes)
                       if size > SMALL_GRADIENT]
-        self.segments = torch.as_tensor(np.concatenate(
-            [np.full(sizes[n], i) for i, n in enumerate(self.small)]
-            or [np.zeros(0)]).astype(np.int64), device=device)
+        self.segments = torch.as_tensor(layout.segment_ids(
+            [sizes[n] for n in self.small]).astype(np.int64), device=device)
         self.order = torch.as_tensor(np.argsort(self.small + self.large),
                                      device=device)
         self.positions = torch.tensor(indices, device=device)

@@ -68,6 +68,15 @@ class VariableLayout:
                         np.int32)
 
 
+def segment_ids(sizes):
+    """int32 ``(sum(sizes),)``: for each element of a concatenation of
+    arrays of ``sizes`` elements, the index of its array (the segment ids
+    of the kernels' and captures' reductions over many small arrays at
+    once)."""
+    return np.repeat(np.arange(len(sizes), dtype=np.int32),
+                     np.asarray(sizes, np.int64))
+
+
 def group_by_shape(shapes, limit=GROUP_ELEMENTS):
     """Splits variable indices into groups of equal shape.
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from tb_gradients.format import heatmap as heatmap_format
 from tb_gradients.window import kernels
+from tb_gradients.window import layout as layouts
 from tb_gradients.window import statistics
 
 REDUCTIONS = statistics.REDUCTIONS
@@ -342,22 +343,21 @@ class ExactLayout:
             raise ValueError(f"exact groups of several heatmap and "
                              f"histogram settings: {sorted(settings)}")
         self.heatmap, self.encoding, self.buckets = settings.pop()
-        segment, position, unit, unit_variable = [], [], [], []
-        variable = units = 0
-        for count, view, *_ in self.specs:
-            size = view[0] * view[1]
-            for _ in range(count):
-                segment.append(np.full(size, variable, np.int32))
-                position.append(np.arange(size, dtype=np.int32))
-                unit.append(units + np.arange(size, dtype=np.int32) % view[1])
-                unit_variable.append(np.full(view[1], variable, np.int32))
-                variable += 1
-                units += view[1]
-        self.segment = np.concatenate(segment)
-        self.position = np.concatenate(position)
-        self.unit = np.concatenate(unit)
-        self.unit_variable = np.concatenate(unit_variable)
-        self.units = units
+        # per variable (each group's rows in turn): its size and units
+        sizes = [size for count, size in zip(self.counts, self.sizes)
+                 for _ in range(count)]
+        columns = [view[1] for count, view, *_ in self.specs
+                   for _ in range(count)]
+        self.segment = layouts.segment_ids(sizes)
+        self.position = np.concatenate(
+            [np.arange(size, dtype=np.int32) for size in sizes])
+        starts = np.cumsum([0] + columns[:-1], dtype=np.int64)
+        self.unit = np.concatenate(
+            [start + np.arange(size, dtype=np.int32) % units
+             for start, size, units in zip(starts, sizes, columns)]).astype(
+                 np.int32)
+        self.unit_variable = layouts.segment_ids(columns)
+        self.units = int(sum(columns))
 
     def __hash__(self):
         return hash(self.specs)
@@ -569,8 +569,7 @@ def weight_l2s(*values):
     small = [n for n, v in enumerate(values) if v.size <= SMALL_WEIGHTS]
     squares_ = [None] * len(values)
     if small:
-        segment = np.concatenate([np.full(values[n].size, i, np.int32)
-                                  for i, n in enumerate(small)])
+        segment = layouts.segment_ids([values[n].size for n in small])
         flat = jnp.concatenate([values[n].reshape(-1).astype(F64)
                                 for n in small])
         sums = jax.ops.segment_sum(jnp.square(flat), segment, len(small),

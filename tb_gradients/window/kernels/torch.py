@@ -120,9 +120,11 @@ def histogram_counts(values, low, high, buckets, weights=None):
 
 
 def squares(values):
-    """Row sums of squares, in float64."""
-    return torch.linalg.vector_norm(values, dim=-1).to(F64).square() if (
-        values.dtype != F64) else values.square().sum(dim=-1)
+    """Row sums of squares, in float64 (float32 rows through their norm:
+    one pass, no squared temporary)."""
+    if values.dtype == F64:
+        return values.square().sum(dim=-1)
+    return torch.linalg.vector_norm(values, dim=-1).to(F64).square()
 
 
 def zero_units(g, units):
