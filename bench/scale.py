@@ -71,6 +71,13 @@ MODELS = {
     "dense300m": (4, 3, 8),
     "dense16m": (4, 8, 32),
     "blocks24": (4, 20, 16),
+    "stack2000": (3, 100, 16),
+    "stack2000_nonfinite": (3, 100, 16),
+}
+# GradientTensorBoard arguments per model (defaults otherwise)
+CALLBACK_ARGUMENTS = {
+    "stack2000": {"gradient_window": 10},
+    "stack2000_nonfinite": {"gradient_window": 10},
 }
 
 
@@ -92,6 +99,9 @@ def build(name):
     elif name == "blocks24":
         model = blocks_model()
         shape, classes = None, 10
+    elif name.startswith("stack2000"):
+        model = stack_model(overflow=name.endswith("nonfinite"))
+        shape, classes = (8,), 8
     elif name == "dense300m":
         layers = [keras.Input((64,)), keras.layers.Dense(4096, "relu")]
         layers += [keras.layers.Dense(4096, "relu") for _ in range(17)]
@@ -123,6 +133,36 @@ def blocks_model(blocks=24, width=16, sequence=16, vocabulary=64):
         x = keras.layers.Add()([x, y])
     x = keras.layers.GlobalAveragePooling1D()(x)
     return keras.Model(tokens, keras.layers.Dense(10, "softmax")(x))
+
+
+def stack_model(blocks=1000, width=8, overflow=False):
+    """A residual stack of ``blocks`` x Dense(``width``) (72 parameters
+    and two variables each) and a head: 2,002 trainable variables of a few
+    parameters (the per-variable costs). With ``overflow``, the last 100
+    blocks' kernels are scaled up so that the backward pass overflows
+    float32 in the lower part of the stack: every window's gradients hold
+    non-finite values."""
+    import keras
+
+    class Stack(keras.Model):
+        # a subclassed model: a functional graph this deep exceeds
+        # Python's recursion limit when Keras walks it
+        def __init__(self):
+            super().__init__()
+            self.blocks = [keras.layers.Dense(
+                width, kernel_initializer=keras.initializers.RandomNormal(
+                    stddev=40.0 if overflow and b >= blocks - 100
+                    else 0.01)) for b in range(blocks)]
+            self.head = keras.layers.Dense(width, "softmax")
+
+        def call(self, x):
+            for dense in self.blocks:
+                x = x + dense(x)
+            return self.head(x)
+
+    model = Stack()
+    model(keras.ops.zeros((1, width)))  # creates the variables
+    return model
 
 
 def child(name, config, logdir):
@@ -161,7 +201,8 @@ def child(name, config, logdir):
     if config == "plain":
         callback = keras.callbacks.TensorBoard(logdir)
     else:
-        callback = GradientTensorBoard(logdir)
+        callback = GradientTensorBoard(logdir,
+                                       **CALLBACK_ARGUMENTS.get(name, {}))
         spent = overhead.time_window_ends(callback)
         saves = time_calls(callback, "_save_state")
         # the write itself runs on the writer's thread, alongside the next

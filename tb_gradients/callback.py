@@ -209,6 +209,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._findings = monitor.FindingsMonitor(self.gradient_window)
         self._chief = True  # this process writes (`distribution.is_chief`)
         self._batch_writer = writer.BatchWriter()
+        # per source: (model, variables, display names, `writer.describe`)
+        self._descriptions = {}
         self._state_writer = resume.StateWriter()
 
     # -- lifecycle ---------------------------------------------------------
@@ -621,10 +623,20 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
 
     def _write_record(self, batch, record, step):
         variables = self._windows[record.source].variables
+        # names and shapes once per source and model (the cached list
+        # holds the variables, so their ids stay theirs)
+        cached = self._descriptions.get(record.source)
+        if cached is None or cached[0] is not self.model or len(
+                cached[1]) != len(variables) or any(
+                    a is not b for a, b in zip(cached[1], variables)):
+            names = _unique_names(variables, self.model.name)
+            cached = self._descriptions[record.source] = (
+                self.model, list(variables), names,
+                writer.describe(variables, names))
+        _, _, names, described = cached
         described, global_values = writer.write_record(
-            batch, record, variables,
-            _unique_names(variables, self.model.name), self.heatmap_encoding,
-            self._gate_layers)
+            batch, record, variables, names, self.heatmap_encoding,
+            self._gate_layers, described)
         self._findings.remember(record.source, step, described, record.stats,
                                 global_values, record.step_table)
 

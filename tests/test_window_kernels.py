@@ -70,16 +70,18 @@ def run(kernel, convert, layout, count, gradients):
                                               gated))
         out["masked"] = []
         flagged = ~np.isfinite(out["reductions"][:, columns]).all(axis=1)
-        for row in np.flatnonzero(flagged):
-            finite_g = np.isfinite(out["reductions"][row, l1])
+        rows = np.flatnonzero(flagged)
+        finite_g = np.isfinite(out["reductions"][:, l1])
+        if len(rows):
             masked = kernel.to_host(kernel.masked_end(
-                state, layout, array, int(row), update_l1=not finite_g))
-            if finite_g:
-                masked["reductions"][0, abs_l1] = out["reductions"][row,
-                                                                    abs_l1]
+                state, layout, array, flagged & ~finite_g))
+        for row in rows:
+            if finite_g[row]:
+                masked["reductions"][row, abs_l1] = out["reductions"][
+                    row, abs_l1]
             for name in ("reductions", "histogram", "heatmap"):
                 if name in out:
-                    out[name][row] = masked[name][0]
+                    out[name][row] = masked[name][row]
             out["masked"].append(int(row))
         outputs.append(out)
     saved = {name: kernel.to_host(array) if not isinstance(

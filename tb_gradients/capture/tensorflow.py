@@ -31,6 +31,12 @@ from tb_gradients.window import layout
 from tb_gradients.window.kernels import tensorflow as tf_kernel
 
 
+# Stacked groups of at most this many elements have their step's
+# gradients stacked and reduced together (`_record_step`): above it, the
+# copy would cost more than the per-variable ops it saves.
+SMALL_GROUP_ELEMENTS = 1 << 16
+
+
 class TrainingGradientCapture(base.TrainingCapture):
     """Per-window sums of the applied gradients, accumulated in the train step.
 
@@ -234,10 +240,15 @@ class TrainingGradientCapture(base.TrainingCapture):
 
         Per element of each gradient: one read of ``g`` for ``Σg += g``, one
         for ``|g|`` (``‖g‖₁``, ``max |g|``) and one for ``‖g‖₂²``. The
-        per-variable scalars of all variables are then added with one
-        scatter, and the step's row of the per-step table with two. Under a
-        multi-replica strategy each variable is updated in its own
-        ``extended.update`` context (where its copies live) instead.
+        gradients of a stacked group of small variables
+        (`SMALL_GROUP_ELEMENTS`) are stacked and reduced together: a few
+        ops per group instead of a few per variable (each op costs
+        microseconds whatever its size: a deep stack of small layers paid
+        more for them than for its own step). The per-variable scalars of
+        all variables are then added with one scatter, and the step's row
+        of the per-step table with two. Under a multi-replica strategy each
+        variable is updated in its own ``extended.update`` context (where
+        its copies live) instead.
         """
         pairs = [(g, v) for g, v in grads_and_vars if g is not None]
         if not pairs:
@@ -248,8 +259,29 @@ class TrainingGradientCapture(base.TrainingCapture):
                     variable, self._record_replicated, args=(gradient,),
                     group=False)
             return
-        self._add_step_figures(
-            [self._record_variable(g, v) for g, v in pairs])
+        by_index = {self._inner._get_variable_index(v): g for g, v in pairs}
+        figures = []
+        for number, group in enumerate(self._groups):
+            gradients = [by_index.get(index) for index in group]
+            if (len(group) < 2 or any(
+                    g is None or isinstance(g, tf.IndexedSlices)
+                    for g in gradients)
+                    or self._window_sums[number].shape.num_elements()
+                    > SMALL_GROUP_ELEMENTS):
+                continue
+            stacked = tf.reshape(
+                tf.stack([tf.cast(g, tf.float32) for g in gradients]),
+                self._window_sums[number].shape)
+            self._window_sums[number].assign_add(stacked)
+            absolute = tf.abs(stacked)
+            figures.append((group, tf.reduce_sum(absolute, axis=1),
+                            tf.reduce_sum(tf.square(stacked), axis=1),
+                            tf.reduce_max(absolute, axis=1)))
+            for index in group:
+                del by_index[index]
+        figures += [self._record_variable(g, v) for g, v in pairs
+                    if self._inner._get_variable_index(v) in by_index]
+        self._add_step_figures(figures)
 
     def _record_replicated(self, variable, gradient):
         """`_record_step` for one variable, in its update context."""
@@ -260,13 +292,18 @@ class TrainingGradientCapture(base.TrainingCapture):
         step's row of the per-step table (two).
 
         Args:
-          figures: per variable, ``(index, ‖g‖₁, ‖g‖₂² / 2, max |g|)`` from
-            `_record_variable`.
+          figures: ``(indices, ‖g‖₁, ‖g‖₂², max |g|)`` of a group of
+            variables (vectors) or of one (`_record_variable`'s scalars).
         """
-        indices, l1s, halves, maxima = zip(*figures)
-        squares = 2.0 * tf.stack(halves)
+        indices, l1s, squares, maxima = [], [], [], []
+        for index, l1, square, largest in figures:
+            indices += list(index) if isinstance(index, list) else [index]
+            l1s.append(tf.reshape(l1, [-1]))
+            squares.append(tf.reshape(square, [-1]))
+            maxima.append(tf.reshape(largest, [-1]))
+        squares = tf.concat(squares, 0)
         positions = tf.constant(indices, tf.int32)
-        l1s = tf.stack(l1s)
+        l1s = tf.concat(l1s, 0)
         self._window_scalars.scatter_add(tf.IndexedSlices(
             tf.cast(tf.stack([tf.ones_like(squares), l1s, squares],
                              axis=1), tf.float64), positions))
@@ -285,7 +322,7 @@ class TrainingGradientCapture(base.TrainingCapture):
         # as on JAX); `scatter_max` alone would drop the NaN.
         largest = tf.where(tf.reduce_any(tf.math.is_nan(l1s)),
                            tf.constant(np.nan, tf.float32),
-                           tf.reduce_max(tf.stack(maxima)))
+                           tf.reduce_max(tf.concat(maxima, 0)))
         kept = tf.gather(self._step_max, row)
         self._step_max.scatter_update(tf.IndexedSlices(tf.where(
             tf.math.is_nan(kept) | tf.math.is_nan(largest),
@@ -302,7 +339,7 @@ class TrainingGradientCapture(base.TrainingCapture):
         """Adds one variable's gradient to its window sum.
 
         Returns:
-          ``(index, ‖g‖₁, ‖g‖₂² / 2, max |g|)`` of this step.
+          ``(index, ‖g‖₁, ‖g‖₂², max |g|)`` of this step.
         """
         index = self._inner._get_variable_index(variable)
         number, row_in_group, stacked = self._slot[index]
@@ -329,7 +366,7 @@ class TrainingGradientCapture(base.TrainingCapture):
             else:
                 window_sum.assign_add(values)
         absolute = tf.abs(values)
-        return (index, tf.reduce_sum(absolute), tf.nn.l2_loss(values),
+        return (index, tf.reduce_sum(absolute), 2.0 * tf.nn.l2_loss(values),
                 tf.reduce_max(absolute))
 
     def _reset_fn(self):

@@ -31,10 +31,41 @@ def histogram_rows(low, high, counts):
     return np.stack([edges[:-1], edges[1:], counts], axis=1)
 
 
-@functools.lru_cache(maxsize=4096)
+def histogram_tables(low, high, counts):
+    """`histogram_rows` of several variables of one bucket count at once.
+
+    Args:
+      low, high: ``(n,)`` bounds; counts: ``(n, k)``.
+
+    Returns:
+      a list of ``n`` arrays, each `histogram_rows`'s (the same values:
+      the edges are `np.linspace`'s arithmetic, row by row).
+    """
+    counts = np.asarray(counts, np.float64)
+    low = np.asarray(low, np.float64)
+    high = np.asarray(high, np.float64)
+    n, bucket_count = counts.shape
+    with np.errstate(invalid="ignore", over="ignore"):
+        step = (high - low) / bucket_count
+        edges = (np.arange(bucket_count + 1, dtype=np.float64)[None, :]
+                 * step[:, None] + low[:, None])
+    edges[:, -1] = high
+    tables = np.stack([edges[:, :-1], edges[:, 1:], counts], axis=2)
+    # the others (empty, constant, non-finite, a step below the smallest
+    # float) as `histogram_rows` says
+    usable = ((counts.sum(axis=1) > 0) & np.isfinite(low) & np.isfinite(high)
+              & (low != high) & (step != 0))
+    return [tables[i] if usable[i]
+            else histogram_rows(low[i], high[i], counts[i])
+            for i in range(n)]
+
+
 def _histogram_metadata(display_name, description):
-    return histogram_metadata.create_summary_metadata(
-        display_name=display_name, description=description)
+    """The histograms plugin's metadata, built when the writer needs it
+    (`writer.WindowBatch.tensor`)."""
+    return functools.partial(histogram_metadata.create_summary_metadata,
+                             display_name=display_name,
+                             description=description)
 
 
 def write_histogram(batch, source, variable, buckets):

@@ -124,17 +124,9 @@ def parse_plugin_metadata(content):
     return parsed
 
 
-@functools.lru_cache(maxsize=4096)
-def _cached_metadata(kind, source, description, fields_json):
-    return create_summary_metadata(kind, source, description,
-                                   **json.loads(fields_json))
-
-
 def plugin_metadata(kind, source, description="", **fields):
-    """`create_summary_metadata`, built once per distinct series.
-
-    The same series gets the same metadata every window; building and
-    serialising it once saves Python work at every window's end.
-    """
-    return _cached_metadata(kind, source, description,
-                            json.dumps(fields, sort_keys=True))
+    """`create_summary_metadata` of one series, to be built when needed:
+    a function of no arguments for `writer.WindowBatch.tensor`, which
+    builds it with the series' first value in each event file only."""
+    return functools.partial(create_summary_metadata, kind, source,
+                             description, **fields)

@@ -230,11 +230,17 @@ class SourceWindows:
         for index, layout in enumerate(self.layouts):
             result.heatmaps.append(None if heatmaps[index] is None
                                    else (heatmaps[index], layout.block))
-            result.histograms.append(
-                None if histograms[index] is None
-                else histogram.histogram_rows(
-                    reductions[index, low], reductions[index, high],
-                    histograms[index]))
+        result.histograms = [None] * count
+        by_buckets = {}
+        for index, counts in enumerate(histograms):
+            if counts is not None:
+                by_buckets.setdefault(len(counts), []).append(index)
+        for indices in by_buckets.values():
+            tables = histogram.histogram_tables(
+                reductions[indices, low], reductions[indices, high],
+                np.stack([histograms[i] for i in indices]))
+            for index, table in zip(indices, tables):
+                result.histograms[index] = table
         return result
 
     def _mask_non_finite(self, reductions, histograms, heatmaps, stacked):
@@ -249,21 +255,28 @@ class SourceWindows:
         flagged = np.flatnonzero(~np.isfinite(reductions[:, checked]).all(
             axis=1))
         l1 = statistics.REDUCTIONS.index("accumulated_abs_l1")
+        by_group = {}
         for index in flagged:
             number, row = self._position[int(index)]
-            layout = self.layouts[index]
+            by_group.setdefault(number, []).append((int(index), row))
+        for number, members in by_group.items():
+            layout = self.layouts[members[0][0]]
             # G finite (only C was not): the main step counted ‖G‖₁
-            finite_g = np.isfinite(
-                reductions[index, statistics.REDUCTIONS.index("l1")])
+            finite_g = {index: bool(np.isfinite(reductions[
+                index, statistics.REDUCTIONS.index("l1")]))
+                for index, _ in members}
+            update_l1 = np.zeros(len(self.groups[number]), bool)
+            for index, row in members:
+                update_l1[row] = not finite_g[index]
             out = self.kernel.to_host(self.kernel.masked_end(
-                self.states[number], layout, stacked[number], row,
-                update_l1=not finite_g))
-            masked = out["reductions"][0]
-            if finite_g:
-                masked[l1] = reductions[index, l1]
-            reductions[index] = masked
-            if histograms[index] is not None:
-                histograms[index] = out["histogram"][0]
-            if heatmaps[index] is not None:
-                heatmaps[index] = out["heatmap"][0].reshape(
-                    (4,) + layout.grid)
+                self.states[number], layout, stacked[number], update_l1))
+            for index, row in members:
+                masked = out["reductions"][row]
+                if finite_g[index]:
+                    masked[l1] = reductions[index, l1]
+                reductions[index] = masked
+                if histograms[index] is not None:
+                    histograms[index] = out["histogram"][row]
+                if heatmaps[index] is not None:
+                    heatmaps[index] = out["heatmap"][row].reshape(
+                        (4,) + self.layouts[index].grid)

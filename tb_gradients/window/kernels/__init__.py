@@ -166,12 +166,22 @@ class WindowKernel(abc.ABC):
                     states, group_layouts, stacked, gated)]
 
     @abc.abstractmethod
-    def masked_end(self, state, layout, gradients, row, update_l1):
-        """Reduces row ``row`` of a group again over its finite elements
-        only, and resets its compensation where ``C`` is not finite
-        (``update_l1``: also replace its ``Σ_k ‖G_k‖₁``, when ``G`` held
-        non-finite elements). Returns device arrays as `group_end`'s, of
-        that one row."""
+    def masked_end(self, state, layout, gradients, update_l1):
+        """Reduces a group again over its finite elements only, after
+        `group_end` found non-finite sums in some of its rows, and resets
+        its compensation where ``C`` is not finite. Every row is reduced
+        (one call per group, whatever the number of flagged rows: a
+        non-finite window costs at most a second pass over the groups
+        that hold one); the caller keeps the flagged rows' figures.
+
+        Args:
+          update_l1: per row, whether to add the finite part of ``‖G‖₁``
+            to its ``Σ_k ‖G_k‖₁`` (the rows whose ``G`` held non-finite
+            elements: the main step added nothing for them).
+
+        Returns:
+          device arrays as `group_end`'s, of every row.
+        """
 
     @abc.abstractmethod
     def weight_norms(self, variables):

@@ -483,9 +483,9 @@ def exact_step(gradients, accumulated, compensation, pooled_abs,
 @functools.partial(jax.jit, static_argnames=("spec",))
 def masked_step(gradient, accumulated, compensation, pooled_abs,
                 accumulated_l1, *, spec):
-    """One variable's reductions over its finite elements, after the main
-    step, for a variable whose ``G`` or ``C`` holds NaN or Inf
-    (`kernels.tensorflow._masked_step`'s twin).
+    """A group's reductions over its finite elements, after the main step,
+    for a group where some ``G`` or ``C`` holds NaN or Inf
+    (`kernels.tensorflow._masked_step`'s twin: every row).
 
     Returns:
       ``(new accumulated_l1, repaired compensation, outputs)``.
@@ -524,7 +524,7 @@ def masked_step(gradient, accumulated, compensation, pooled_abs,
     out = {"reductions": _stack_columns(columns, REDUCTIONS),
            "histogram": histogram_counts(
                jnp.where(finite, g, 0.0), low, high, buckets, finite)
-           if buckets else jnp.zeros((1, 0), jnp.int32)}
+           if buckets else jnp.zeros((g.shape[0], 0), jnp.int32)}
     if heatmap:
         out["heatmap"] = _channels(raw_abs_g, block_abs, block_c,
                                    dissolving_mean, counts, columns, view,
@@ -746,16 +746,12 @@ class Kernel(kernels.WindowKernel):
         return out
 
     @_x64
-    def masked_end(self, state, layout, gradients, row, update_l1):
-        gradients = local_array(gradients)
+    def masked_end(self, state, layout, gradients, update_l1):
         new_l1, compensation, out = masked_step(
-            gradients[row:row + 1],
-            *(value[row:row + 1] for value in state.values()),
-            spec=spec_of(layout))
-        state.compensation = state.compensation.at[row].set(compensation[0])
-        if update_l1:
-            state.accumulated_l1 = state.accumulated_l1.at[row].set(
-                new_l1[0])
+            local_array(gradients), *state.values(), spec=spec_of(layout))
+        state.compensation = compensation
+        state.accumulated_l1 = jnp.where(np.asarray(update_l1, bool), new_l1,
+                                         state.accumulated_l1)
         return out
 
     @_x64

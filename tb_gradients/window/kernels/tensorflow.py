@@ -328,12 +328,13 @@ def _group_step(exact, heatmap, encoding, record, gradient, accumulated,
 
 def _masked_step(heatmap, encoding, gradient, accumulated, compensation,
                  pooled_abs, accumulated_l1, geometry):
-    """One variable's reductions over its finite elements, after the main
-    step, for a variable whose ``G`` or ``C`` holds NaN or Inf.
+    """A group's reductions over its finite elements, after the main step,
+    for a group where some variable's ``G`` or ``C`` holds NaN or Inf
+    (every row is reduced again; the host keeps the flagged rows').
 
-    Args: as `_group_step`, for one variable (``count`` 1), with the state
-    already updated by the main step except ``accumulated_l1``, to which
-    this adds the finite part of ``‖G‖₁``.
+    Args: as `_group_step`, with the state already updated by the main
+    step except ``accumulated_l1``, to which this adds the finite part of
+    ``‖G‖₁``.
 
     Returns:
       ``(new accumulated_l1, repaired compensation, outputs)``, outputs as
@@ -350,22 +351,25 @@ def _masked_step(heatmap, encoding, gradient, accumulated, compensation,
                      tf.zeros_like(raw_abs_c))
     l1 = tf.reduce_sum(abs_g, axis=1)
     new_l1 = accumulated_l1 + l1
-    values = tf.boolean_mask(g, finite)
-    low = tf.reduce_min(values)
-    high = tf.reduce_max(values)
+    inf = tf.constant(math.inf, tf.float64)
+    low = tf.reduce_min(tf.where(finite, g, inf), axis=1)
+    high = tf.reduce_max(tf.where(finite, g, -inf), axis=1)
+    finite_count = tf.math.count_nonzero(finite, axis=1, dtype=tf.int32)
     index = tf.argmax(abs_g, axis=1, output_type=tf.int32)
     counts = tf.reshape(block_counts(geometry), [1, -1])
     raw_abs_g = tf.abs(g)
     block_abs = tf.reshape(pool(tf.reshape(raw_abs_g, [-1, geometry[1]]),
-                                geometry, tf.math.segment_sum), [1, -1])
+                                geometry, tf.math.segment_sum),
+                           [tf.shape(g)[0], -1])
     block_c = tf.reshape(pool(tf.reshape(raw_abs_c, [-1, geometry[1]]),
-                              geometry, tf.math.segment_sum), [1, -1])
+                              geometry, tf.math.segment_sum),
+                         [tf.shape(g)[0], -1])
     dissolving_mean = _dissolving_mean(pooled_abs, block_c, counts)
     columns = {
         "sum": tf.reduce_sum(zeroed, axis=1), "l1": l1,
         "sq": _squares(zeroed),
         "max_abs": tf.gather(abs_g, index, axis=1, batch_dims=1),
-        "max_abs_index": index, "min": low[None], "max": high[None],
+        "max_abs_index": index, "min": low, "max": high,
         "accumulated_l1": tf.reduce_sum(abs_c, axis=1),
         "accumulated_sq": _squares(abs_c),
         "accumulated_max_abs": tf.reduce_max(abs_c, axis=1),
@@ -382,11 +386,25 @@ def _masked_step(heatmap, encoding, gradient, accumulated, compensation,
                                    dissolving_mean, counts, scales,
                                    geometry, encoding)
     out["histogram"] = tf.cond(
-        tf.logical_and(geometry[4] > 0, tf.size(values) > 0),
-        lambda: histogram_counts(values[None, :], low[None], high[None],
-                                 geometry[4]),
-        lambda: tf.zeros([1, geometry[4]], tf.int32))
+        geometry[4] > 0,
+        lambda: _finite_histogram(g, finite, finite_count, low, high,
+                                  geometry[4]),
+        lambda: tf.zeros([tf.shape(g)[0], 0], tf.int32))
     return new_l1, finite_compensation(accumulated, compensation), out
+
+
+def _finite_histogram(g, finite, finite_count, low, high, buckets):
+    """`histogram_counts` of each row's finite elements: the others are
+    put at the row's ``low`` (its first bucket) and taken out of that
+    bucket's count; a row without finite elements counts nothing."""
+    usable = finite_count > 0
+    low = tf.where(usable, low, tf.zeros_like(low))
+    high = tf.where(usable, high, tf.zeros_like(high))
+    counts = histogram_counts(tf.where(finite, g, low[:, None]), low, high,
+                              buckets)
+    others = tf.shape(g)[1] - finite_count
+    counts = counts - tf.pad(others[:, None], [[0, 0], [0, buckets - 1]])
+    return tf.where(usable[:, None], counts, tf.zeros_like(counts))
 
 
 def _gate_step(gradient, gate_count, geometry):
@@ -438,43 +456,56 @@ def gate_step_function():
     return _traced(("gates",), _gate_step)
 
 
-WEIGHT_NORMS_PER_CALL = 16
+# Variables of at most this many elements are stacked with the others of
+# their shape, device and dtype, and reduced together.
+SMALL_WEIGHTS = 1 << 16
 
 
-def _flat_l2s(*flats):
-    """``‖x‖₂`` of each flat tensor; squares summed in float32 (a tree
-    reduction: about 1e-7 relative error, one read of each element)."""
-    return tf.stack([tf.sqrt(tf.cast(tf.reduce_sum(tf.square(flat)),
-                                     tf.float64)) for flat in flats])
+def weight_l2s(values):
+    """``‖x‖₂`` of each tensor or variable, float64 ``(len(values),)``:
+    squares summed in float32 (a tree reduction: about 1e-7 relative
+    error), read where each lives. The small ones of one shape, device and
+    dtype are stacked and reduced together (a few ops for a thousand
+    variables of a deep stack), each large one alone (no copy)."""
+    groups = {}
+    for n, value in enumerate(values):
+        key = (value.device, tuple(value.shape), value.dtype, n) if (
+            value.shape.num_elements() > SMALL_WEIGHTS) else (
+                value.device, tuple(value.shape), value.dtype)
+        groups.setdefault(key, []).append(n)
+    parts, order = [], []
+    for key, members in groups.items():
+        with tf.device(key[0]):
+            # stacked as they are (a cast only where not float32): few
+            # ops per variable, a short trace
+            rows = tf.stack([tf.cast(values[n], tf.float32)
+                             for n in members])
+            parts.append(tf.cast(tf.reduce_sum(
+                tf.square(rows), axis=list(range(1, rows.shape.rank))),
+                tf.float64))
+        order += members
+    if not parts:
+        return tf.zeros([0], tf.float64)
+    # back to the variables' order
+    return tf.sqrt(tf.gather(tf.concat(parts, 0), np.argsort(order)))
 
 
-def weight_norms(variables):
-    """``‖W‖₂`` of each variable, a float64 ``(variables,)`` tensor.
+class WeightNorms:
+    """`weight_l2s` of one fixed list of variables, compiled once for it:
+    the variables are captured by the function (read at each call), so a
+    call binds no arguments and runs one graph, whatever the number of
+    variables (an eager op or a call per variable costs tens of
+    microseconds each: most of a window end at a few thousand
+    variables)."""
 
-    Computed where each variable lives, `WEIGHT_NORMS_PER_CALL` per call
-    of one compiled function (traced once per process; a short chunk is
-    padded with empty tensors): a dozen calls for a model of 200
-    variables, not 200.
-    """
-    norms = []
-    position = 0
-    while position < len(variables):
-        device = variables[position].device
-        chunk = [variables[position]]
-        while (len(chunk) < WEIGHT_NORMS_PER_CALL
-               and position + len(chunk) < len(variables)
-               and variables[position + len(chunk)].device == device):
-            chunk.append(variables[position + len(chunk)])
-        with tf.device(device):
-            # one signature for every call: float32 (a no-op for float32
-            # variables), flat
-            flats = [tf.cast(tf.reshape(v, [-1]), tf.float32) for v in chunk]
-            flats += [tf.zeros([0], tf.float32)] * (
-                WEIGHT_NORMS_PER_CALL - len(flats))
-            norms.append(_traced(("flat_l2",), _flat_l2s)(*flats)[
-                :len(chunk)])
-        position += len(chunk)
-    return tf.concat(norms, 0) if norms else tf.zeros([0], tf.float64)
+    def __init__(self, variables):
+        self.key = tuple(id(v) for v in variables)
+        self._function = tf.function(
+            lambda: weight_l2s(variables),
+            autograph=False).get_concrete_function()
+
+    def __call__(self):
+        return self._function()
 
 
 # -- the Keras variables' TensorFlow side ------------------------------------
@@ -493,6 +524,10 @@ def _device_of(variable):
 
 class Kernel(kernels.WindowKernel):
     """`kernels.WindowKernel` in TensorFlow ops, where the variables are."""
+
+    def __init__(self):
+        super().__init__()
+        self._weight_norms = None  # `WeightNorms` of the last variables
 
     def new_state(self, layout, count, variable):
         with tf.device(_device_of(variable)):
@@ -537,24 +572,24 @@ class Kernel(kernels.WindowKernel):
                     gate_layout.gate_geometry)
         return out
 
-    def masked_end(self, state, layout, gradients, row, update_l1):
+    def masked_end(self, state, layout, gradients, update_l1):
         gradients = tf.convert_to_tensor(gradients)
         with tf.device(state.accumulated.device):
             step = masked_step_function(layout.heatmap, layout.encoding)
-            new_l1, compensation, out = step(
-                gradients[row:row + 1],
-                *(value[row:row + 1] for value in state.values()),
-                layout.geometry)
-            state.compensation = tf.tensor_scatter_nd_update(
-                state.compensation, [[row]], compensation)
-            if update_l1:
-                state.accumulated_l1 = tf.tensor_scatter_nd_update(
-                    state.accumulated_l1, [[row]], new_l1)
+            new_l1, compensation, out = step(gradients, *state.values(),
+                                             layout.geometry)
+            state.compensation = compensation
+            state.accumulated_l1 = tf.where(
+                tf.constant(update_l1, tf.bool), new_l1,
+                state.accumulated_l1)
         return out
 
     def weight_norms(self, variables):
-        return weight_norms([tf.convert_to_tensor(plain_variable(v))
-                             for v in variables])
+        variables = [plain_variable(v) for v in variables]
+        norms = self._weight_norms
+        if norms is None or norms.key != tuple(id(v) for v in variables):
+            norms = self._weight_norms = WeightNorms(variables)
+        return norms()
 
     def _fetch(self, arrays):
         return [array.numpy() for array in arrays]

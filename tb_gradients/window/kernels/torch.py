@@ -223,8 +223,8 @@ def group_step(gradient, state, layout, record):
 
 
 def masked_step(gradient, state, layout):
-    """One variable's reductions over its finite elements, after the main
-    step (`kernels.tensorflow._masked_step`'s twin).
+    """A group's reductions over its finite elements, after the main step
+    (`kernels.tensorflow._masked_step`'s twin: every row).
 
     Returns:
       ``(new accumulated_l1, repaired compensation, outputs)``.
@@ -339,16 +339,15 @@ class Kernel(kernels.WindowKernel):
                             for row, gate_layout in gated}
         return out
 
-    def masked_end(self, state, layout, gradients, row, update_l1):
+    def masked_end(self, state, layout, gradients, update_l1):
         with torch.no_grad():
             new_l1, compensation, out = masked_step(
-                gradients.detach()[row:row + 1],
-                [value[row:row + 1] for value in state.values()], layout)
-            state.compensation = state.compensation.clone()
-            state.compensation[row] = compensation[0]
-            if update_l1:
-                state.accumulated_l1 = state.accumulated_l1.clone()
-                state.accumulated_l1[row] = new_l1[0]
+                gradients.detach(), list(state.values()), layout)
+            state.compensation = compensation
+            state.accumulated_l1 = torch.where(
+                torch.as_tensor(update_l1, dtype=torch.bool,
+                                device=new_l1.device),
+                new_l1, state.accumulated_l1)
         return out
 
     def weight_norms(self, variables):
