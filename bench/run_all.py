@@ -314,13 +314,39 @@ def scale_section(data):
              "file bytes per parameter); the callback submits it at the "
              "epoch end and a thread writes it while the next epoch trains "
              "(state write: that thread's time, competing with training for "
-             "the cores). Goals: epoch end at most 5 "
+             "the cores). The stack models end a window every 10 steps "
+             "(ten per epoch): their epoch end is one window's. "
+             "Goals: epoch end at most 5 "
              "ns/param, first epoch at most 1 s at ResNet50 size, peak "
              "memory at most 12 bytes/param.", "",
              SCALE_HEADER, SCALE_RULE]
-    lines += _scale_rows(data) + _fit_loop_lines(data)
+    lines += _scale_rows(data) + _per_variable_lines(data)
+    lines += _fit_loop_lines(data)
     lines += ["", f"Machine: {machine_line(data.get('machine'))}", ""]
     return lines
+
+
+def _per_variable_lines(data):
+    """The window end per variable of the many-variable models, and a
+    non-finite window against a finite one (goals of at most 50 µs per
+    variable and 2x)."""
+    models = data.get("models", {})
+    lines = []
+    for name, result in models.items():
+        if not name.startswith("stack") or not result.get("variables"):
+            continue
+        lines.append(
+            f"{name}: {result['variables']} variables, window end "
+            f"{result['epoch_end_seconds'] / result['variables'] * 1e6:.0f}"
+            f" µs per variable (goal at most 50).")
+    finite, nonfinite = models.get("stack2000"), models.get(
+        "stack2000_nonfinite")
+    if finite and nonfinite:
+        lines.append(
+            f"A non-finite window against a finite one (stack2000): "
+            f"**{nonfinite['epoch_end_seconds'] / finite['epoch_end_seconds']:.2f}×**"
+            f" (goal at most 2×).")
+    return [""] + lines if lines else []
 
 
 def _scale_commands(data):

@@ -28,7 +28,11 @@ Models: Keras ResNet50 (``weights=None``, 32x32x3 inputs, 10 classes, 23.6 M
 parameters), a stack of Dense(4096) layers (about 300 M parameters) on
 small inputs, a few steps per epoch, ``dense16m`` (Input 2048 -> 4 x
 Dense 2048, 16.8 M parameters, batch 32, 8 steps per epoch) and
-``blocks24`` (`blocks_model`: 387 small variables, 20 steps per epoch).
+``blocks24`` (`blocks_model`: 387 small variables, 20 steps per epoch),
+``stack2000`` (`stack_model`: 2,002 variables of a few parameters each,
+100 steps per epoch, ``gradient_window=10``: ten window ends per epoch)
+and ``stack2000_nonfinite`` (the same whose every window holds NaN and
+Inf).
 
 Also per model: the train step's extra time (the steady epoch's, less its
 window end, against plain's) in ns per parameter per step, and the bytes
@@ -223,6 +227,7 @@ def child(name, config, logdir):
     print(json.dumps({
         "backend": keras.backend.backend(),
         "params": params,
+        "variables": len(model.trainable_variables),
         "epoch_seconds": epoch_times,
         # XLA compile seconds in each epoch (JAX; 0 on TensorFlow)
         "epoch_compile_seconds": epoch_compiles,
@@ -358,10 +363,12 @@ def measure_model(name, rounds, backend):
     state_write = (statistics.median(statistics.median(w) for w in writes)
                    if all(writes) else None)
     epochs, steps, _ = MODELS[name]
-    # the train steps' extra time: the steady epoch's, less its window end
+    # the train steps' extra time: the steady epoch's, less its window
+    # ends (several per epoch with `gradient_window`)
     step_extra = statistics.median(
         (statistics.median(p["gradients"]["epoch_seconds"][1:])
-         - statistics.median(p["gradients"]["epoch_end_seconds"][1:])
+         - window_ends_per_epoch(p["gradients"]["epoch_end_seconds"],
+                                 epochs)
          - statistics.median(p["plain"]["epoch_seconds"][1:])) / steps
         for p in pairs)
     memory = statistics.median(p["gradients"]["peak_rss_bytes"]
@@ -371,6 +378,7 @@ def measure_model(name, rounds, backend):
         for config in ("plain", "gradients")}
     return {
         "params": params,
+        "variables": pairs[0]["plain"].get("variables"),
         "epoch_end_seconds": epoch_end,
         "epoch_end_ns_per_param": epoch_end / params * 1e9,
         "first_epoch_extra_seconds": first_extra,
@@ -397,6 +405,13 @@ def measure_model(name, rounds, backend):
         "steady_compile_seconds": compiles,
         "runs": pairs,
     }
+
+
+def window_ends_per_epoch(spent, epochs):
+    """The window ends' time of a steady epoch: the median window end
+    after the first epoch's, times the windows per epoch."""
+    per_epoch = len(spent) // epochs
+    return statistics.median(spent[per_epoch:]) * per_epoch
 
 
 def fit_loop(rounds, fits=10):

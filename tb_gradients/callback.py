@@ -634,7 +634,7 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                 self.model, list(variables), names,
                 writer.describe(variables, names))
         _, _, names, described = cached
-        described, global_values = writer.write_record(
+        _, global_values = writer.write_record(
             batch, record, variables, names, self.heatmap_encoding,
             self._gate_layers, described)
         self._findings.remember(record.source, step, described, record.stats,

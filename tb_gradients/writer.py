@@ -30,10 +30,10 @@ from tb_gradients.window import statistics
 
 def describe(variables, names):
     """Per variable ``{"name", "layer", "index", "shape"}`` (``shape`` a
-    tuple), as the summaries' metadata names it: built once per source,
-    not per window (a Keras variable's shape is a Python call)."""
+    list, as in the summaries' metadata): built once per source, not per
+    window (a Keras variable's shape is a Python call)."""
     return [{"name": name, "layer": name.rsplit("/", 1)[0], "index": i,
-             "shape": tuple(int(d) for d in variable.shape)}
+             "shape": [int(d) for d in variable.shape]}
             for i, (variable, name) in enumerate(zip(variables, names))]
 
 
@@ -51,9 +51,8 @@ def write_record(batch, record, variables, names, heatmap_encoding,
         not given).
 
     Returns:
-      ``(described, global_values)``: per variable ``{"name", "layer",
-      "index", "shape"}`` (``shape`` a list), and the whole-model figures
-      written.
+      ``(described, global_values)``: `describe`'s list, and the
+      whole-model figures written.
     """
     source = record.source
     if described is None:
@@ -75,8 +74,7 @@ def write_record(batch, record, variables, names, heatmap_encoding,
     scalars.write_global_scalars(batch, source, global_values)
     if record.step_table is not None:
         steps.write_steps(batch, source, record.step_table)
-    return [dict(info, shape=list(info["shape"])) for info in described], (
-        global_values)
+    return described, global_values
 
 
 def _write_record_gates(batch, record, variables, names, gate_layers):

@@ -99,6 +99,43 @@ def test_histogram_constant_and_empty():
                                        np.zeros(4)).shape == (0, 3)
 
 
+def test_histogram_tables_are_histogram_rows():
+    """The edges of many variables at once are each variable's
+    `np.linspace` edges bit for bit, and the special rows (empty,
+    constant, non-finite bounds, a step below the smallest float) are
+    `histogram_rows`'s."""
+    rng = np.random.default_rng(2)
+    low = rng.normal(size=40) * rng.choice([1e-30, 1e-3, 1.0, 1e20], 40)
+    high = low + np.abs(rng.normal(size=40)) * rng.choice(
+        [0.0, 1e-320, 1e-5, 1.0, 1e30], 40)
+    low[3], high[5] = np.nan, np.inf
+    counts = rng.integers(0, 5, (40, 6))
+    counts[7] = 0
+    for i, table in enumerate(histogram.histogram_tables(low, high, counts)):
+        want = histogram.histogram_rows(low[i], high[i], counts[i])
+        np.testing.assert_array_equal(table, want)
+        if want.shape[0] and low[i] != high[i]:
+            np.testing.assert_array_equal(
+                table[:, 0], np.linspace(low[i], high[i], 7)[:-1])
+
+
+def test_tensor_protos_are_tensorboards():
+    """The writer's tensors are the messages `make_tensor_proto` makes."""
+    from tensorboard.util import tensor_util
+
+    from tb_gradients import writer
+
+    for value in (np.arange(6, dtype=np.float64).reshape(2, 3),
+                  np.arange(4, dtype=np.float32), np.ones((2, 2, 2), np.uint8),
+                  np.array([3, -1], np.int32), np.array([5], np.int64),
+                  np.float32(2.5), np.zeros((0, 3)),
+                  np.array(["a", "b"], object)):
+        value = np.asarray(value)
+        assert (writer.tensor_proto(value).SerializeToString()
+                == tensor_util.make_tensor_proto(value).SerializeToString()), (
+                    value)
+
+
 def _sum_float32(terms, compensated):
     total = tf.zeros(terms.shape[1:], tf.float32)
     compensation = tf.zeros(terms.shape[1:], tf.bfloat16)

@@ -41,12 +41,26 @@ def make_model():
     return model
 
 
-def train(logdir, learning_rate=LR, **callback_kwargs):
+def make_repeated_model():
+    """Three hidden layers of one shape: their kernels and biases form
+    stacked groups, whose gradients the TensorFlow hook stacks and reduces
+    together in the train step."""
+    keras.utils.set_random_seed(3)
+    return keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(5, activation="tanh", name="first"),
+        *[keras.layers.Dense(5, activation="tanh", name=f"repeated_{i}")
+          for i in range(3)],
+        keras.layers.Dense(3, activation="softmax", name="out"),
+    ])
+
+
+def train(logdir, learning_rate=LR, build=make_model, **callback_kwargs):
     """`fit` with the callback and the same training by a tape loop."""
     keras.utils.clear_session()
     x, y = make_data()
     probe = (x[:40], y[:40])
-    model = make_model()
+    model = build()
     twin = reference.clone_with_weights(model)
     model.compile(keras.optimizers.SGD(learning_rate),
                   keras.losses.SparseCategoricalCrossentropy())
@@ -190,6 +204,18 @@ def test_probe_variable_statistics(run, index):
     for got in assert_recorded(run["series"], "probe", name,
                                expected_stats(gradients, weights=weights)):
         assert np.isnan(got["noise_scale"])
+
+
+def test_stacked_groups_of_small_variables(tmp_path):
+    """Variables of one shape (the hook stacks their step gradients, the
+    window end reduces them as one group): every statistic of every
+    variable equals the tape loop's."""
+    run = train(tmp_path, build=make_repeated_model)
+    for index, name in enumerate(run["names"]):
+        gradients, step_grads = training_gradients(run, index)
+        weights = [w[index] for w in run["weights"]]
+        assert_recorded(run["series"], "training", name,
+                        expected_stats(gradients, step_grads, weights))
 
 
 def test_global_scalars(run):

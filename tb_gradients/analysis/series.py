@@ -89,9 +89,13 @@ def from_records(source, window, records):
     for record in records:
         by_step[int(record[0])] = record
     steps = sorted(by_step)
-    variables = {}
+    variables, seen = {}, set()
     for step in steps:
-        for variable in by_step[step][1]:
+        names = by_step[step][1]
+        if id(names) in seen:  # the same list for every window of a fit
+            continue
+        seen.add(id(names))
+        for variable in names:
             variables.setdefault(variable["name"], variable)
     ordered = sorted(variables.values(),
                      key=lambda v: (v["index"], v["name"]))
@@ -100,10 +104,15 @@ def from_records(source, window, records):
     stats = np.full((len(steps), len(ordered), width), np.nan)
     scalars = {}
     tables = {}
+    rows_of = {}  # id of a variables list: their positions
     for w, step in enumerate(steps):
         _, names, rows, values, table = by_step[step]
-        for variable, row in zip(names, rows):
-            stats[w, position[variable["name"]]] = row
+        if id(names) not in rows_of:
+            rows_of[id(names)] = np.fromiter(
+                (position[variable["name"]] for variable in names),
+                np.int64, len(names))
+        if len(names):
+            stats[w, rows_of[id(names)]] = np.asarray(rows)[:len(names)]
         for name, value in (values or {}).items():
             scalars.setdefault(name, np.full(len(steps), np.nan))[w] = value
         if table is not None:
