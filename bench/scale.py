@@ -414,40 +414,72 @@ def window_ends_per_epoch(spent, epochs):
     return statistics.median(spent[per_epoch:]) * per_epoch
 
 
+# The notebook patterns of ``fit(epochs=1)`` in a loop: whether each fit
+# continues where the last ended (``initial_epoch``, so the callback
+# reads and writes the resume state each time) and whether one callback
+# is reused or a new one made per fit.
+FIT_LOOP_PATTERNS = {
+    "from_zero_new": (False, False),
+    "from_zero_reused": (False, True),
+    "continuing_new": (True, False),
+    "continuing_reused": (True, True),
+}
+
+
 def fit_loop(rounds, fits=10):
-    """``fit(epochs=1)`` x ``fits`` with and without the callback (run in
-    a process of the backend's, `run_process`; prints its progress, then
-    its figures as a JSON line)."""
+    """``fit(epochs=1)`` x ``fits`` with and without the callback, in each
+    of `FIT_LOOP_PATTERNS` (run in a process of the backend's,
+    `run_process`; prints its progress, then its figures as a JSON
+    line)."""
     import keras
 
     from bench import overhead
     from tb_gradients import GradientTensorBoard
 
     build_model, x, y, batch = overhead.cnn_task()
-    totals = {"plain": [], "gradients": []}
+    totals = {pattern: {"plain": [], "gradients": []}
+              for pattern in FIT_LOOP_PATTERNS}
     with tempfile.TemporaryDirectory() as root:
         for r in range(rounds):
             order = ["plain", "gradients"] if r % 2 == 0 else ["gradients",
                                                                "plain"]
-            for config in order:
-                keras.utils.clear_session()
-                keras.utils.set_random_seed(r)
-                model = build_model()
-                logdir = os.path.join(root, f"{config}_{r}")
-                began = time.perf_counter()
-                for _ in range(fits):
-                    callback = (keras.callbacks.TensorBoard(logdir)
+            for pattern, (continuing, reused) in FIT_LOOP_PATTERNS.items():
+                for config in order:
+                    keras.utils.clear_session()
+                    keras.utils.set_random_seed(r)
+                    model = build_model()
+                    logdir = os.path.join(root, f"{pattern}_{config}_{r}")
+
+                    def make():
+                        return (keras.callbacks.TensorBoard(logdir)
                                 if config == "plain"
                                 else GradientTensorBoard(logdir))
-                    model.fit(x, y, batch_size=batch, epochs=1, verbose=0,
-                              callbacks=[callback])
-                totals[config].append(time.perf_counter() - began)
-            print(f"  round {r}: plain {totals['plain'][-1]:.2f} s, "
-                  f"gradients {totals['gradients'][-1]:.2f} s", flush=True)
-    ratios = [g / p for g, p in zip(totals["gradients"], totals["plain"])]
+
+                    callback = make()
+                    began = time.perf_counter()
+                    for fit in range(fits):
+                        if not reused and fit:
+                            callback = make()
+                        model.fit(x, y, batch_size=batch,
+                                  epochs=fit + 1 if continuing else 1,
+                                  initial_epoch=fit if continuing else 0,
+                                  verbose=0, callbacks=[callback])
+                    totals[pattern][config].append(
+                        time.perf_counter() - began)
+                print(f"  round {r} {pattern}: plain "
+                      f"{totals[pattern]['plain'][-1]:.2f} s, gradients "
+                      f"{totals[pattern]['gradients'][-1]:.2f} s",
+                      flush=True)
+    patterns = {}
+    for pattern, seconds in totals.items():
+        ratios = [g / p for g, p in zip(seconds["gradients"],
+                                        seconds["plain"])]
+        patterns[pattern] = {"ratio": statistics.median(ratios),
+                             "ratios": ratios, "seconds": seconds}
     print(json.dumps({"backend": keras.backend.backend(), "fits": fits,
-                      "ratio": statistics.median(ratios), "ratios": ratios,
-                      "seconds": totals}))
+                      "ratio": patterns["from_zero_new"]["ratio"],
+                      "ratios": patterns["from_zero_new"]["ratios"],
+                      "patterns": patterns}))
 
 
 def backend_versions():
@@ -554,7 +586,9 @@ def main():
         print("fit(epochs=1) x 10, seed CNN:", flush=True)
         results["fit_loop"] = run_process(
             args.backend, ["--fit-loop-child", str(args.fit_loop_rounds)])
-        print(f"  {results['fit_loop']['ratio']:.3f}x plain TensorBoard",
+        print("  " + ", ".join(
+            f"{name} {pattern['ratio']:.3f}x" for name, pattern in
+            results["fit_loop"]["patterns"].items()) + " plain TensorBoard",
               flush=True)
     keep_earlier(results, out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
