@@ -637,8 +637,10 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         _, global_values = writer.write_record(
             batch, record, variables, names, self.heatmap_encoding,
             self._gate_layers, described)
-        self._findings.remember(record.source, step, described, record.stats,
-                                global_values, record.step_table)
+        self._findings.remember(
+            record.source, step, described, record.stats
+            if record.stats_matrix is None else record.stats_matrix,
+            global_values, record.step_table)
 
     def _write_timesteps(self, batch):
         timesteps.write_timestep_gradients(

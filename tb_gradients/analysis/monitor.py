@@ -42,13 +42,17 @@ class FindingsMonitor:
         Args:
           step: the window's summary step.
           variables: per variable ``{"name", "layer", "index", "shape"}``.
-          stats: per variable, the dict of `VARIABLE_STAT_NAMES`.
+          stats: per variable, the dict of `VARIABLE_STAT_NAMES`; or
+            their float64 ``(variables, VARIABLE_STAT_NAMES)`` matrix.
           global_values: the whole-model figures.
           step_table: the per-step ``(l2, max_abs)`` rows, or None.
         """
-        rows = np.array([[values[name] for name in
-                          variable_stats.VARIABLE_STAT_NAMES] for values in stats],
-                        np.float64)
+        if isinstance(stats, np.ndarray):
+            rows = np.asarray(stats, np.float64)
+        else:
+            rows = np.array([[values[name] for name in
+                              variable_stats.VARIABLE_STAT_NAMES]
+                             for values in stats], np.float64)
         history = self._history.setdefault(source, [])
         history.append((step, variables, rows, global_values, step_table))
         del history[:-self._history_length]

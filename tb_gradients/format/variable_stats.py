@@ -65,7 +65,8 @@ def write_variable_stats(batch, source, variable, stat_values):
 
     Args:
       variable: dict with ``name``, ``layer``, ``index``, ``shape``.
-      stat_values: dict from `window.statistics.variable_statistics`.
+      stat_values: dict from `window.statistics.variable_statistics`, or
+        the vector itself (a row of `window.statistics.statistics_matrix`).
     """
     summary_metadata = metadata.plugin_metadata(
         metadata.KIND_VARIABLE_STATS, source, window=batch.window,
@@ -73,7 +74,7 @@ def write_variable_stats(batch, source, variable, stat_values):
         variable=variable["name"], layer=variable["layer"],
         index=variable["index"], shape=list(variable["shape"]),
         stats=list(VARIABLE_STAT_NAMES))
-    vector = np.array([stat_values[name] for name in VARIABLE_STAT_NAMES],
-                      dtype=np.float64)
+    if isinstance(stat_values, dict):
+        stat_values = [stat_values[name] for name in VARIABLE_STAT_NAMES]
     batch.tensor(metadata.variable_stats_tag(source, variable["name"]),
-                 vector, summary_metadata)
+                 np.asarray(stat_values, dtype=np.float64), summary_metadata)

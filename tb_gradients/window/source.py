@@ -56,8 +56,12 @@ class WindowRecord:
 
     Attributes:
       source: ``"training"`` or ``"probe"``.
-      stats: per variable, a dict ``VARIABLE_STAT_NAMES`` (plus, training,
-        the noise-scale terms) -> float.
+      columns: statistic name (``VARIABLE_STAT_NAMES`` and, training,
+        the noise-scale terms) -> ``(variables,)`` float64.
+      stats: per variable, a dict of the same -> float.
+      stats_matrix: the same, float64 ``(variables, VARIABLE_STAT_NAMES)``
+        (the written vectors: one row per variable, no per-variable
+        conversion at each window).
       heatmaps: per variable, ``(encoded (4, rows, cols), block)`` or None.
       histograms: per variable, ``(k, 3)`` rows or None.
       gates: ``{variable index: (table (gates, 3), heatmap or None,
@@ -68,12 +72,25 @@ class WindowRecord:
 
     def __init__(self, source):
         self.source = source
-        self.stats = []
+        self.columns = None
+        self._stats = None
+        self.stats_matrix = None
         self.heatmaps = []
         self.histograms = []
         self.gates = {}
         self.step_table = None
         self.skipped_steps = 0.0
+
+    @property
+    def stats(self):
+        """Per variable, a dict of its statistics (built from ``columns``
+        when first asked for: the writer and the findings read the
+        columns and ``stats_matrix``, a few thousand dicts per window
+        cost more than they do)."""
+        if self._stats is None:
+            self._stats = ([] if self.columns is None
+                           else statistics.as_dicts(self.columns))
+        return self._stats
 
 
 class SourceWindows:
@@ -215,15 +232,16 @@ class SourceWindows:
         extra = {"units": self._units, "weight_l2": weight_l2,
                  "first_nonfinite_step": first_nonfinite}
         if scalars is not None:
-            per_variable = statistics.variable_statistics(
+            columns = statistics.variable_columns(
                 reductions, self._sizes, scalars[:, 0], scalars[:, 1],
                 scalars[:, 2], **extra)
         else:
-            per_variable = statistics.variable_statistics(
+            columns = statistics.variable_columns(
                 reductions, self._sizes, np.full(count, float(probe_batches)),
                 **extra)
         result = WindowRecord(self.source)
-        result.stats = per_variable
+        result.columns = columns
+        result.stats_matrix = statistics.statistics_matrix(columns)
         result.gates = gates
         low = statistics.REDUCTIONS.index("min")
         high = statistics.REDUCTIONS.index("max")

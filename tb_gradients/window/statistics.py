@@ -57,11 +57,32 @@ def _quiet_non_finite(function):
     return wrapper
 
 
+def variable_statistics(*args, **kwargs):
+    """`variable_columns` as one dict name -> float per variable."""
+    return as_dicts(variable_columns(*args, **kwargs))
+
+
+def as_dicts(columns):
+    """Columns name -> ``(variables,)`` as one dict name -> float per
+    variable."""
+    names = list(columns)
+    table = np.stack([columns[name] for name in names], axis=1).tolist()
+    return [dict(zip(names, row)) for row in table]
+
+
+def statistics_matrix(columns):
+    """`variable_columns` as a float64 ``(variables, stats)`` matrix in
+    ``VARIABLE_STAT_NAMES`` order (the written vectors, one row each)."""
+    return np.stack([columns[name] for name in
+                     variable_stats.VARIABLE_STAT_NAMES], axis=1)
+
+
 @_quiet_non_finite
-def variable_statistics(reductions, sizes, steps, step_l1=None,
-                        step_sq=None, units=None, weight_l2=None,
-                        first_nonfinite_step=None):
-    """Per-variable statistics (``VARIABLE_STAT_NAMES``) from reductions.
+def variable_columns(reductions, sizes, steps, step_l1=None,
+                     step_sq=None, units=None, weight_l2=None,
+                     first_nonfinite_step=None):
+    """Per-variable statistics (``VARIABLE_STAT_NAMES``) from reductions,
+    one float64 array over the variables per statistic.
 
     Vectorised over variables: the device returns, per variable, the sums
     and maxima named in ``REDUCTIONS`` (over finite elements);
@@ -82,8 +103,9 @@ def variable_statistics(reductions, sizes, steps, step_l1=None,
         None.
 
     Returns:
-      list of dicts name -> float, one per variable; with ``step_sq``, also
-      ``noise_trace`` and ``noise_signal`` (see `noise_scale_terms`).
+      dict name -> ``(variables,)`` float64, in ``VARIABLE_STAT_NAMES``
+      order; with ``step_sq``, also ``noise_trace`` and ``noise_signal``
+      (see `noise_scale_terms`).
     """
     r = {name: np.asarray(reductions, np.float64)[:, i]
          for i, name in enumerate(REDUCTIONS)}
@@ -136,8 +158,8 @@ def variable_statistics(reductions, sizes, steps, step_l1=None,
     names = list(variable_stats.VARIABLE_STAT_NAMES)
     if step_sq is not None:
         names += ["noise_trace", "noise_signal"]
-    return [{name: float(columns[name][i]) for name in names}
-            for i in range(len(sizes))]
+    return {name: np.broadcast_to(np.asarray(columns[name], np.float64),
+                                  sizes.shape) for name in names}
 
 
 @_quiet_non_finite
@@ -172,33 +194,48 @@ def global_statistics(per_variable, skipped_steps=0, step_table=None):
     """Whole-model figures from the per-variable ones (``GLOBAL_STAT_NAMES``).
 
     Args:
-      per_variable: list of dicts from `variable_statistics`; the noise
-        scale sums the ``noise_trace`` / ``noise_signal`` of the variables
-        that have them (training source, at least two steps).
+      per_variable: `variable_columns`'s columns, or the list of dicts of
+        `variable_statistics`; the noise scale sums the ``noise_trace`` /
+        ``noise_signal`` of the variables that have them (training source,
+        at least two steps).
       skipped_steps: steps the loss-scale optimizer skipped (non-finite).
       step_table: ``(steps, 2)`` array of per-step ``(l2, max_abs)``, or
         ``None``.
     """
     out = dict.fromkeys(scalars.GLOBAL_STAT_NAMES, float("nan"))
 
+    def column(name):
+        """The variables' values of ``name`` in order (None: none has
+        it)."""
+        if isinstance(per_variable, dict):
+            values = per_variable.get(name)
+            return None if values is None else np.asarray(values).tolist()
+        if not per_variable:
+            return []
+        if name not in per_variable[0]:
+            return None
+        return [s[name] for s in per_variable]
+
     def total(name):
-        values = [s[name] for s in per_variable if math.isfinite(s[name])]
+        values = [v for v in column(name) if math.isfinite(v)]
         return float(sum(values)) if values else float("nan")
 
     for name in ("norm", "norm_accumulated", "accumulated_norm",
                  "dissolving_norm", "within_epoch_dissolving_norm"):
         out[name] = total(name)
     for name in ("l2", "l2_accumulated"):
-        squares = [s[name] ** 2 for s in per_variable if math.isfinite(s[name])]
+        squares = [v ** 2 for v in column(name) if math.isfinite(v)]
         out[name] = float(math.sqrt(sum(squares))) if squares else float("nan")
-    maxima = [s["max_abs"] for s in per_variable if math.isfinite(s["max_abs"])]
+    maxima = [v for v in column("max_abs") if math.isfinite(v)]
     out["max_abs"] = float(max(maxima)) if maxima else float("nan")
-    out["nan_count"] = float(sum(s["nan_count"] for s in per_variable))
-    out["inf_count"] = float(sum(s["inf_count"] for s in per_variable))
-    steps = [s["steps"] for s in per_variable if math.isfinite(s["steps"])]
-    out["steps"] = float(max(steps)) if steps else float("nan")
-    terms = [(s["noise_trace"], s["noise_signal"]) for s in per_variable
-             if "noise_trace" in s and s["steps"] >= 2]
+    out["nan_count"] = float(sum(column("nan_count")))
+    out["inf_count"] = float(sum(column("inf_count")))
+    steps = column("steps")
+    finite_steps = [v for v in steps if math.isfinite(v)]
+    out["steps"] = float(max(finite_steps)) if finite_steps else float("nan")
+    traces, signals = column("noise_trace"), column("noise_signal")
+    terms = [] if traces is None else [
+        (t, g) for t, g, n in zip(traces, signals, steps) if n >= 2]
     if terms and all(math.isfinite(v) for pair in terms for v in pair):
         out["noise_scale"] = _ratio(sum(t for t, _ in terms),
                                     sum(g for _, g in terms))
