@@ -406,7 +406,8 @@ def scale_jax_section(data):
              SCALE_HEADER + " XLA compile s, first epoch (plain / "
              "callback) | after the first epoch |",
              SCALE_RULE + "---|---|"]
-    lines += _scale_rows(data, compiles=True) + _fit_loop_lines(data)
+    lines += _scale_rows(data, compiles=True) + _per_variable_lines(data)
+    lines += _fit_loop_lines(data)
     lines += ["", f"Machine: {machine_line(data.get('machine'))}", ""]
     return lines
 
