@@ -31,8 +31,9 @@ Dense 2048, 16.8 M parameters, batch 32, 8 steps per epoch) and
 ``blocks24`` (`blocks_model`: 387 small variables, 20 steps per epoch),
 ``stack2000`` (`stack_model`: 2,002 variables of a few parameters each,
 100 steps per epoch, ``gradient_window=10``: ten window ends per epoch)
-and ``stack2000_nonfinite`` (the same whose every window holds NaN and
-Inf).
+``stack2000_nonfinite`` (the same whose every window holds NaN and
+Inf) and ``cnn`` (the seed's CNN, 8 steps per epoch: the first epoch's
+one-time cost on a small model).
 
 Also per model: the train step's extra time (the steady epoch's, less its
 window end, against plain's) in ns per parameter per step, and the bytes
@@ -77,6 +78,7 @@ MODELS = {
     "blocks24": (4, 20, 16),
     "stack2000": (3, 100, 16),
     "stack2000_nonfinite": (3, 100, 16),
+    "cnn": (4, 8, 256),
 }
 # GradientTensorBoard arguments per model (defaults otherwise)
 CALLBACK_ARGUMENTS = {
@@ -103,6 +105,11 @@ def build(name):
     elif name == "blocks24":
         model = blocks_model()
         shape, classes = None, 10
+    elif name == "cnn":  # the seed's CNN (`overhead.cnn_task`)
+        from bench import overhead
+
+        model = overhead.cnn_task()[0]()
+        return model, (28, 28, 1), 10
     elif name.startswith("stack2000"):
         model = stack_model(overflow=name.endswith("nonfinite"))
         shape, classes = (8,), 8
