@@ -209,7 +209,8 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
         self._findings = monitor.FindingsMonitor(self.gradient_window)
         self._chief = True  # this process writes (`distribution.is_chief`)
         self._batch_writer = writer.BatchWriter()
-        # per source: (model, variables, display names, `writer.describe`)
+        # per source: (its `SourceWindows`, model, display names,
+        # `writer.describe`)
         self._descriptions = {}
         self._state_writer = resume.StateWriter()
 
@@ -622,25 +623,24 @@ class GradientTensorBoard(keras.callbacks.TensorBoard):
                                   probe_batches=len(self._probe.batches))
 
     def _write_record(self, batch, record, step):
-        variables = self._windows[record.source].variables
-        # names and shapes once per source and model (the cached list
-        # holds the variables, so their ids stay theirs)
+        windows = self._windows[record.source]
+        variables = windows.variables
+        # names and shapes once per source's windows (a new set of
+        # variables makes new windows) and model
         cached = self._descriptions.get(record.source)
-        if cached is None or cached[0] is not self.model or len(
-                cached[1]) != len(variables) or any(
-                    a is not b for a, b in zip(cached[1], variables)):
+        if cached is None or cached[0] is not windows or (
+                cached[1] is not self.model):
             names = _unique_names(variables, self.model.name)
             cached = self._descriptions[record.source] = (
-                self.model, list(variables), names,
+                windows, self.model, names,
                 writer.describe(variables, names))
         _, _, names, described = cached
         _, global_values = writer.write_record(
             batch, record, variables, names, self.heatmap_encoding,
             self._gate_layers, described)
-        self._findings.remember(
-            record.source, step, described, record.stats
-            if record.stats_matrix is None else record.stats_matrix,
-            global_values, record.step_table)
+        self._findings.remember(record.source, step, described,
+                                record.stats_matrix, global_values,
+                                record.step_table)
 
     def _write_timesteps(self, batch):
         timesteps.write_timestep_gradients(

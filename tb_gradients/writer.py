@@ -58,9 +58,8 @@ def write_record(batch, record, variables, names, heatmap_encoding,
     if described is None:
         described = describe(variables, names)
     for i, info in enumerate(described):
-        variable_stats.write_variable_stats(
-            batch, source, info, record.stats[i]
-            if record.stats_matrix is None else record.stats_matrix[i])
+        variable_stats.write_variable_stats(batch, source, info,
+                                            record.stats_matrix[i])
         if record.heatmaps[i] is not None:
             encoded, block = record.heatmaps[i]
             heatmap.write_heatmap(batch, source, info, encoded, block,
@@ -70,7 +69,7 @@ def write_record(batch, record, variables, names, heatmap_encoding,
                                       record.histograms[i])
     _write_record_gates(batch, record, variables, names, gate_layers)
     global_values = statistics.global_statistics(
-        record.stats if record.columns is None else record.columns, skipped_steps=record.skipped_steps,
+        record.columns, skipped_steps=record.skipped_steps,
         step_table=record.step_table)
     scalars.write_global_scalars(batch, source, global_values)
     if record.step_table is not None:

@@ -11,7 +11,6 @@ import numpy as np
 from tb_gradients.analysis import findings
 from tb_gradients.analysis import series
 
-from tb_gradients.format import variable_stats
 # Records per source kept for the findings (the rules look at recent
 # windows; docs/FINDINGS.md).
 FINDINGS_HISTORY = 64
@@ -42,17 +41,12 @@ class FindingsMonitor:
         Args:
           step: the window's summary step.
           variables: per variable ``{"name", "layer", "index", "shape"}``.
-          stats: per variable, the dict of `VARIABLE_STAT_NAMES`; or
-            their float64 ``(variables, VARIABLE_STAT_NAMES)`` matrix.
+          stats: float64 ``(variables, VARIABLE_STAT_NAMES)``
+            (`window.statistics.statistics_matrix`).
           global_values: the whole-model figures.
           step_table: the per-step ``(l2, max_abs)`` rows, or None.
         """
-        if isinstance(stats, np.ndarray):
-            rows = np.asarray(stats, np.float64)
-        else:
-            rows = np.array([[values[name] for name in
-                              variable_stats.VARIABLE_STAT_NAMES]
-                             for values in stats], np.float64)
+        rows = np.asarray(stats, np.float64)
         history = self._history.setdefault(source, [])
         history.append((step, variables, rows, global_values, step_table))
         del history[:-self._history_length]

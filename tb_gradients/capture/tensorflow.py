@@ -259,10 +259,12 @@ class TrainingGradientCapture(base.TrainingCapture):
                     variable, self._record_replicated, args=(gradient,),
                     group=False)
             return
-        by_index = {self._inner._get_variable_index(v): g for g, v in pairs}
+        by_index = {self._inner._get_variable_index(v): (g, v)
+                    for g, v in pairs}
         figures = []
         for number, group in enumerate(self._groups):
-            gradients = [by_index.get(index) for index in group]
+            gradients = [by_index.get(index, (None, None))[0]
+                         for index in group]
             if (len(group) < 2 or any(
                     g is None or isinstance(g, tf.IndexedSlices)
                     for g in gradients)
@@ -279,8 +281,7 @@ class TrainingGradientCapture(base.TrainingCapture):
                             tf.reduce_max(absolute, axis=1)))
             for index in group:
                 del by_index[index]
-        figures += [self._record_variable(g, v) for g, v in pairs
-                    if self._inner._get_variable_index(v) in by_index]
+        figures += [self._record_variable(g, v) for g, v in by_index.values()]
         self._add_step_figures(figures)
 
     def _record_replicated(self, variable, gradient):

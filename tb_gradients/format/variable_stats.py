@@ -65,8 +65,8 @@ def write_variable_stats(batch, source, variable, stat_values):
 
     Args:
       variable: dict with ``name``, ``layer``, ``index``, ``shape``.
-      stat_values: dict from `window.statistics.variable_statistics`, or
-        the vector itself (a row of `window.statistics.statistics_matrix`).
+      stat_values: the vector, a row of
+        `window.statistics.statistics_matrix`.
     """
     summary_metadata = metadata.plugin_metadata(
         metadata.KIND_VARIABLE_STATS, source, window=batch.window,
@@ -74,7 +74,5 @@ def write_variable_stats(batch, source, variable, stat_values):
         variable=variable["name"], layer=variable["layer"],
         index=variable["index"], shape=list(variable["shape"]),
         stats=list(VARIABLE_STAT_NAMES))
-    if isinstance(stat_values, dict):
-        stat_values = [stat_values[name] for name in VARIABLE_STAT_NAMES]
     batch.tensor(metadata.variable_stats_tag(source, variable["name"]),
                  np.asarray(stat_values, dtype=np.float64), summary_metadata)

@@ -6,7 +6,7 @@ layout, `window.layout`) and runs the window end through the backend's
 kernel (`window.kernels`), which keeps the state on the device. What comes
 back to the host is small (reductions, encoded pooled heatmaps, histogram
 counts, gate tables); the statistics are computed from it with
-`window.statistics.variable_statistics` and returned as a `WindowRecord`
+`window.statistics.variable_columns` and returned as a `WindowRecord`
 for `writer`. Backend-neutral: no framework's ops here.
 """
 

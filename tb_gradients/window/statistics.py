@@ -25,7 +25,7 @@ import numpy as np
 from tb_gradients.format import scalars
 from tb_gradients.format import variable_stats
 # Per-variable reductions the device returns at a window's end
-# (`window.kernels`), in order; `variable_statistics` turns them into the
+# (`window.kernels`), in order; `variable_columns` turns them into the
 # statistics of docs/STATISTICS.md.
 REDUCTIONS = (
     "sum",              # Σ G
@@ -55,11 +55,6 @@ def _quiet_non_finite(function):
             return function(*args, **kwargs)
 
     return wrapper
-
-
-def variable_statistics(*args, **kwargs):
-    """`variable_columns` as one dict name -> float per variable."""
-    return as_dicts(variable_columns(*args, **kwargs))
 
 
 def as_dicts(columns):
@@ -194,10 +189,9 @@ def global_statistics(per_variable, skipped_steps=0, step_table=None):
     """Whole-model figures from the per-variable ones (``GLOBAL_STAT_NAMES``).
 
     Args:
-      per_variable: `variable_columns`'s columns, or the list of dicts of
-        `variable_statistics`; the noise scale sums the ``noise_trace`` /
-        ``noise_signal`` of the variables that have them (training source,
-        at least two steps).
+      per_variable: `variable_columns`'s columns; the noise scale sums the
+        ``noise_trace`` / ``noise_signal`` of the variables that have them
+        (training source, at least two steps).
       skipped_steps: steps the loss-scale optimizer skipped (non-finite).
       step_table: ``(steps, 2)`` array of per-step ``(l2, max_abs)``, or
         ``None``.
@@ -205,16 +199,10 @@ def global_statistics(per_variable, skipped_steps=0, step_table=None):
     out = dict.fromkeys(scalars.GLOBAL_STAT_NAMES, float("nan"))
 
     def column(name):
-        """The variables' values of ``name`` in order (None: none has
-        it)."""
-        if isinstance(per_variable, dict):
-            values = per_variable.get(name)
-            return None if values is None else np.asarray(values).tolist()
-        if not per_variable:
-            return []
-        if name not in per_variable[0]:
-            return None
-        return [s[name] for s in per_variable]
+        """The variables' values of ``name`` in order, as Python floats
+        (summed in the variables' order); None where it is not a column."""
+        values = per_variable.get(name)
+        return None if values is None else np.asarray(values).tolist()
 
     def total(name):
         values = [v for v in column(name) if math.isfinite(v)]
