@@ -9,6 +9,7 @@ the rules.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -28,6 +29,7 @@ from tb_gradients.analysis import reader
 from tb_gradients.format import findings_table
 from tb_gradients.format import metadata
 
+from tests import damaged_logdirs
 from tests import eventfiles
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -301,6 +303,32 @@ def test_dead_relu_layer_is_named_with_its_fraction(logdir):
             "dead_units"] == 30 / 32
 
 
+@pytest.mark.parametrize("value", [np.inf, np.nan, 40.0])
+def test_damaged_evidence_is_never_printed_as_a_percentage(logdir, tmp_path,
+                                                           value):
+    """The dead ReLU run with its statistics overwritten (Inf, NaN, or a
+    fraction of 4,000 %) where finite fractions belong: the dead-units
+    rule stays silent on what says nothing, and no message prints
+    ``inf%``, ``nan%`` or a share over 100 %."""
+    source = logdir / "dead_relu" / "train"
+    target = tmp_path / "train"
+    target.mkdir()
+    for name in os.listdir(source):
+        events = damaged_logdirs.read_events(str(source / name))
+        for event in events:
+            for item in event.summary.value:
+                if item.tag.startswith("gradients/training/variable/"):
+                    vector = tensor_util.make_ndarray(item.tensor).copy()
+                    vector[2:] = value
+                    item.tensor.CopyFrom(tensor_util.make_tensor_proto(vector))
+        damaged_logdirs.write_events(str(target / name), events)
+    found = _findings_of(target)
+    assert "dead_units" not in {f.kind for f in found}
+    for finding in found:
+        assert not re.search(r"(inf|nan)\s*%|\d{4,}%", finding.message,
+                             re.IGNORECASE), finding.message
+
+
 def test_a_layer_after_fully_dead_ones_is_reported_once(tmp_path):
     """Every unit of hidden_2 dead: hidden_1 gets no gradient at all and
     hidden_3 no input. One finding, not one per layer."""
@@ -372,7 +400,7 @@ def test_command_in_process_equals_the_plugin_route(logdir):
 
     app, _, _ = make_app(logdir)
     client = werkzeug_test.Client(app)
-    for name, found in diagnose.diagnose(str(logdir)):
+    for name, found, _ in diagnose.diagnose(str(logdir)):
         served = get_json(client, "/findings", run=name)["findings"]
         assert [{k: f[k] for k in ("kind", "severity", "variable", "epoch",
                                    "step")} for f in served] == [

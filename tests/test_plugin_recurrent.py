@@ -521,23 +521,30 @@ def test_non_finite_values_are_null(tmp_path):
 
 
 def test_malformed_recurrent_data_is_404(tmp_path, guard_log):
-    """Malformed tensors are the guard's 404, for exactly the requests that
-    read them; the layer listing only needs their metadata."""
+    """Malformed tensors are a typed 404 naming run, tag, step and the
+    layout expected, for exactly the requests that read them, each logged
+    once; the layer listing only needs their metadata."""
     _write_odd_runs(tmp_path)
     app, _, _ = make_app(tmp_path)
     client = werkzeug_test.Client(app)
-    damaged = [("/timesteps", ["timesteps tensor"],
+    damaged = [("/timesteps", [metadata.timesteps_tag("probe", "rec"),
+                               "expected a float tensor of shape (samples, "
+                               "timesteps, channels)"],
                 {"run": "broken", "layer": "rec"}),
-               ("/gates", ["gates tensor"],
+               ("/gates", [metadata.gates_tag("training", "rec"),
+                           "expected a float table of shape"],
                 {"run": "broken", "source": "training", "layer": "rec"}),
-               ("/gate_heatmap", ["gate heatmap tensor"],
+               ("/gate_heatmap", [metadata.gate_heatmap_tag(
+                   "training", "rec/lstm_cell/kernel"),
+                   "expected a float tensor of shape (4, rows, cols)"],
                 {"run": "broken", "source": "training",
                  "variable": "rec/lstm_cell/kernel"})]
-    for route, words, params in damaged:
-        assert_error(client, 404, route, ["readable"] + words, guarded=True,
-                     **params)
-    assert guard_log.take() == [request_path(route, **params)
-                                for route, _, params in damaged]
+    for _ in range(2):
+        for route, words, params in damaged:
+            assert_error(client, 404, route, ["run 'broken'", "step 0"]
+                         + words, **params)
+    guard_log.assert_silent("reading malformed recurrent series")
+    assert len(guard_log.read_errors) == len(damaged), guard_log.read_errors
     body = get_json(client, "/timestep_layers", run="broken")
     assert body["layers"][0]["epochs"] == [0]
     assert math.isfinite(body["layers"][0]["samples"])

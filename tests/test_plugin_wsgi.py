@@ -28,6 +28,7 @@ from tb_gradients.format import metadata
 from tb_gradients.format import scalars
 from tb_gradients.format import variable_stats as variable_stats_format
 from tb_gradients.plugin import params as plugin_params
+from tb_gradients.plugin import reading as plugin_reading
 from tb_gradients.plugin import routes as plugin_routes
 
 from tests import eventfiles
@@ -162,11 +163,15 @@ class GuardLog(logging.Handler):
         super().__init__(level=logging.WARNING)
         self._fired = []
         self._level = None
+        self.read_errors = []  # the messages of read errors logged
 
     def emit(self, record):
         if record.msg == plugin_routes.GUARD_WARNING:
             error = record.exc_info[1] if record.exc_info else None
             self._fired.append((record.args[0], error))
+        if record.msg == plugin_reading.READ_ERROR_WARNING:
+            assert record.exc_info is None, "a read error logs no traceback"
+            self.read_errors.append(record.getMessage())
 
     def __enter__(self):
         self._level = plugin_routes.logger.level
@@ -245,7 +250,8 @@ def test_runs(client):
     assert [entry["run"] for entry in body["runs"]] == sorted(runs)
     assert runs["tanh/train"] == {"run": "tanh/train",
                                   "sources": ["training", "probe"],
-                                  "window": "epoch", "epochs": 4}
+                                  "window": "epoch", "epochs": 4,
+                                  "errors": []}
     assert runs["exploding/train"]["sources"] == ["training"]
     assert runs["exploding/train"]["epochs"] == 3
     assert runs["long/train"]["epochs"] == LONG_EPOCHS
@@ -727,7 +733,8 @@ def test_findings(client):
     says is tested in test_findings.py.)"""
     for run in ("tanh/train", "long/train", "float/train"):
         body = get_json(client, "/findings", run=run)
-        assert sorted(body) == ["findings", "run"] and body["run"] == run
+        assert sorted(body) == ["errors", "findings", "run"]
+        assert body["run"] == run and body["errors"] == []
         assert isinstance(body["findings"], list)
     assert get_json(client, "/findings", run="exploding/train")["findings"]
 
@@ -912,30 +919,54 @@ def _write_odd_runs(root):
                     metadata.KIND_STEPS, "training"))
 
 
-def test_unknown_versions_and_malformed_data_are_4xx(tmp_path, guard_log):
-    """A future version is absent data, a typed 404; malformed tensors are
-    the guard's 404, for exactly the requests that read them."""
+def test_unknown_versions_and_malformed_data_are_named(tmp_path, guard_log):
+    """A future version is listed with what to do about it; malformed
+    tensors are a typed 404 naming run, tag, step, what was expected and
+    what was found, for exactly the requests that read them, logged once
+    per reason however often asked; the guard never fires."""
     _write_odd_runs(tmp_path)
     app, _, _ = make_app(tmp_path)
     client = werkzeug_test.Client(app)
-    assert [r["run"] for r in get_json(client, "/runs")["runs"]] == ["broken"]
+    runs = {entry["run"]: entry for entry in get_json(client, "/runs")["runs"]}
+    assert sorted(runs) == ["broken", "future"]
+    assert runs["future"]["sources"] == [] and runs["future"]["epochs"] == 0
+    [error] = runs["future"]["errors"]
+    assert error["tag"] == metadata.variable_stats_tag("training", "v")
+    assert error["reason"] == (
+        f"written by format version {metadata.FORMAT_VERSION + 1}; this "
+        f"version reads up to {metadata.FORMAT_VERSION}: upgrade "
+        "tb-gradients")
+    assert runs["broken"]["errors"] == []
     assert_error(client, 404, "/variables", ["'future'"], run="future",
                  source="training")
-    assert_error(client, 404, "/findings", ["run 'future'"], run="future")
+    body = get_json(client, "/findings", run="future")
+    assert body["findings"] == [] and body["errors"] == [error]
     body = get_json(client, "/variable_stats", run="broken",
                     source="training")
     assert body["epochs"] == [] and body["variables"][0]["values"] == []
-    assert get_json(client, "/findings", run="broken")["findings"] == []
-    guard_log.assert_silent("reading the future and broken runs' listing")
-    damaged = [("/heatmap", ["heatmap"], {"run": "broken",
-                                          "source": "training",
-                                          "variable": "v"}),
-               ("/steps", ["per-step"], {"run": "broken",
-                                         "source": "training"})]
-    for route, words, params in damaged:
-        assert_error(client, 404, route, words, guarded=True, **params)
-    assert guard_log.take() == [request_path(route, **params)
-                                for route, _, params in damaged]
+    body = get_json(client, "/findings", run="broken")
+    assert body["findings"] == []
+    stats_tag = metadata.variable_stats_tag("training", "v")
+    assert [(e["tag"], e["step"], e["more"]) for e in body["errors"]] == [
+        (stats_tag, 0, 1), (metadata.steps_tag("training"), 0, 1)]
+    assert body["errors"][0]["reason"] == (
+        "expected a float vector of 22 statistics, found shape (5,) float64")
+    damaged = [("/heatmap", [metadata.heatmap_tag("training", "v"),
+                             "step 1", "expected a uint8 tensor of shape "
+                             "(4, rows, cols), found shape (3,) uint8"],
+                {"run": "broken", "source": "training", "variable": "v"}),
+               ("/steps", [metadata.steps_tag("training"), "step 0",
+                           "expected a float table of shape (steps, 2), "
+                           "found shape (4,) float32"],
+                {"run": "broken", "source": "training"})]
+    for _ in range(3):
+        for route, words, params in damaged:
+            assert_error(client, 404, route, ["run 'broken'"] + words,
+                         **params)
+    guard_log.assert_silent("reading damaged and foreign runs")
+    logged = guard_log.read_errors
+    assert len(logged) == 4, logged  # future, stats, heatmap, steps: once
+    assert any("upgrade tb-gradients" in line for line in logged)
 
 
 def _write_stats_epochs(run_dir, epochs):

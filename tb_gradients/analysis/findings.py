@@ -369,9 +369,11 @@ def _layer_dead_fractions(data):
 
     A unit is dead when its kernel column and its bias element are both
     zero: a layer after a dead one has zero kernel gradients (no input)
-    but a live bias.
+    but a live bias. A fraction outside [0, 1] (damaged data) is NaN:
+    evidence that says nothing, so the rule stays silent on it.
     """
     dead = data.stat("dead_units")
+    dead = np.where((dead >= 0) & (dead <= 1), dead, np.nan)
     by_layer = {}
     for index, variable in enumerate(data.variables):
         by_layer.setdefault(variable["layer"], []).append(index)
@@ -452,7 +454,7 @@ def cancellation(data):
     # cancellation (its finite part is what is left)
     clean = (np.nansum(data.stat("nan_count") + data.stat("inf_count"),
                        axis=1) == 0) & (_global_step_norm(data) > 0)
-    ratio = np.where(clean, ratio, np.nan)
+    ratio = np.where(clean & np.isfinite(ratio), ratio, np.nan)
     start = _first_run(ratio >= CANCELLATION_FRACTION, CANCELLATION_RECORDS)
     if start is None:
         return []

@@ -15,9 +15,17 @@ recording. Runs are named as TensorBoard names them: the directory's path
 relative to the log directory, ``.`` for the log directory itself. Like the
 plugin, it needs TensorBoard only: without TensorFlow it reads local files
 through TensorBoard's own file-system stub.
+
+Damaged or foreign data never hides what can be read: each value is
+decoded by its kind's module in `format` (`format.decoding.ReadError` on
+anything else), and what is skipped is listed in the run's ``errors`` (a
+tag with metadata from a newer format version, or that is not JSON, or of
+an unknown kind; a value of the wrong shape or dtype; an event file that is
+empty, cut in the middle of a record, or unreadable).
 """
 
 import collections
+import functools
 import os
 
 import numpy as np
@@ -27,8 +35,11 @@ from tensorboard.compat import tf  # TensorFlow's gfile, or TensorBoard's stub
 from tensorboard.util import tensor_util
 
 from tb_gradients.analysis import series
+from tb_gradients.format import decoding
+from tb_gradients.format import kinds
 from tb_gradients.format import metadata
 from tb_gradients.format import scalars as scalars_format
+from tb_gradients.format import steps as steps_format
 from tb_gradients.format import variable_stats
 
 SCALAR_PLUGIN = "scalars"
@@ -41,21 +52,27 @@ class Run:
       name: the run's name (relative to the log directory it was found in).
       directory: the run directory.
       sources: ``{"training" | "probe": series.SourceSeries}``, the sources
-        recorded.
+        recorded (what could be read of them).
+      errors: the `format.decoding.ReadError`s of what was skipped, each
+        naming its run, tag (or event file) and step where it has one.
     """
 
-    def __init__(self, name, directory, sources):
+    def __init__(self, name, directory, sources, errors=()):
         self.name = name
         self.directory = directory
         self.sources = sources
+        self.errors = list(errors)
 
 
 class _Series:
-    """One tag's samples: latest recording per step, and its metadata."""
+    """One tag's samples: latest recording per step, and its metadata
+    (``unreadable``: the `ReadError` of metadata this version cannot read;
+    its values are then skipped)."""
 
     def __init__(self):
         self.content = None
         self.plugin = None
+        self.unreadable = None
         self.samples = {}  # step -> (wall_time, order, value)
 
     def add(self, step, wall_time, order, value):
@@ -90,13 +107,57 @@ def _event_files(directory):
         if io_wrapper.IsSummaryEventsFile(os.path.join(directory, name)))
 
 
-def _read_series(directory):
-    """``{tag: _Series}`` of the gradients plugin's tensors and of the
-    ``gradients/...`` scalars of one run directory."""
+# TFRecord framing: a little-endian uint64 length and its CRC, the data,
+# the data's CRC.
+_RECORD_HEADER, _RECORD_FOOTER = 12, 4
+
+
+def _framing_problem(path):
+    """Why the records of an event file do not fill it exactly (empty, or
+    cut in the middle of a record: a predicate of "event file <name>"), or
+    ``None``. Reads the 12-byte headers only."""
+    with tf.io.gfile.GFile(path, "rb") as f:
+        size = f.size()
+        if size == 0:
+            return "is empty (no records, not even its version)"
+        offset = 0
+        while offset < size:
+            f.seek(offset)
+            header = f.read(_RECORD_HEADER)
+            if len(header) < _RECORD_HEADER:
+                break
+            length = int.from_bytes(header[:8], "little")
+            end = offset + _RECORD_HEADER + length + _RECORD_FOOTER
+            if end > size:
+                break
+            offset = end
+    if offset == size:
+        return None
+    return (f"ends in the middle of a record (at byte {offset} of "
+            f"{size}: cut while being written, or damaged); the records "
+            f"before it are read")
+
+
+def _read_series(directory, run):
+    """``({tag: _Series}, unreadable)``: the gradients plugin's tensors and
+    the ``gradients/...`` scalars of one run directory, and a `ReadError`
+    per event file or tag metadata that could not be read."""
     tags = collections.defaultdict(_Series)
+    unreadable = []
     order = 0
     for path in _event_files(directory):
-        for event in event_file_loader.EventFileLoader(path).Load():
+        where = os.path.basename(path)
+        try:
+            problem = _framing_problem(path)
+            events = list(event_file_loader.EventFileLoader(path).Load())
+        except (OSError, tf.errors.OpError) as error:
+            unreadable.append(decoding.ReadError(
+                f"event file {where} cannot be read: {error}", run=run))
+            continue
+        if problem is not None:
+            unreadable.append(decoding.ReadError(
+                f"event file {where} {problem}", run=run))
+        for event in events:
             if not event.HasField("summary"):
                 continue
             for value in event.summary.value:
@@ -107,27 +168,56 @@ def _read_series(directory):
                     plugin = value.metadata.plugin_data
                     entry.plugin = plugin.plugin_name
                     if plugin.plugin_name == metadata.PLUGIN_NAME:
-                        entry.content = metadata.parse_plugin_metadata(
-                            plugin.content)
+                        _read_content(entry, plugin.content, run, value.tag)
                 if not value.HasField("tensor"):
                     continue
                 order += 1
-                entry.add(int(event.step), event.wall_time, order,
-                          tensor_util.make_ndarray(value.tensor))
-    return tags
+                try:
+                    array = tensor_util.make_ndarray(value.tensor)
+                except (ValueError, TypeError) as error:
+                    array = decoding.ReadError(
+                        f"tensor cannot be decoded ({error})")
+                entry.add(int(event.step), event.wall_time, order, array)
+    for tag, entry in tags.items():
+        if entry.unreadable is not None:
+            unreadable.append(entry.unreadable)
+    return tags, unreadable
 
 
-def _stats_row(content, vector):
-    """A stats vector mapped onto ``VARIABLE_STAT_NAMES`` by its column
-    names (all NaN when it is not as long as its announced columns)."""
-    columns = variable_stats.stat_columns(content)
-    vector = np.asarray(vector, np.float64).reshape(1, -1)
-    if vector.shape[1] != len(columns):
-        return np.full(len(variable_stats.VARIABLE_STAT_NAMES), np.nan)
-    return variable_stats.by_stat_names(vector, columns)[0]
+def _read_content(entry, content, run, tag):
+    """Parses a series' plugin metadata into ``entry`` (the first
+    readable one counts; one that cannot be read marks the series)."""
+    try:
+        entry.content = metadata.read_plugin_metadata(content)
+        entry.unreadable = None
+    except decoding.ReadError as error:
+        if entry.content is None:
+            entry.unreadable = error.located(run=run, tag=tag)
 
 
-def _source_series(source, tags):
+class _Decoded:
+    """Decodes the samples of the tags of one run, collecting the
+    `ReadError` (run, tag, step) of each value left out."""
+
+    def __init__(self, run):
+        self.run = run
+        self.unreadable = []
+
+    def values(self, tag, entry, decode):
+        """``{step: decode(value)}`` of ``entry``'s readable values."""
+        decoded = {}
+        for step, value in sorted(entry.values().items()):
+            try:
+                if isinstance(value, decoding.ReadError):
+                    raise value
+                decoded[step] = decode(value)
+            except decoding.ReadError as error:
+                self.unreadable.append(
+                    error.located(run=self.run, tag=tag, step=step))
+        return decoded
+
+
+def _source_series(source, tags, decoded):
     variables, window = [], "epoch"
     for tag, entry in tags.items():
         content = entry.content
@@ -136,59 +226,75 @@ def _source_series(source, tags):
                 or content.get("source") != source):
             continue
         window = content.get("window", "epoch")
-        variables.append((content, entry))
+        vectors = decoded.values(
+            tag, entry, functools.partial(variable_stats.decode, content))
+        variables.append((content, vectors))
     if not variables:
         return None
     variables.sort(key=lambda item: (item[0].get("index", 0),
                                      str(item[0].get("variable"))))
-    steps = sorted({step for _, entry in variables
-                    for step in entry.samples})
+    steps = sorted({step for _, vectors in variables for step in vectors})
     position = {step: i for i, step in enumerate(steps)}
     width = len(variable_stats.VARIABLE_STAT_NAMES)
     stats = np.full((len(steps), len(variables), width), np.nan)
     described = []
-    for v, (content, entry) in enumerate(variables):
+    for v, (content, vectors) in enumerate(variables):
         described.append({
             "name": str(content.get("variable")),
             "layer": str(content.get("layer")),
             "index": content.get("index", v),
             "shape": list(content.get("shape") or [])})
-        for step, vector in entry.values().items():
-            stats[position[step], v] = _stats_row(content, vector)
+        columns = variable_stats.stat_columns(content)
+        for step, vector in vectors.items():
+            stats[position[step], v] = variable_stats.by_stat_names(
+                vector.reshape(1, -1), columns)[0]
     scalars = {}
     for name in scalars_format.GLOBAL_STAT_NAMES:
-        entry = tags.get(metadata.scalar_tag(source, name))
+        tag = metadata.scalar_tag(source, name)
+        entry = tags.get(tag)
         if entry is None:
             continue
         values = np.full(len(steps), np.nan)
-        for step, value in entry.values().items():
+        for step, value in decoded.values(
+                tag, entry, scalars_format.decode_scalar).items():
             if step in position:
-                values[position[step]] = float(np.asarray(value))
+                values[position[step]] = value
         scalars[name] = values
     tables = {}
-    entry = tags.get(metadata.steps_tag(source))
-    if entry is not None:
-        tables = {step: np.asarray(value, np.float64).reshape(-1, 2)
-                  for step, value in entry.values().items()}
+    tag = metadata.steps_tag(source)
+    entry = tags.get(tag)
+    if entry is not None and entry.content is not None:
+        tables = decoded.values(
+            tag, entry, functools.partial(steps_format.decode, entry.content))
     return series.SourceSeries(source, window, steps, described, stats,
                                scalars, tables)
 
 
 def load_run(directory, name=None):
     """The gradient series of one run directory (a `Run`; its ``sources``
-    is empty when it holds no gradient data)."""
-    tags = _read_series(directory)
+    is empty when it holds no readable gradient data, and its ``errors``
+    say what was skipped)."""
+    name = name if name is not None else directory
+    tags, unreadable = _read_series(directory, name)
+    decoded = _Decoded(name)
     sources = {}
     for source in metadata.SOURCES:
-        found = _source_series(source, tags)
+        found = _source_series(source, tags, decoded)
         if found is not None:
             sources[source] = found
-    return Run(name if name is not None else directory, directory, sources)
+    for tag, entry in sorted(tags.items()):
+        # the kinds read above were checked as they were decoded
+        if entry.content is not None and entry.content["kind"] not in (
+                metadata.KIND_VARIABLE_STATS, metadata.KIND_STEPS):
+            decoded.values(tag, entry,
+                           functools.partial(kinds.decode, entry.content))
+    return Run(name, directory, sources, unreadable + decoded.unreadable)
 
 
 def load_runs(logdir):
     """``{run name: Run}`` of every run under ``logdir`` with gradient
-    data.
+    data or with read errors (`Run.errors`): a damaged or foreign run is
+    listed with what was skipped, and never hides the others.
 
     Raises:
       ValueError: ``logdir`` is not a readable directory.
@@ -196,6 +302,6 @@ def load_runs(logdir):
     runs = {}
     for name, directory in run_directories(logdir):
         run = load_run(directory, name)
-        if run.sources:
+        if run.sources or run.errors:
             runs[name] = run
     return runs

@@ -4,6 +4,7 @@ weight and a pooled mean-|g| heatmap per gate."""
 
 import numpy as np
 
+from tb_gradients.format import decoding
 from tb_gradients.format import metadata
 
 # Columns of the per-gate statistics (last axis of the gates tensor).
@@ -43,3 +44,72 @@ def write_gate_heatmap(batch, source, variable, layer_name, kind, pooled,
         gates=list(GATES[kind]), block=[int(b) for b in block])
     batch.tensor(metadata.gate_heatmap_tag(source, variable),
                  np.asarray(pooled, np.float32), summary_metadata)
+
+
+def gate_columns(content):
+    """``(gate names, statistic names)`` of a ``gates`` or ``gate_heatmap``
+    content; the statistics default to ``GATE_STAT_NAMES``.
+
+    Raises:
+      decoding.ReadError: When ``gates`` is not a non-empty list of
+        names.
+    """
+    gates, names = content.get("gates"), content.get("stats")
+    if not (isinstance(gates, list) and gates
+            and all(isinstance(g, str) for g in gates)):
+        raise decoding.ReadError(
+            "expected metadata field 'gates' to be a list of names, "
+            "found %r" % (gates,))
+    if not (isinstance(names, list) and names
+            and all(isinstance(n, str) for n in names)):
+        names = list(GATE_STAT_NAMES)
+    return list(gates), list(names)
+
+
+def gate_rows(content):
+    """The ``rows`` of a ``gates`` content: ``[{direction, role, variable}]``.
+
+    Raises:
+      decoding.ReadError: When the field is not a list of such
+        objects.
+    """
+    rows = content.get("rows")
+    if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and all(
+                isinstance(row.get(key), str)
+                for key in ("direction", "role", "variable"))
+            for row in rows):
+        raise decoding.ReadError(
+            "expected metadata field 'rows' to be a list of {direction, "
+            "role, variable} objects, found %r" % (rows,))
+    return [{key: row[key] for key in ("direction", "role", "variable")}
+            for row in rows]
+
+
+def decode_gates(content, value):
+    """One stored ``gates`` table, checked: float ``(rows, gates, stats)``
+    as its content announces (`gate_rows`, `gate_columns`), as float64.
+
+    Raises:
+      decoding.ReadError: for malformed content, or any other shape or
+        dtype.
+    """
+    gates, names = gate_columns(content)
+    shape = (len(gate_rows(content)), len(gates), len(names))
+    return decoding.checked(
+        value, f"a float table of shape {shape!r}", ndim=3,
+        shape=shape).astype(np.float64, copy=False)
+
+
+def decode_gate_heatmap(content, value):
+    """One stored ``gate_heatmap`` tensor, checked: float ``(gates, rows,
+    cols)`` with one plane per gate of its content, as float32.
+
+    Raises:
+      decoding.ReadError: for malformed content, or any other shape or
+        dtype.
+    """
+    gates = len(gate_columns(content)[0])
+    return decoding.checked(
+        value, f"a float tensor of shape ({gates}, rows, cols)", ndim=3,
+        shape=(gates, None, None)).astype(np.float32, copy=False)

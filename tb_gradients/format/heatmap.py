@@ -7,6 +7,7 @@ share, the writing and the decoding every reader uses."""
 
 import numpy as np
 
+from tb_gradients.format import decoding
 from tb_gradients.format import metadata
 
 # Channels of a heatmap tensor, in order, and which statistic of the same
@@ -81,6 +82,27 @@ def decode_log_uint8(codes, scale, decades=HEATMAP_DECADES):
     values = np.where(codes == 0, 0.0, values)
     values = np.where(codes == HEATMAP_CODE_INF, np.inf, values)
     return np.where(codes == HEATMAP_CODE_NAN, np.nan, values)
+
+
+def decode(content, value):
+    """One stored heatmap tensor, checked against its content: one
+    ``(rows, cols)`` plane per channel, in the dtype of its encoding.
+
+    Raises:
+      decoding.ReadError: for an unknown encoding, or any other shape or
+        dtype.
+    """
+    encoding = content.get("encoding", "uint8")
+    if encoding not in HEATMAP_ENCODINGS:
+        raise decoding.ReadError(
+            f"unknown heatmap encoding {encoding!r} (this version reads "
+            f"{', '.join(HEATMAP_ENCODINGS)})")
+    channels = content.get("channels")
+    count = (len(channels) if isinstance(channels, list) and channels
+             else len(HEATMAP_CHANNELS))
+    return decoding.checked(
+        value, f"a {encoding} tensor of shape ({count}, rows, cols)",
+        ndim=3, shape=(count, None, None), dtype=encoding)
 
 
 def write_heatmap(batch, source, variable, encoded, block, encoding):

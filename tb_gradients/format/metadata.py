@@ -11,6 +11,8 @@ import json
 
 from tensorboard.compat.proto import summary_pb2
 
+from tb_gradients.format import decoding
+
 PLUGIN_NAME = "gradients"
 
 # Bumped whenever a tag, shape, dtype or JSON field changes meaning.
@@ -95,33 +97,67 @@ def create_summary_metadata(kind, source, description="", **fields):
     )
 
 
-def parse_plugin_metadata(content):
+def read_plugin_metadata(content):
     """Parses the plugin content of a summary written by this package.
 
     Args:
       content: The ``plugin_data.content`` bytes.
 
     Returns:
-      The content as a dict, or ``None`` when it is not a version this code
-      understands (newer writers, corrupt data): readers skip such series
-      rather than fail.
+      The content as a dict.
+
+    Raises:
+      decoding.ReadError: naming why a reader must skip the series: a
+        newer format version (with what to do about it), content that is
+        not a JSON object, an unknown kind or source.
     """
     if not isinstance(content, (bytes, bytearray)):
-        return None
+        raise decoding.ReadError(
+            f"metadata is not bytes but {type(content).__name__}")
     try:
         parsed = json.loads(bytes(content).decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return None
+        raise decoding.ReadError(
+            f"metadata is not JSON: {_preview(content)}") from None
     if not isinstance(parsed, dict):
-        return None
+        raise decoding.ReadError(
+            f"metadata is not a JSON object: {_preview(content)}")
     version = parsed.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-        return None
+    if isinstance(version, bool) or not isinstance(version, int) \
+            or version < 1:
+        raise decoding.ReadError(
+            f"metadata has no valid format version: version={version!r}")
+    if version > FORMAT_VERSION:
+        raise decoding.ReadError(newer_version_reason(version))
     if parsed.get("kind") not in KINDS:
-        return None
+        raise decoding.ReadError(
+            f"unknown kind {parsed.get('kind')!r} (this version reads "
+            f"{', '.join(KINDS)})")
     if parsed.get("source") not in SOURCES:
-        return None
+        raise decoding.ReadError(
+            f"unknown source {parsed.get('source')!r} (this version reads "
+            f"{', '.join(SOURCES)})")
     return parsed
+
+
+def newer_version_reason(version):
+    """What a reader says of a series from a newer format version."""
+    return (f"written by format version {version}; this version reads up "
+            f"to {FORMAT_VERSION}: upgrade tb-gradients")
+
+
+def _preview(content, limit=40):
+    text = bytes(content)[:limit].decode("utf-8", errors="replace")
+    return repr(text + ("…" if len(content) > limit else ""))
+
+
+def parse_plugin_metadata(content):
+    """`read_plugin_metadata`, or ``None`` for content it rejects (for
+    readers that only need what they can read)."""
+    try:
+        return read_plugin_metadata(content)
+    except decoding.ReadError:
+        return None
 
 
 def plugin_metadata(kind, source, description="", **fields):

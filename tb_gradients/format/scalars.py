@@ -2,6 +2,9 @@
 ``gradients/<source>/<name>``, for TensorBoard's Scalars tab (and the
 reader's and findings' global series)."""
 
+import numpy as np
+
+from tb_gradients.format import decoding
 from tb_gradients.format import metadata
 
 # Global scalars written as ``gradients/<source>/<name>`` (Scalars tab).
@@ -41,3 +44,12 @@ def write_global_scalars(batch, source, global_stats):
             continue
         value = global_stats.get(name, float("nan"))
         batch.scalar(metadata.scalar_tag(source, name), value)
+
+
+def decode_scalar(value):
+    """One stored global statistic as a float.
+
+    Raises:
+      decoding.ReadError: when it is not a float scalar.
+    """
+    return float(decoding.checked(value, "a float scalar", ndim=0))

@@ -3,6 +3,7 @@ gradient L2 norm and max |g| of that step (training source only)."""
 
 import numpy as np
 
+from tb_gradients.format import decoding
 from tb_gradients.format import metadata
 
 # Columns of the per-step tensor (training source).
@@ -17,3 +18,26 @@ def write_steps(batch, source, step_table):
         columns=list(STEP_COLUMNS))
     table = np.asarray(step_table, dtype=np.float32).reshape(-1, 2)
     batch.tensor(metadata.steps_tag(source), table, summary_metadata)
+
+
+def step_columns(content):
+    """The columns of a ``steps`` series (its ``columns`` field, else
+    `STEP_COLUMNS`)."""
+    columns = content.get("columns")
+    if isinstance(columns, list) and columns and all(
+            isinstance(c, str) for c in columns):
+        return list(columns)
+    return list(STEP_COLUMNS)
+
+
+def decode(content, value):
+    """One window's stored per-step table, checked: float
+    ``(steps, len(columns))``, as float64.
+
+    Raises:
+      decoding.ReadError: for any other shape or dtype.
+    """
+    width = len(step_columns(content))
+    return decoding.checked(
+        value, f"a float table of shape (steps, {width})", ndim=2,
+        shape=(None, width)).astype(np.float64, copy=False)

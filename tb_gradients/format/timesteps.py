@@ -5,6 +5,7 @@ per-timestep norms beside it."""
 
 import numpy as np
 
+from tb_gradients.format import decoding
 from tb_gradients.format import metadata
 
 # Columns of the timestep-norm tensor (axis 0).
@@ -125,3 +126,34 @@ def write_timestep_gradients(batch, layer_infos, results, max_timesteps,
             gradient, mask=mask, max_timesteps=max_timesteps,
             max_channels=max_channels, directions=info["direction_count"])
         write_timesteps(batch, "probe", info, view, gradient.shape[0])
+
+
+def decode_timesteps(value):
+    """One stored ``timesteps`` tensor, checked: float ``(samples, T', C')``
+    or ``(samples, C')``.
+
+    Raises:
+      decoding.ReadError: for any other rank or dtype.
+    """
+    array = np.asarray(value)
+    rank = array.ndim if array.ndim in (2, 3) else 3
+    return decoding.checked(
+        array, "a float tensor of shape (samples, timesteps, channels) or "
+        "(samples, channels)", ndim=rank)
+
+
+def decode_timestep_norms(value, values_shape=None):
+    """One stored ``timestep_norms`` tensor, checked: float ``(2, samples,
+    T')``, with the samples and timesteps of the same window's values when
+    their shape is given.
+
+    Raises:
+      decoding.ReadError: for any other shape or dtype.
+    """
+    count = len(TIMESTEP_NORM_CHANNELS)
+    shape = (count, None, None)
+    what = f"a float tensor of shape ({count}, samples, timesteps)"
+    if values_shape is not None:
+        shape = (count,) + tuple(int(d) for d in values_shape[:2])
+        what = f"a float tensor of shape {shape!r} (as its values)"
+    return decoding.checked(value, what, ndim=3, shape=shape)

@@ -6,6 +6,7 @@ with these."""
 
 import numpy as np
 
+from tb_gradients.format import decoding
 from tb_gradients.format import metadata
 
 # Columns of the per-variable statistics vector, in order. The definitions
@@ -48,6 +49,19 @@ def stat_columns(content):
             and all(isinstance(c, str) for c in columns)):
         return columns
     return list(VARIABLE_STAT_NAMES)
+
+
+def decode(content, value):
+    """One stored statistics vector, checked against its content: a float
+    vector of one value per column of `stat_columns`, as float64.
+
+    Raises:
+      decoding.ReadError: for any other shape or dtype.
+    """
+    columns = stat_columns(content)
+    return decoding.checked(
+        value, f"a float vector of {len(columns)} statistics", ndim=1,
+        shape=(len(columns),)).astype(np.float64, copy=False)
 
 
 def by_stat_names(raw, columns):

@@ -14,7 +14,9 @@ from tensorboard import errors
 
 from tb_gradients.analysis import findings
 from tb_gradients.analysis import series
+from tb_gradients.format import decoding
 from tb_gradients.format import metadata
+from tb_gradients.format import steps as steps_format
 from tb_gradients.format import scalars as scalars_format
 from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import handler
@@ -23,7 +25,8 @@ from tb_gradients.plugin import series as plugin_series
 from tb_gradients.plugin import stats as plugin_stats
 
 
-def source_series(source, window, table, scalar_data, step_datums):
+def source_series(source, window, table, scalar_data, step_datums,
+                  step_content=None):
     """The `series.SourceSeries` of one source of a run.
 
     Args:
@@ -32,6 +35,12 @@ def source_series(source, window, table, scalar_data, step_datums):
         variable).
       scalar_data: ``{tag: [ScalarDatum]}`` of the run's global scalars.
       step_datums: the per-step table's ``TensorDatum``s (may be empty).
+      step_content: that series' parsed content (its ``columns``).
+
+    Returns:
+      ``(series, unreadable)``: the `series.SourceSeries`, and a
+      `format.decoding.ReadError` (with tag and step) per per-step table
+      left out because it is not a ``(steps, columns)`` table.
     """
     steps = table.epochs
     stats = np.stack(table.aligned, axis=1)  # (steps, variables, stats)
@@ -44,50 +53,70 @@ def source_series(source, window, table, scalar_data, step_datums):
             if epoch in position and value is not None:
                 aligned[position[epoch]] = value
         scalars[name] = aligned
-    tables = {step: np.asarray(datum.numpy, np.float64).reshape(-1, 2)
-              for step, datum in plugin_series.by_step(step_datums).items()}
+    tables, unreadable = {}, []
+    for step, datum in plugin_series.by_step(step_datums).items():
+        try:
+            tables[step] = steps_format.decode(step_content or {},
+                                               datum.numpy)
+        except decoding.ReadError as error:
+            unreadable.append(error.located(tag=metadata.steps_tag(source),
+                                            step=int(step)))
     variables = [{key: entry[key] for key in ("name", "layer", "index")}
                  | {"shape": list(entry["shape"])} for entry in table.entries]
     return series.SourceSeries(source, window, steps, variables, stats,
-                               scalars, tables)
+                               scalars, tables), unreadable
 
 
-def findings_body(by_source):
+def findings_body(by_source, unreadable):
     """The findings of one run (most severe first), as JSON objects with
-    their ``source``, ``at`` and ``view`` (the tab's link).
+    their ``source``, ``at`` and ``view`` (the tab's link), and what could
+    not be read of it.
 
     Args:
       by_source: ``{source: series.SourceSeries}``.
+      unreadable: the run's `format.decoding.ReadError`s.
+
+    Returns:
+      ``{"findings": [...], "errors": [...]}`` (docs/API.md).
     """
-    return [finding.to_json(extended=True)
-            for finding in findings.evaluate(by_source)]
+    return {"findings": [finding.to_json(extended=True)
+                         for finding in findings.evaluate(by_source)],
+            "errors": decoding.errors_json(unreadable)}
 
 
 class Handler(handler.Handler):
     """The ``/findings`` route."""
 
     def findings(self, ctx, experiment, run):
-        """The findings of one run (`plugin.findings`), kept while the run's
-        series are unchanged."""
+        """The findings of one run (`plugin.findings`) and its read errors,
+        kept while the run's series are unchanged: every readable part of
+        a damaged run still has its findings."""
         listing = self._data.list(ctx, experiment, runs=[run]).get(run, {})
-        parsed = plugin_listing.parse_listing(listing)
-        if not parsed:
+        parsed, unreadable = plugin_listing.read_listing(run, listing)
+        if not parsed and not unreadable:
             raise errors.NotFoundError("No gradient data for run %r" % run)
         key = ("findings", experiment, run,
-               plugin_cache.series_signature(listing, parsed))
-        found = self._data.cache.get_or_build(
-            key, lambda: findings_body(
-                self._source_series(ctx, experiment, run, listing, parsed)))
-        return {"run": run, "findings": found}
+               plugin_cache.series_signature(listing, listing))
+
+        def build():
+            by_source, found = self._source_series(ctx, experiment, run,
+                                                   listing, parsed)
+            self._data.report(unreadable + found)
+            return findings_body(by_source, unreadable + found)
+
+        body = self._data.cache.get_or_build(key, build)
+        return {"run": run, **body}
 
     def _source_series(self, ctx, experiment, run, listing, parsed_run):
-        """``{source: series.SourceSeries}`` of the run's sources with
-        statistics, from the cached statistics table.
+        """``({source: series.SourceSeries}, unreadable)`` of the run's
+        sources with statistics, from the cached statistics table, and the
+        `format.decoding.ReadError`s (run, tag, step) of the values left
+        out.
 
         Args:
           listing, parsed_run: the run's listing and `parse_listing` of it.
         """
-        by_source = {}
+        by_source, unreadable = {}, []
         for source in metadata.SOURCES:
             parsed = plugin_listing.of_source(parsed_run, source)
             entries = plugin_listing.variable_entries(parsed, source)
@@ -105,7 +134,9 @@ class Handler(handler.Handler):
                 step_datums = self._data.read(ctx, experiment, runs=[run],
                                          tags=[steps_tag]).get(run, {}).get(
                                              steps_tag, [])
-            by_source[source] = source_series(
+            by_source[source], found = source_series(
                 source, plugin_series.run_window(parsed), table,
-                scalars, step_datums)
-        return by_source
+                scalars, step_datums, parsed.get(steps_tag))
+            unreadable += [error.located(run=run)
+                           for error in table.unreadable + found]
+        return by_source, unreadable

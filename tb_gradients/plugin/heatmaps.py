@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from tb_gradients import json_values
+from tb_gradients.format import decoding
 from tb_gradients.format import heatmap
 from tb_gradients.format import metadata
 from tb_gradients.format import variable_stats
@@ -64,13 +65,13 @@ def decode_channel(plane, encoding, scale, content):
       content: The series' parsed content (for ``decades``).
 
     Raises:
-      ValueError: For an unknown encoding.
+      format.decoding.ReadError: For an unknown encoding.
     """
     if encoding == "float32":
         return np.asarray(plane, dtype=np.float64)
     if encoding == "uint8":
         return heatmap.decode_log_uint8(plane, scale, decades(content))
-    raise ValueError("unknown heatmap encoding %r" % (encoding,))
+    raise decoding.ReadError("unknown heatmap encoding %r" % (encoding,))
 
 
 def channel_body(values, scale_over_epochs):
@@ -99,12 +100,11 @@ def heatmap_channels(tensor, content, rows, epoch):
       ``{channel name: channel body}`` for ``heatmap.HEATMAP_CHANNELS``.
 
     Raises:
-      ValueError: When the tensor does not have the announced layout.
+      format.decoding.ReadError: When the tensor does not have the
+        announced layout (`format.heatmap.decode`).
     """
-    tensor = np.asarray(tensor)
+    tensor = heatmap.decode(content, tensor)
     layout = heatmap_layout(content)
-    if tensor.ndim != 3:
-        raise ValueError("heatmap tensor has shape %r" % (tensor.shape,))
     encoding = content.get("encoding", "uint8")
     row = rows.get(epoch)
     body = {}
@@ -153,7 +153,8 @@ class Handler(handler.Handler):
             by_epoch, requested, "heatmap of variable %r" % (variable,),
             "for run %r and source %r" % (run, source))
         tensor = by_epoch[epoch].numpy
-        channels = heatmap_channels(tensor, content, rows, epoch)
+        with decoding.locating(run=run, tag=heatmap_tag, step=epoch):
+            channels = heatmap_channels(tensor, content, rows, epoch)
         return {
             "run": run, "source": source, "variable": variable,
             "epoch": epoch, "epochs": epochs,
@@ -169,12 +170,13 @@ class Handler(handler.Handler):
         """``(by_epoch, rows)`` of a heatmap series and its variable's
         statistics (`plugin.stats.stat_rows`, for the channels' scales)."""
         heatmap_tag, stats_tag = tags
-        data = self._data.read(ctx, experiment, runs=[run],
-                               tags=tags).get(run, {})
+        data, unreadable = self._data.read_isolating(ctx, experiment, run,
+                                                     tags)
+        if unreadable:  # no heatmap without its scales
+            raise unreadable[0]
         rows = {}
         stats_content = parsed.get(stats_tag) or {}
         if stats_content.get("kind") == metadata.KIND_VARIABLE_STATS:
-            rows = plugin_stats.stat_rows(
-                data.get(stats_tag, []),
-                variable_stats.stat_columns(parsed[stats_tag]))
+            rows = plugin_stats.stat_rows(data.get(stats_tag, []),
+                                          parsed[stats_tag])
         return plugin_series.by_step(data.get(heatmap_tag, [])), rows

@@ -9,29 +9,40 @@ hand-made input; `Handler` serves ``/runs`` and ``/variables`` with them.
 
 import numpy as np
 
+from tb_gradients.format import decoding
 from tb_gradients.format import metadata
 from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import handler
 from tb_gradients.plugin import series as plugin_series
 
 
-def parse_listing(tag_to_series):
-    """Parsed content of every readable series of one run.
+def read_listing(run, tag_to_series):
+    """Parsed content of every series of one run, and what was skipped.
 
     Args:
+      run: the run's name (for the errors).
       tag_to_series: ``{tag: TensorTimeSeries}`` as `list_tensors` returns
         for one run.
 
     Returns:
-      ``{tag: content dict}``; series whose content
-      `metadata.parse_plugin_metadata` rejects are left out.
+      ``(parsed, unreadable)``: ``{tag: content dict}`` of the series this
+      version reads, and a `format.decoding.ReadError` for each one whose
+      content `metadata.read_plugin_metadata` rejects (a newer format
+      version, content that is not JSON, an unknown kind).
     """
-    parsed = {}
+    parsed, unreadable = {}, []
     for tag, series in tag_to_series.items():
-        content = metadata.parse_plugin_metadata(series.plugin_content)
-        if content is not None:
-            parsed[tag] = content
-    return parsed
+        try:
+            parsed[tag] = metadata.read_plugin_metadata(series.plugin_content)
+        except decoding.ReadError as error:
+            unreadable.append(error.located(run=run, tag=tag))
+    return parsed, unreadable
+
+
+def parse_listing(tag_to_series):
+    """``{tag: content dict}`` of the readable series of one run
+    (`read_listing` without what it skipped)."""
+    return read_listing(None, tag_to_series)[0]
 
 
 def of_source(parsed, source):
@@ -128,18 +139,22 @@ class Handler(handler.Handler):
         counts once). Counting needs a read; its result is kept while those
         series' last step and wall time (from the listing) are unchanged.
         The ``window`` (`plugin.series.run_window`) comes from the series'
-        metadata.
+        metadata. A run whose series this version cannot read (a newer
+        format, metadata that is not JSON, an unknown kind) is listed with
+        its ``errors``, even when nothing of it is readable.
         """
         listing = self._data.list(ctx, experiment)
         firsts = {}
         runs = []
         for run in sorted(listing):
-            parsed = parse_listing(listing[run])
+            parsed, unreadable = read_listing(run, listing[run])
             sources = sources_present(parsed)
-            if not sources:
+            if not sources and not unreadable:
                 continue
+            self._data.report(unreadable)
             runs.append({"run": run, "sources": sources,
-                         "window": plugin_series.run_window(parsed)})
+                         "window": plugin_series.run_window(parsed),
+                         "errors": decoding.errors_json(unreadable)})
             for source in sources:
                 entries = variable_entries(parsed, source)
                 if entries:
@@ -151,8 +166,9 @@ class Handler(handler.Handler):
             ("runs", experiment, signature),
             lambda: self._epoch_counts(ctx, experiment, firsts))
         for entry in runs:
-            entry["epochs"] = max(counts.get((entry["run"], source), 0)
-                                  for source in entry["sources"])
+            entry["epochs"] = max((counts.get((entry["run"], source), 0)
+                                   for source in entry["sources"]),
+                                  default=0)
         return {"runs": runs}
 
     def _epoch_counts(self, ctx, experiment, firsts):

@@ -11,9 +11,10 @@ import threading
 
 from tensorboard import errors
 from tensorboard.data import provider
+from tensorboard.util import tb_logging
 
+from tb_gradients.format import decoding
 from tb_gradients.format import metadata
-from tb_gradients.format import variable_stats
 from tb_gradients.plugin import cache as plugin_cache
 from tb_gradients.plugin import listing as plugin_listing
 from tb_gradients.plugin import stats as plugin_stats
@@ -23,6 +24,29 @@ from tb_gradients.plugin import stats as plugin_stats
 DOWNSAMPLE = 10**9
 
 SCALARS_PLUGIN = "scalars"
+
+# What is logged, once, of a `format.decoding.ReadError` (damaged or
+# foreign data, named by run, tag and step).
+READ_ERROR_WARNING = "Gradients plugin: unreadable data: %s"
+
+logger = tb_logging.get_logger()
+
+
+class LogOnce:
+    """Remembers what was logged, so that each damaged thing is logged
+    once per server, not once per request that meets it."""
+
+    def __init__(self):
+        self._seen = set()
+        self._lock = threading.Lock()
+
+    def first(self, key):
+        """Whether ``key`` is new (and from now on, known)."""
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+            return True
 
 
 class PluginData:
@@ -41,6 +65,17 @@ class PluginData:
         self.series_cache = plugin_cache.BodyCache(max_entries=64)
         self._known_contents = {}
         self._contents_lock = threading.Lock()
+        self.logged = LogOnce()
+
+    def report(self, unreadable):
+        """Logs `format.decoding.ReadError`s, each reason of a run once
+        (the first tag named, with how many more share it: a run from a
+        newer version is one line, not one per series)."""
+        for error, more in decoding.grouped(unreadable):
+            if self.logged.first(("read", error.run, error.reason)):
+                logger.warning(READ_ERROR_WARNING, str(error) + (
+                    " (and %d more series or steps for the same reason)"
+                    % more if more else ""))
 
     def clear_caches(self):
         for cache in (self.cache, self.tables, self.series_cache):
@@ -56,6 +91,33 @@ class PluginData:
             ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME,
             downsample=DOWNSAMPLE,
             run_tag_filter=provider.RunTagFilter(runs=runs, tags=tags))
+
+    def read_isolating(self, ctx, experiment, run, tags):
+        """``(data, unreadable)``: every sample of ``tags`` of one run, read
+        at once; when the data provider cannot decode them (a tensor whose
+        bytes do not match its shape), read one tag at a time so that only
+        the damaged tags are left out, each with a
+        `format.decoding.ReadError`."""
+        if not tags:
+            return {}, []
+        try:
+            return self.read(ctx, experiment, [run], tags).get(run, {}), []
+        except errors.PublicError:
+            raise
+        except Exception:  # a tensor the provider cannot decode
+            pass
+        data, unreadable = {}, []
+        for tag in tags:
+            try:
+                data.update(self.read(ctx, experiment, [run], [tag]).get(
+                    run, {}))
+            except errors.PublicError:
+                raise
+            except Exception as error:
+                unreadable.append(decoding.ReadError(
+                    "TensorBoard cannot decode its tensors (%s: %s)"
+                    % (type(error).__name__, error), run=run, tag=tag))
+        return data, unreadable
 
     def contents(self, ctx, experiment, run, tags):
         """Parsed metadata content of some tags of a run (absent: left out).
@@ -109,16 +171,16 @@ class PluginData:
         by `/variable_stats` and `/findings`."""
 
         def build():
-            data = {}
-            if entries:
-                data = self.read(ctx, experiment, runs=[run],
-                                  tags=[e["tag"] for e in entries]).get(
-                                      run, {})
-            return plugin_stats.StatsTable(entries, [
+            data, unreadable = self.read_isolating(
+                ctx, experiment, run, [e["tag"] for e in entries])
+            table = plugin_stats.StatsTable(entries, [
                 plugin_stats.stat_matrix(data.get(entry["tag"], []),
-                                         variable_stats.stat_columns(
-                                             parsed[entry["tag"]]))
+                                         parsed[entry["tag"]])
                 for entry in entries])
+            table.unreadable[:0] = unreadable
+            self.report([error.located(run=run)
+                         for error in table.unreadable])
+            return table
 
         return self.tables.get_or_build(
             ("table", experiment, run, source, signature), build)
@@ -176,3 +238,4 @@ def at_step(by_step, requested, subject, where):
         raise errors.NotFoundError("No %s at %s %r %s" % (
             subject, requested.parameter, requested.value, where))
     return requested.value, steps
+

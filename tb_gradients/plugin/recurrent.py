@@ -12,6 +12,7 @@ import numpy as np
 from tensorboard import errors
 
 from tb_gradients import json_values
+from tb_gradients.format import decoding
 from tb_gradients.format import gates as gates_format
 from tb_gradients.format import metadata
 from tb_gradients.format import timesteps as timesteps_format
@@ -117,15 +118,14 @@ def timestep_description(content):
 
 
 def timestep_values(tensor):
-    """The stored ``(samples, T', C')`` or ``(samples, C')`` gradient.
+    """The stored ``(samples, T', C')`` or ``(samples, C')`` gradient, as
+    JSON.
 
     Raises:
-      ValueError: For any other rank.
+      format.decoding.ReadError: For any other rank or dtype
+        (`format.timesteps.decode_timesteps`).
     """
-    tensor = np.asarray(tensor)
-    if tensor.ndim not in (2, 3):
-        raise ValueError("timesteps tensor has shape %r" % (tensor.shape,))
-    return json_values.float32_json(tensor)
+    return json_values.float32_json(timesteps_format.decode_timesteps(tensor))
 
 
 def timestep_norms(tensor, values_shape=None):
@@ -137,17 +137,11 @@ def timestep_norms(tensor, values_shape=None):
         the norms must have its samples and timesteps.
 
     Raises:
-      ValueError: When the shapes do not match the format.
+      format.decoding.ReadError: When the shapes do not match the format
+        (`format.timesteps.decode_timestep_norms`).
     """
-    tensor = np.asarray(tensor, dtype=np.float64)
-    if tensor.ndim != 3 or tensor.shape[0] != len(
-            timesteps_format.TIMESTEP_NORM_CHANNELS):
-        raise ValueError("timestep_norms tensor has shape %r"
-                         % (tensor.shape,))
-    if values_shape is not None and tuple(tensor.shape[1:]) != tuple(
-            values_shape[:2]):
-        raise ValueError("timestep_norms tensor has shape %r for values of "
-                         "shape %r" % (tensor.shape, tuple(values_shape)))
+    tensor = timesteps_format.decode_timestep_norms(
+        tensor, values_shape).astype(np.float64, copy=False)
     channels = list(timesteps_format.TIMESTEP_NORM_CHANNELS)
     return tensor[channels.index("l2")], tensor[channels.index("valid")]
 
@@ -171,7 +165,8 @@ def epoch_l2(norms_by_epoch):
     epochs = sorted(norms_by_epoch)
     lists = {"mean": [], "std": [], "min": [], "max": []}
     for epoch in epochs:
-        l2, valid = timestep_norms(norms_by_epoch[epoch])
+        with decoding.locating(step=epoch):
+            l2, valid = timestep_norms(norms_by_epoch[epoch])
         counted = valid > 0
         count = counted.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -194,40 +189,6 @@ def epoch_l2(norms_by_epoch):
 # -- gates --------------------------------------------------------------------
 
 
-def gate_columns(content):
-    """``(gate names, statistic names)`` of a ``gates`` or ``gate_heatmap``
-    content; the statistics default to ``GATE_STAT_NAMES``.
-
-    Raises:
-      ValueError: When ``gates`` is not a non-empty list of names.
-    """
-    gates, names = content.get("gates"), content.get("stats")
-    if not (isinstance(gates, list) and gates
-            and all(isinstance(g, str) for g in gates)):
-        raise ValueError("gates content has malformed gates %r" % (gates,))
-    if not (isinstance(names, list) and names
-            and all(isinstance(n, str) for n in names)):
-        names = list(gates_format.GATE_STAT_NAMES)
-    return list(gates), list(names)
-
-
-def gate_rows(content):
-    """The ``rows`` of a ``gates`` content: ``[{direction, role, variable}]``.
-
-    Raises:
-      ValueError: When the field is not a list of such objects.
-    """
-    rows = content.get("rows")
-    if not isinstance(rows, list) or not all(
-            isinstance(row, dict) and all(
-                isinstance(row.get(key), str)
-                for key in ("direction", "role", "variable"))
-            for row in rows):
-        raise ValueError("gates content has malformed rows %r" % (rows,))
-    return [{key: row[key] for key in ("direction", "role", "variable")}
-            for row in rows]
-
-
 def gate_table(datums, content):
     """Every epoch's per-gate statistics of one layer.
 
@@ -241,34 +202,18 @@ def gate_table(datums, content):
       repeated epochs the latest recording (`plugin.series.latest_by_step`).
 
     Raises:
-      ValueError: When a tensor is not ``(rows, gates, stats)`` as the
-        content announces.
+      format.decoding.ReadError: When a tensor is not ``(rows, gates,
+        stats)`` as the content announces (`format.gates.decode_gates`),
+        with its step.
     """
-    gates, names = gate_columns(content)
-    shape = (len(gate_rows(content)), len(gates), len(names))
     by_epoch = {}
     for datum in plugin_series.latest_by_step(datums):
-        table = np.asarray(datum.numpy, dtype=np.float64)
-        if table.shape != shape:
-            raise ValueError("gates tensor of epoch %r has shape %r, not %r"
-                             % (datum.step, table.shape, shape))
-        by_epoch[int(datum.step)] = table
+        with decoding.locating(step=int(datum.step)):
+            by_epoch[int(datum.step)] = gates_format.decode_gates(
+                content, datum.numpy)
     epochs = sorted(by_epoch)
     return epochs, [json_values.nested_or_none(by_epoch[epoch])
                     for epoch in epochs]
-
-
-def gate_planes(tensor, gate_count):
-    """A stored ``(gates, rows, cols)`` gate heatmap, checked.
-
-    Raises:
-      ValueError: When it is not a 3-D tensor with ``gate_count`` planes.
-    """
-    tensor = np.asarray(tensor, dtype=np.float32)
-    if tensor.ndim != 3 or tensor.shape[0] != gate_count:
-        raise ValueError("gate heatmap tensor has shape %r for %r gates"
-                         % (tensor.shape, gate_count))
-    return tensor
 
 
 def gate_heatmap_scale(tensors):
@@ -377,19 +322,23 @@ class Handler(handler.Handler):
         tensor = np.asarray(by_epoch[epoch].numpy)
         body = {"run": run, "layer": layer, "epoch": epoch, "epochs": epochs}
         body.update(timestep_description(content))
-        body.update({"values": timestep_values(tensor),
+        with decoding.locating(run=run, tag=tags[0], step=epoch):
+            values = timestep_values(tensor)
+        body.update({"values": values,
                      "l2": None, "valid": None, "epoch_l2": None})
         norms = {}
         if len(tags) > 1:
             norms = {step: d.numpy for step, d in
                      plugin_series.by_step(data.get(tags[1], [])).items()}
         if norms and tensor.ndim == 3:
-            if epoch in norms:
-                l2, valid = timestep_norms(norms[epoch],
-                                                            tensor.shape)
-                body["l2"] = json_values.float32_json(l2)
-                body["valid"] = json_values.float32_json(valid)
-            body["epoch_l2"] = epoch_l2(norms)
+            with decoding.locating(run=run, tag=tags[1]):
+                if epoch in norms:
+                    with decoding.locating(step=epoch):
+                        l2, valid = timestep_norms(norms[epoch],
+                                                   tensor.shape)
+                    body["l2"] = json_values.float32_json(l2)
+                    body["valid"] = json_values.float32_json(valid)
+                body["epoch_l2"] = epoch_l2(norms)
         return body
 
     def gates(self, ctx, experiment, run, source, layer):
@@ -399,15 +348,16 @@ class Handler(handler.Handler):
                    "%r" % (layer, run, source))
         content, datums = self._data.series_of_kind(
             ctx, experiment, run, tag, metadata.KIND_GATES, missing)
-        epochs, values = gate_table(datums, content)
-        gates, names = gate_columns(content)
+        with decoding.locating(run=run, tag=tag):
+            epochs, values = gate_table(datums, content)
+            gates, names = gates_format.gate_columns(content)
         if not epochs:
             raise errors.NotFoundError(missing)
         return {
             "run": run, "source": source, "layer": layer,
             "recurrent_kind": content.get("recurrent_kind"),
             "gates": gates, "stats": names,
-            "rows": gate_rows(content),
+            "rows": gates_format.gate_rows(content),
             "epochs": epochs, "values": values,
         }
 
@@ -428,9 +378,13 @@ class Handler(handler.Handler):
         epoch, epochs = reading.at_step(
             by_epoch, requested, "gate heatmap of variable %r" % (variable,),
             "for run %r and source %r" % (run, source))
-        gates, _ = gate_columns(content)
-        planes = {e: gate_planes(d.numpy, len(gates))
-                  for e, d in by_epoch.items()}
+        with decoding.locating(run=run, tag=tag):
+            gates, _ = gates_format.gate_columns(content)
+            planes = {}
+            for step, datum in by_epoch.items():
+                with decoding.locating(step=step):
+                    planes[step] = gates_format.decode_gate_heatmap(
+                        content, datum.numpy)
         tensor = planes[epoch]
         return {
             "run": run, "source": source, "variable": variable,

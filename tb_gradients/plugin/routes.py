@@ -21,6 +21,7 @@ from tensorboard.util import tb_logging
 from werkzeug import wrappers
 
 from tb_gradients import json_values
+from tb_gradients.format import decoding
 from tb_gradients.format import metadata
 from tb_gradients.format import variable_stats as variable_stats_format
 from tb_gradients.plugin import assets as plugin_assets
@@ -46,16 +47,17 @@ ASSETS = plugin_assets.asset_map(FRONTEND_DIR)
 # raise on purpose: on intact data the guard is never meant to answer.
 GUARD_WARNING = "Gradients plugin could not read data for %r"
 GUARD_NOT_FOUND = "No readable gradient data for this request"
-
-
-def _guarded(route):
+def _guarded(route, data):
     """Makes a route answer 4xx, never 500, on data it cannot parse.
 
     Parameter errors are raised as `errors.InvalidArgumentError` and absent
-    data as `errors.NotFoundError` by the routes themselves; anything else
-    that escapes (a series whose shape or content does not match the
-    format) is reported as data not found, and logged with its traceback
-    for whoever runs the server.
+    data as `errors.NotFoundError` by the routes themselves. Data that does
+    not match its kind's layout raises `format.decoding.ReadError`, which
+    names the run, tag and step: it is answered 404 with that message and
+    logged once per run and reason (`reading.PluginData.report`).
+    Anything else that escapes is
+    answered as data not found, and logged with its traceback, once per
+    route and error, for whoever runs the server.
     """
 
     @functools.wraps(route)
@@ -64,8 +66,15 @@ def _guarded(route):
             return route(request)
         except errors.PublicError:
             raise
+        except decoding.ReadError as error:
+            error = error.located(run=request.args.get("run"))
+            data.report([error])
+            raise errors.NotFoundError(str(error))
         except Exception as error:  # the data, not the request, is at fault
-            logger.warning(GUARD_WARNING, request.full_path, exc_info=True)
+            if data.logged.first(("guard", request.path,
+                                  type(error).__name__, str(error))):
+                logger.warning(GUARD_WARNING, request.full_path,
+                               exc_info=True)
             raise errors.NotFoundError("%s (%s: %s)" % (
                 GUARD_NOT_FOUND, type(error).__name__, error))
 
@@ -168,14 +177,15 @@ def _variable(request):
     return _required(request, "variable")
 
 
-def _data_route(body, readers):
+def _data_route(body, readers, data):
     """A JSON route: reads its parameters with ``readers``, in order (each
     gives one value, `_step_range` two), and answers ``body(ctx,
     experiment, *values)``; a failure the body did not raise on purpose
-    is answered by `_guarded`."""
+    is answered by `_guarded` (which logs through ``data``, the
+    `reading.PluginData`)."""
 
     @wrappers.Request.application
-    @_guarded
+    @functools.partial(_guarded, data=data)
     def route(request):
         ctx, experiment = _context(request)
         values = []
@@ -241,7 +251,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
                               (_run, _source, _variable, _step)),
             "/findings": (self._findings.findings, (_run,)),
         }
-        apps = {path: _data_route(body, readers)
+        apps = {path: _data_route(body, readers, self._data)
                 for path, (body, readers) in routes.items()}
         for name in self._assets:
             apps["/" + name] = functools.partial(self._asset_route, name)

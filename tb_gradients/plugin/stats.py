@@ -13,6 +13,7 @@ import numpy as np
 from tensorboard import errors
 
 from tb_gradients import json_values
+from tb_gradients.format import decoding
 from tb_gradients.format import metadata
 from tb_gradients.format import scalars as scalars_format
 from tb_gradients.format import steps as steps_format
@@ -25,7 +26,7 @@ from tb_gradients.plugin import series as plugin_series
 # -- per-variable statistics --------------------------------------------------
 
 
-def stat_matrix(datums, columns):
+def stat_matrix(datums, content):
     """Statistics vectors of one variable as an ``(epochs, stats)`` matrix.
 
     Vectorised because `/variable_stats` handles thousands of vectors per
@@ -33,32 +34,36 @@ def stat_matrix(datums, columns):
 
     Args:
       datums: ``TensorDatum``s of one ``variable_stats`` series.
-      columns: Output of `format.variable_stats.stat_columns` for that
-        series.
+      content: That series' parsed content (its ``stats`` columns).
 
     Returns:
-      ``(epochs, matrix)``: sorted int64 epochs and a float64 matrix whose
-      columns follow ``VARIABLE_STAT_NAMES`` (NaN where the file has no such
-      column). An epoch whose tensor is not a vector of the announced
-      length is left out; of repeated epochs the latest recording
-      (`plugin.series.latest_by_step`) wins.
+      ``(epochs, matrix, unreadable)``: sorted int64 epochs, a float64 matrix
+      whose columns follow ``VARIABLE_STAT_NAMES`` (NaN where the file has
+      no such column), and a `format.decoding.ReadError` (with its step)
+      per epoch left out because its tensor is not a vector of the
+      announced columns (`format.variable_stats.decode`). Of repeated
+      epochs the latest recording (`plugin.series.latest_by_step`) wins.
     """
-    valid = [datum for datum in datums
-             if np.size(datum.numpy) == len(columns)]
-    by_epoch = {
-        int(datum.step): np.asarray(datum.numpy, dtype=np.float64).reshape(-1)
-        for datum in plugin_series.latest_by_step(valid)}
+    columns = variable_stats.stat_columns(content)
+    by_epoch, unreadable = {}, []
+    for datum in plugin_series.latest_by_step(datums):
+        try:
+            by_epoch[int(datum.step)] = variable_stats.decode(content,
+                                                              datum.numpy)
+        except decoding.ReadError as error:
+            unreadable.append(error.located(step=int(datum.step)))
     if not by_epoch:
         return np.zeros(0, dtype=np.int64), np.zeros(
-            (0, len(variable_stats.VARIABLE_STAT_NAMES)))
+            (0, len(variable_stats.VARIABLE_STAT_NAMES))), unreadable
     epochs = np.array(sorted(by_epoch), dtype=np.int64)
     return epochs, variable_stats.by_stat_names(
-        np.stack([by_epoch[epoch] for epoch in epochs.tolist()]), columns)
+        np.stack([by_epoch[epoch] for epoch in epochs.tolist()]),
+        columns), unreadable
 
 
-def stat_rows(datums, columns):
+def stat_rows(datums, content):
     """``{epoch: row of stat_matrix}``, for lookups of single epochs."""
-    epochs, matrix = stat_matrix(datums, columns)
+    epochs, matrix, _ = stat_matrix(datums, content)
     return dict(zip(epochs.tolist(), matrix))
 
 
@@ -174,16 +179,22 @@ class StatsTable:
       aligned: Per entry, its `stat_matrix` placed on ``epochs`` (`align`).
       present: Per entry, the mask of ``epochs`` it has a vector at.
       highest: Per entry, `highest_arrays` over all its epochs.
+      unreadable: the `format.decoding.ReadError`s of the vectors left
+        out (with their tag and step).
     """
 
     def __init__(self, entries, matrices):
-        """Args: entries, and per entry the ``(epochs, matrix)`` of
-        `stat_matrix`."""
+        """Args: entries, and per entry the ``(epochs, matrix,
+        unreadable)`` of `stat_matrix`."""
         self.entries = list(entries)
         self.epochs = np.unique(np.concatenate(
-            [steps for steps, _ in matrices] + [np.zeros(0, np.int64)]))
+            [steps for steps, _, _ in matrices] + [np.zeros(0, np.int64)]))
+        self.unreadable = [error.located(tag=entry["tag"])
+                           for entry, (_, _, found) in zip(self.entries,
+                                                           matrices)
+                           for error in found]
         self.aligned, self.present, self.highest = [], [], []
-        for steps, matrix in matrices:
+        for steps, matrix, _ in matrices:
             aligned, present = align(steps, matrix, self.epochs)
             self.aligned.append(aligned)
             self.present.append(present)
@@ -313,12 +324,9 @@ def reduced_scalars(epochs, series, points=None, start=None, end=None):
 # -- per-step table ------------------------------------------------------
 
 
-def step_columns(content):
+def step_column_indices(content):
     """The per-step table's ``(l2 column, max_abs column)`` indices."""
-    columns = content.get("columns")
-    if not (isinstance(columns, list) and all(isinstance(c, str)
-                                              for c in columns)):
-        columns = list(steps_format.STEP_COLUMNS)
+    columns = steps_format.step_columns(content)
     return tuple(columns.index(name) if name in columns else None
                  for name in steps_format.STEP_COLUMNS)
 
@@ -329,15 +337,14 @@ def step_epochs(datums, content):
     Of repeated epochs, the latest recording (`plugin.series.latest_by_step`).
 
     Raises:
-      ValueError: When a tensor is not a ``(steps, columns)`` table.
+      format.decoding.ReadError: When a tensor is not a ``(steps,
+        columns)`` table (`format.steps.decode`), with its step.
     """
-    l2_column, max_column = step_columns(content)
+    l2_column, max_column = step_column_indices(content)
     epochs = []
     for datum in plugin_series.latest_by_step(datums):
-        table = np.asarray(datum.numpy, dtype=np.float64)
-        if table.ndim != 2:
-            raise ValueError("per-step tensor of epoch %r has shape %r"
-                             % (datum.step, table.shape))
+        with decoding.locating(step=int(datum.step)):
+            table = steps_format.decode(content, datum.numpy)
         epochs.append({
             "epoch": int(datum.step),
             "l2": _column(table, l2_column),
@@ -434,5 +441,6 @@ class Handler(handler.Handler):
             ctx, experiment, run, tag, metadata.KIND_STEPS,
             "No per-step gradient data for run %r and source %r"
             % (run, source))
-        epochs = step_epochs(datums, content)
+        with decoding.locating(run=run, tag=tag):
+            epochs = step_epochs(datums, content)
         return {"run": run, "source": source, "epochs": epochs}
