@@ -142,6 +142,13 @@ def tensorboard(logdir, load_fast=False, expected_runs=None):
       expected_runs: run -> epochs to wait for before yielding; None waits
         for the plugin's run listing to answer.
     """
+    with tensorboard_with_log(logdir, load_fast, expected_runs) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def tensorboard_with_log(logdir, load_fast=False, expected_runs=None):
+    """`tensorboard`, yielding ``(base URL, path of its log)``."""
     port = free_port()
     log = tempfile.NamedTemporaryFile(
         prefix="tensorboard-", suffix=".log", delete=False)
@@ -154,7 +161,7 @@ def tensorboard(logdir, load_fast=False, expected_runs=None):
     base = f"http://localhost:{port}"
     try:
         wait_for_runs(process, base, expected_runs or {}, log.name)
-        yield base
+        yield base, log.name
     finally:
         stop_process(process)
         log.close()

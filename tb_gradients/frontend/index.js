@@ -12,7 +12,7 @@ import {createHeatmapView} from './views/heatmap.js';
 import {createHighestView} from './views/highest.js';
 import {createLayerStatsView} from './views/layer_stats.js';
 import {createNormsView} from './views/norms.js';
-import {healthBadge} from './lib/panels.js';
+import {healthBadge, readErrorsBadge} from './lib/panels.js';
 import {createRecurrentView} from './views/recurrent/recurrent.js';
 import {createStepsView} from './views/steps.js';
 import {readUrlState, writeUrlState} from './url_state.js';
@@ -323,8 +323,11 @@ export async function render() {
       runPicker.append(el('label', {className: 'run-option', title: info.run, dataset: {run: info.run}},
         [input, el('span', {className: 'run-name', text: info.run}), epochs, badgeSlot]));
       // Badges of runs not shown yet load in the background.
+      const readErrors = readErrorsBadge(info);
+      if (readErrors) badgeSlot.append(readErrors);
+      if (!info.sources.length) continue;
       loadHealth(info).then((health) => {
-        badgeSlot.replaceChildren(...[healthBadge(health)].filter(Boolean));
+        badgeSlot.replaceChildren(...[readErrors, healthBadge(health)].filter(Boolean));
       }, (error) => {
         badgeSlot.replaceChildren(el('span', {className: 'badge badge-error', text: 'error', title: error.message}));
       });

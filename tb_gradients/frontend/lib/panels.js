@@ -46,6 +46,29 @@ export function healthBadge(health) {
   });
 }
 
+// What a run's read errors (./runs `errors`) say, in one line: the first
+// reason, and how many more things were skipped.
+export function readErrorsText(info) {
+  const errors = Array.isArray(info.errors) ? info.errors : [];
+  if (!errors.length) return '';
+  const skipped = errors.reduce((count, error) => count + 1 + (Number(error.more) || 0), 0);
+  return `${errors[0].reason}${skipped > 1 ? ` (${skipped} series skipped)` : ''}`;
+}
+
+// The badge of a run with read errors: "unreadable" when nothing of it can
+// be read, "read errors" when some of it was skipped.
+export function readErrorsBadge(info) {
+  const text = readErrorsText(info);
+  if (!text) return null;
+  const nothing = !info.sources.length;
+  return el('span', {
+    className: `badge ${nothing ? 'badge-error' : 'badge-warning'}`,
+    text: nothing ? 'unreadable' : 'read errors',
+    title: text,
+    dataset: {badge: 'read-errors'},
+  });
+}
+
 /**
  * Replaces `body`'s content with one panel per selected run.
  *
@@ -66,13 +89,19 @@ export function runPanels(body, state, {needsSource = true} = {}) {
       badgeSlot,
     ]);
     // A failed request shows in the views' own error boxes.
-    state.healthOf(info).then((health) => {
-      badgeSlot.replaceChildren(...[healthBadge(health)].filter(Boolean));
-    }, () => null);
+    if (info.sources.length) {
+      state.healthOf(info).then((health) => {
+        badgeSlot.replaceChildren(...[healthBadge(health)].filter(Boolean));
+      }, () => null);
+    }
     const content = el('div', {className: 'panel-body'});
     const panel = el('div', {className: 'panel', dataset: {run: info.run}}, [header, content]);
     panel.style.width = `${width}px`;
     row.append(panel);
+    if (needsSource && !info.sources.length && readErrorsText(info)) {
+      content.append(errorBox(`Nothing of this run can be read: ${readErrorsText(info)}`));
+      return {run: info.run, element: null, width, info};
+    }
     if (needsSource && !info.sources.includes(state.source)) {
       content.append(notice(`This run has no ${state.source} gradients (sources: ${info.sources.join(', ') || 'none'}).`));
       return {run: info.run, element: null, width, info};

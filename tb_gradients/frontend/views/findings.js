@@ -31,6 +31,22 @@ function evidenceLines(evidence) {
   return Object.entries(evidence || {}).map(([key, value]) => `${key}: ${JSON.stringify(value)}`);
 }
 
+// What could not be read of a run (the route's `errors`): each one names
+// its tag, step and reason; `more` counts the others skipped for that
+// reason.
+function readErrorList(errors) {
+  return el('ul', {className: 'read-error-list'}, errors.map((error) => el('li', {
+    className: 'read-error', dataset: {tag: error.tag ?? ''},
+  }, [
+    el('span', {className: 'badge severity severity-error', text: 'Unreadable'}),
+    el('span', {className: 'finding-target', text: error.tag ?? 'run'}),
+    error.step !== null && error.step !== undefined
+      ? el('span', {className: 'finding-where muted', text: `step ${error.step}`}) : null,
+    el('span', {className: 'finding-message', text: error.reason}),
+    error.more ? el('span', {className: 'muted', text: `(and ${error.more} more for the same reason)`}) : null,
+  ])));
+}
+
 /**
  * The panel. `open(finding, info)` opens a finding's evidence (index.js);
  * `isOpen(finding)` tells whether the tab shows it now.
@@ -113,10 +129,16 @@ export function createFindingsPanel(state, {open, isOpen}) {
         .map((finding, index) => [finding, index])
         .sort(([a, i], [b, j]) => rank(a) - rank(b) || i - j)
         .map(([finding]) => finding);
-      summary.textContent = found.length ? ` ${found.length} finding${found.length === 1 ? '' : 's'}` : '';
-      content.replaceChildren(found.length
-        ? el('ol', {className: 'finding-list'}, found.map((finding) => item(finding, info)))
-        : notice('No findings'));
+      const unread = Array.isArray(data.errors) ? data.errors : [];
+      summary.textContent = [
+        found.length ? `${found.length} finding${found.length === 1 ? '' : 's'}` : '',
+        unread.length ? `${unread.length} read error${unread.length === 1 ? '' : 's'}` : '',
+      ].filter(Boolean).map((text) => ` ${text}`).join(',');
+      content.replaceChildren(...[
+        found.length ? el('ol', {className: 'finding-list'}, found.map((finding) => item(finding, info))) : null,
+        unread.length ? readErrorList(unread) : null,
+        found.length ? null : notice(unread.length ? 'No findings in what could be read' : 'No findings'),
+      ].filter(Boolean));
     }));
     if (mine === generation) markOpen();
   }
