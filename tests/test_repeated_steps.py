@@ -126,7 +126,8 @@ def test_the_run_records_steps_twice(files):
 def test_runs_counts_each_step_once(client):
     runs = get_json(client, "/runs")["runs"]
     assert runs == [{"run": RUN, "sources": ["training", "probe"],
-                     "window": WINDOW, "epochs": len(ALL_STEPS)}]
+                     "window": WINDOW, "epochs": len(ALL_STEPS),
+                     "errors": []}]
 
 
 @pytest.mark.parametrize("source", metadata.SOURCES)

@@ -115,9 +115,12 @@ _RECORD_HEADER, _RECORD_FOOTER = 12, 4
 def _framing_problem(path):
     """Why the records of an event file do not fill it exactly (empty, or
     cut in the middle of a record: a predicate of "event file <name>"), or
-    ``None``. Reads the 12-byte headers only."""
-    with tf.io.gfile.GFile(path, "rb") as f:
-        size = f.size()
+    ``None``. Reads the 12-byte headers only, of local files (a remote
+    file is read as TensorBoard reads it, up to its last whole record)."""
+    if "://" in path:
+        return None
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
         if size == 0:
             return "is empty (no records, not even its version)"
         offset = 0
