@@ -58,7 +58,8 @@ export function createFindingsPanel(state, {open, isOpen}) {
     el('h2', {text: 'Findings'}),
     el('p', {className: 'caption', text: 'What the rules found in each selected run\'s gradients ' +
       '(non-finite values, vanishing or exploding gradients, dead units, cancellation), most severe ' +
-      'first. Click one to open the view, variable and epoch (or step) that show it.'}),
+      'first. Click one to open the view, variable and epoch (or step) that show it. Below them, ' +
+      'what could not be read of the run (damaged data, or data from a newer version).'}),
     body,
   ]);
   let generation = 0;
