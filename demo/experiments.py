@@ -13,6 +13,10 @@ adding problem). Each experiment reproduces one seed article:
 * recurrent  — "How to visualize RNN/LSTM gradients": LSTM vs GRU vs
   SimpleRNN vs Bidirectional(LSTM) on the adding problem.
 * exploding  — the forum thread's "set the learning rate too high".
+* deep       — a 24-block transformer on generated tokens (389 variables),
+  one block of which has its residual branches scaled by 1e-4 (as a layer
+  scale initialised too small would): the gradient map and the depth
+  profiles show which block no longer learns.
 """
 
 import os
@@ -265,9 +269,76 @@ def exploding_mlp():
     return model
 
 
+# -- deep models ----------------------------------------------------------------
+
+DEEP_VOCABULARY = 16
+
+
+def first_token(samples=2048, length=16, seed=SEED):
+    """Random token sequences; the target is the first token (a task only
+    attention can solve: the answer must travel from position 0)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, DEEP_VOCABULARY, size=(samples, length))
+    return x.astype("int32"), x[:, 0].astype("int32")
+
+
+def deep_transformer(blocks=24, width=16, heads=2, length=16,
+                     damped_block=None, damping=1e-4):
+    """A pre-norm transformer encoder of ``blocks`` blocks named
+    ``block<i>_<part>`` (layer norms, attention, a two-layer MLP), on
+    token and position embeddings, classifying the pooled sequence.
+
+    ``damped_block``: that block's residual branches are scaled by
+    ``damping``, so its weights get gradients ``damping`` times smaller.
+    """
+    keras.utils.set_random_seed(SEED)
+    layers = keras.layers
+    tokens = keras.Input((length,), dtype="int32")
+    x = layers.Embedding(DEEP_VOCABULARY, width, name="token_embedding")(
+        tokens)
+    positions = layers.Embedding(length, width, name="position_embedding")(
+        keras.ops.arange(length))
+    x = x + positions
+    for i in range(blocks):
+        scale = damping if i == damped_block else 1.0
+
+        def branch(h, part, i=i, scale=scale):
+            if scale == 1.0:
+                return h
+            return layers.Rescaling(scale, name=f"block{i}_{part}_scale")(h)
+
+        h = layers.LayerNormalization(name=f"block{i}_ln1")(x)
+        h = layers.MultiHeadAttention(heads, width // heads,
+                                      name=f"block{i}_attn")(h, h)
+        x = layers.Add(name=f"block{i}_add1")([x, branch(h, "attn")])
+        h = layers.LayerNormalization(name=f"block{i}_ln2")(x)
+        h = layers.Dense(2 * width, activation="gelu",
+                         name=f"block{i}_mlp_in")(h)
+        h = layers.Dense(width, name=f"block{i}_mlp_out")(h)
+        x = layers.Add(name=f"block{i}_add2")([x, branch(h, "mlp")])
+    x = layers.LayerNormalization(name="final_norm")(x)
+    x = layers.GlobalAveragePooling1D(name="pool")(x)
+    outputs = layers.Dense(DEEP_VOCABULARY, name="head")(x)
+    model = keras.Model(tokens, outputs, name="deep_transformer")
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def deep(logdir, quick):
+    """A 24-block transformer whose block 16 barely learns, recorded in
+    windows of 10 steps (quick: 8 blocks, block 5)."""
+    x, y = first_token(512 if quick else 2048)
+    model = (deep_transformer(blocks=8, damped_block=5) if quick
+             else deep_transformer(damped_block=16))
+    return [_fit(model, x, y, logdir, "deep_transformer", 2 if quick else 5,
+                 32, gradient_window=10, histograms=False)]
+
+
 EXPERIMENTS = {
     "vanishing": vanishing,
     "evolution": evolution,
     "recurrent": recurrent,
     "exploding": exploding,
+    "deep": deep,
 }

@@ -20,7 +20,7 @@ EXPECTED_RUNS = {
     "vanishing_sigmoid_glorot", "evolution_digits_cnn", "evolution_iris_mlp",
     "evolution_diabetes_regression", "evolution_forda_cnn", "recurrent_lstm",
     "recurrent_gru", "recurrent_simple_rnn", "recurrent_bidirectional_lstm",
-    "exploding_high_learning_rate",
+    "exploding_high_learning_rate", "deep_transformer",
 }
 
 

@@ -283,7 +283,9 @@ def test_variables(client, events):
     assert [v["index"] for v in body["variables"]] == list(range(6))
     first = body["variables"][0]
     assert first == {"name": "dense_0/kernel", "layer": "dense_0", "index": 0,
-                     "shape": [6, 8], "size": 48, "heatmap": True}
+                     "shape": [6, 8], "size": 48, "heatmap": True,
+                     "depth": None, "role": None}
+    assert body["structure"] is False  # two hidden layers repeat nothing
     stored = events("tanh/train")["__metadata__"]
     for variable in body["variables"]:
         tag = metadata.variable_stats_tag("probe", variable["name"])
@@ -807,6 +809,7 @@ ROUTE_PARAMETERS = {
     "/gates": ("run", "source", "layer"),
     "/gate_heatmap": ("run", "source", "variable", "step", "epoch"),
     "/findings": ("run",),
+    "/gradient_map": ("run", "source", "stat"),
 }
 
 FUZZ_VALUES = ("", "x", "../../etc/passwd", "\u00e9\u0000", "%", "((", "[",

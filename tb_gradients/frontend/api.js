@@ -100,6 +100,8 @@ export const fetchOverviewStats = (run, source, width, stats = OVERVIEW_COLUMNS)
 export const fetchZoomedStats = (run, source, [low, high], width, stats = OVERVIEW_COLUMNS) =>
   fetchVariableStats(run, source, {points: overviewPoints(width), start: Math.ceil(low), end: Math.floor(high)}, stats);
 export const fetchSteps = (run, source) => getJson('steps', {run, source});
+// Every variable over every window, as uint8 log codes (the gradient map).
+export const fetchGradientMap = (run, source, stat) => getJson('gradient_map', {run, source, stat});
 // Each run's findings, most severe first (docs/FINDINGS.md).
 export const fetchFindings = (run) => getJson('findings', {run});
 export const fetchHeatmap = (run, source, variable, step) =>

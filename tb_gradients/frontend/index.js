@@ -8,6 +8,7 @@ import {checkbox, el, errorBox, notice, option} from './lib/dom.js';
 import {installDownloads} from './lib/download.js';
 import {createFindingsPanel} from './views/findings.js';
 import {createFlowView} from './views/flow.js';
+import {createGradientMapView} from './views/gradient_map.js';
 import {createHeatmapView} from './views/heatmap.js';
 import {createHighestView} from './views/highest.js';
 import {createLayerStatsView} from './views/layer_stats.js';
@@ -160,6 +161,7 @@ export async function render() {
   const findingsPanel = createFindingsPanel(state, {open: openFinding, isOpen: findingIsOpen});
   const views = [
     createNormsView(state),
+    createGradientMapView(state, {open: openFinding}),
     createHighestView(state),
     createLayerStatsView(state),
     createFlowView(state),

@@ -9,6 +9,7 @@ hand-made input; `Handler` serves ``/runs`` and ``/variables`` with them.
 
 import numpy as np
 
+from tb_gradients.analysis import structure
 from tb_gradients.format import decoding
 from tb_gradients.format import metadata
 from tb_gradients.plugin import cache as plugin_cache
@@ -183,14 +184,20 @@ class Handler(handler.Handler):
                 for key, tag in firsts.items()}
 
     def variables(self, ctx, experiment, run, source):
-        """The variables of one run and source, in model order."""
+        """The variables of one run and source, in model order, each with
+        its depth and role in the model's repeated blocks
+        (`analysis.structure`; ``None`` when the names repeat nothing)."""
         entries, _, _ = self._data.variables(ctx, experiment, run, source)
+        places = structure.block_structure([e["name"] for e in entries])
         return {
             "run": run,
             "source": source,
+            "structure": places is not None,
             "variables": [
                 {key: entry[key] for key in
                  ("name", "layer", "index", "shape", "size", "heatmap")}
-                for entry in entries
+                | {"depth": places[i].depth if places else None,
+                   "role": places[i].role if places else None}
+                for i, entry in enumerate(entries)
             ],
         }

@@ -2,7 +2,7 @@
 
 Modelled on TensorBoard's plugins: each route is a thin ``*_route`` that
 reads its parameters and hands them to its family's handler (`listing`,
-`stats`, `heatmaps`, `recurrent`, `findings`, as the HParams plugin does
+`stats`, `heatmaps`, `recurrent`, `findings`, `gradient_map`, as the HParams plugin does
 with ``list_metric_evals.Handler``), which reads through
 ``context.data_provider`` only (`reading`: so it works with the Python
 loader and with the Rust data server of ``--load_fast=true``) and raises
@@ -26,6 +26,7 @@ from tb_gradients.format import metadata
 from tb_gradients.format import variable_stats as variable_stats_format
 from tb_gradients.plugin import assets as plugin_assets
 from tb_gradients.plugin import findings as plugin_findings
+from tb_gradients.plugin import gradient_map as plugin_gradient_map
 from tb_gradients.plugin import heatmaps as plugin_heatmaps
 from tb_gradients.plugin import listing as plugin_listing
 from tb_gradients.plugin import params as plugin_params
@@ -140,6 +141,15 @@ def _filter(request):
             "Received: filter=%r" % (error, text))
 
 
+def _map_stat(request):
+    text = request.args.get("stat")
+    try:
+        return plugin_gradient_map.parse_map_stat(text)
+    except ValueError as error:
+        raise errors.InvalidArgumentError(
+            "Parameter 'stat' %s. Received: stat=%r" % (error, text))
+
+
 def _points(request):
     text = request.args.get("points")
     try:
@@ -218,6 +228,7 @@ class GradientsPlugin(base_plugin.TBPlugin):
         self._heatmaps = plugin_heatmaps.Handler(self._data)
         self._recurrent = plugin_recurrent.Handler(self._data)
         self._findings = plugin_findings.Handler(self._data)
+        self._gradient_map = plugin_gradient_map.Handler(self._data)
         if assets_dir is None:
             self._assets_dir, self._assets = FRONTEND_DIR, dict(ASSETS)
         else:
@@ -250,6 +261,8 @@ class GradientsPlugin(base_plugin.TBPlugin):
             "/gate_heatmap": (self._recurrent.gate_heatmap,
                               (_run, _source, _variable, _step)),
             "/findings": (self._findings.findings, (_run,)),
+            "/gradient_map": (self._gradient_map.gradient_map,
+                              (_run, _source, _map_stat)),
         }
         apps = {path: _data_route(body, readers, self._data)
                 for path, (body, readers) in routes.items()}

@@ -1,16 +1,34 @@
 // View 4: gradient flow at one epoch. A bar pair (mean_abs, max_abs) per
 // variable in input → output order on a log axis, so that layers whose
-// gradients vanish or explode stand out from their neighbours.
+// gradients vanish or explode stand out from their neighbours. When the
+// variables' names repeat a block (./variables `depth` and `role`), the
+// bars become depth profiles: mean_abs against depth, one line per role,
+// which stays readable at hundreds of variables.
 
-import {OVERVIEW_COLUMNS, fetchOverviewStats, fetchVariableStats} from '../api.js';
-import {createCanvas, drawBarChart, drawMessage, extent, formatNumber, mergeExtents} from '../lib/charts.js';
-import {STAT_COLORS} from '../lib/colors.js';
+import {OVERVIEW_COLUMNS, fetchOverviewStats, fetchVariableStats, fetchVariables} from '../api.js';
+import {createCanvas, drawBarChart, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from '../lib/charts.js';
+import {STAT_COLORS, paletteColor} from '../lib/colors.js';
 import {columnOf, statIndex, variableLine} from '../lib/data.js';
 import {atText, axisOf, byAxis} from '../lib/axis.js';
 import {axisPlayers} from '../lib/window_player.js';
 import {loadPanels, runPanels, viewSection, yDomainsOf} from '../lib/panels.js';
 
 const HEIGHT = 340;
+const PROFILE_STAT = 'mean_abs';
+
+// The depth profiles of a panel: per role with a depth, its variables in
+// depth order ({role, members: [{variable, depth}]}), roles in model order.
+export function depthProfiles(variables, described) {
+  const byName = new Map(described.map((variable) => [variable.name, variable]));
+  const roles = new Map();
+  for (const variable of variables) {
+    const place = byName.get(variable.name);
+    if (!place || place.depth === null || place.depth === undefined) continue;
+    if (!roles.has(place.role)) roles.set(place.role, []);
+    roles.get(place.role).push({variable, depth: place.depth});
+  }
+  return [...roles].map(([role, members]) => ({role, members: members.sort((a, b) => a.depth - b.depth)}));
+}
 const BARS = [
   {stat: 'mean_abs', color: STAT_COLORS.mean_abs},
   {stat: 'max_abs', color: STAT_COLORS.max_abs},
@@ -20,7 +38,8 @@ export function createFlowView(state) {
   const {section, controls, body} = viewSection('flow', 'Gradient flow',
     'Mean |element| (mean_abs) and largest |element| (max_abs) of every variable ' +
     'at one epoch, input → output, log axis. The y scale spans all epochs, so ' +
-    'moving the slider shows how the flow changes.');
+    'moving the slider shows how the flow changes. For a model of repeated blocks (a transformer, ' +
+    'a ResNet), mean_abs against depth instead, one line per role (query kernel, MLP output, …).');
   // One slider per x axis (epoch runs, window runs); each at its right end
   // follows the latest value (live runs).
   const players = axisPlayers((axis) => ({
@@ -73,6 +92,28 @@ export function createFlowView(state) {
       if (ticket !== item.ticket) return;  // a later epoch was chosen meanwhile
 
       const at = atText(panel.info, shown);
+      if (panel.profiles) {
+        const depths = panel.profiles.flatMap(({members}) => members.map((member) => member.depth));
+        drawLineChart(canvas, {
+          title: `${shown === epoch ? at : `${at} (latest ≤ ${epoch})`}: ${PROFILE_STAT} by depth, one line per role`,
+          xLabel: 'depth (block)', xInteger: true,
+          xDomain: [Math.min(...depths), Math.max(Math.max(...depths), Math.min(...depths) + 1)],
+          yLabel: PROFILE_STAT, yLog: true, yDomain: yDomainOf(panel),
+          legend: panel.profiles.map(({role}, k) => ({label: role, color: paletteColor(k), kind: 'line'})),
+          series: panel.profiles.map(({role, members}, k) => ({
+            label: role, color: paletteColor(k), marker: 'dot',
+            x: members.map((member) => member.depth),
+            y: members.map((member) => value(member.variable, PROFILE_STAT)),
+            describe: (vx, vy) => {
+              const member = members.find((item) => item.depth === vx);
+              return [member ? member.variable.name : role, `${panel.run}, ${at}, block ${vx}`,
+                `${PROFILE_STAT}: ${formatNumber(vy)}`];
+            },
+          })),
+        });
+        canvas.dataset.profiles = String(panel.profiles.length);
+        return;
+      }
       drawBarChart(canvas, {
         title: shown === epoch ? at : `${at} (latest ≤ ${epoch})`,
         yLabel: '|gradient element|', yLog: true, yDomain: yDomainOf(panel),
@@ -97,10 +138,17 @@ export function createFlowView(state) {
   async function render() {
     const mine = ++generation;
     const panels = runPanels(body, state);
-    const loaded = await loadPanels(panels, (panel) => fetchOverviewStats(panel.run, state.source, panel.width));
+    const loaded = await loadPanels(panels, async (panel) => {
+      const [stats, described] = await Promise.all([
+        fetchOverviewStats(panel.run, state.source, panel.width), fetchVariables(panel.run, state.source)]);
+      panel.described = described;
+      return stats;
+    });
     if (mine !== generation) return;
     for (const panel of loaded) {
       panel.variables = panel.data.variables.filter((variable) => state.matches(variable.name));
+      const profiles = panel.described.structure ? depthProfiles(panel.variables, panel.described.variables) : [];
+      panel.profiles = profiles.length ? profiles : null;
     }
     const groups = byAxis(loaded, (panel) => panel.info);
     const lists = new Map();
