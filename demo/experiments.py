@@ -282,6 +282,19 @@ def first_token(samples=2048, length=16, seed=SEED):
     return x.astype("int32"), x[:, 0].astype("int32")
 
 
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned vector per position (``embeddings``, one row per
+    position) to a sequence."""
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(
+            shape=tuple(input_shape[-2:]), initializer="random_normal",
+            name="embeddings")
+
+    def call(self, x):
+        return x + self.embeddings
+
+
 def deep_transformer(blocks=24, width=16, heads=2, length=16,
                      damped_block=None, damping=1e-4):
     """A pre-norm transformer encoder of ``blocks`` blocks named
@@ -296,9 +309,7 @@ def deep_transformer(blocks=24, width=16, heads=2, length=16,
     tokens = keras.Input((length,), dtype="int32")
     x = layers.Embedding(DEEP_VOCABULARY, width, name="token_embedding")(
         tokens)
-    positions = layers.Embedding(length, width, name="position_embedding")(
-        keras.ops.arange(length))
-    x = x + positions
+    x = PositionEmbedding(name="position_embedding")(x)
     for i in range(blocks):
         scale = damping if i == damped_block else 1.0
 
