@@ -248,3 +248,30 @@ def test_depth_profiles_one_line_per_role(page, server):
     assert map_canvas.get_attribute("data-zoomed") == "false"
     assert problems == []
 
+
+
+def test_line_charts_draw_by_role_past_many_variables(page, server):
+    page, problems = page
+    frame = browser_harness.open_gradients_tab(page, server)
+    outside = 6  # the two embeddings, the final norm's two, the head's two
+    for view in ("layer-stats", "highest"):
+        legend = frame.locator(f"#view-{view} .legend[data-legend=roles] "
+                               ".legend-item")
+        assert legend.count() == PER_BLOCK + outside, view
+        assert "block#_attn/query/kernel" in legend.all_text_contents()
+    # one variable per line, chosen in the toolbar, kept in the URL
+    frame.select_option("[data-control=lines]", "variables")
+    browser_harness.wait_rendered(frame, TIMEOUT_MS)
+    frame.wait_for_function(
+        "() => !document.querySelector('#view-layer-stats .legend[data-legend=roles]')",
+        timeout=TIMEOUT_MS)
+    items = frame.locator("#view-layer-stats .legend-item")
+    assert items.count() == BLOCKS * PER_BLOCK + outside
+    assert _url_state(page)["lines"] == ["variables"]
+    page.reload()
+    frame = browser_harness.gradients_frame(page, TIMEOUT_MS)
+    browser_harness.wait_rendered(frame, TIMEOUT_MS)
+    assert frame.locator("[data-control=lines]").input_value() == "variables"
+    assert frame.locator(
+        "#view-layer-stats .legend[data-legend=roles]").count() == 0
+    assert problems == []

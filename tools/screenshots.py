@@ -15,11 +15,15 @@ headless Chromium, selects runs and writes one PNG per view to docs/images/:
   recurrent-heatmap.png    recurrent layers: channels x timesteps (mean |g|,
                            log colours)
   recurrent-gates.png      recurrent layers: per-gate weight gradients
+  deep-gradient-map.png    a deep model (the demo's 24-block transformer):
+                           every variable over every window
+  deep-flow.png            the same model's depth profiles
 
 Usage:
   python tools/screenshots.py [--logdir runs] [--runs A,B,C]
                               [--heatmap-runs A] [--recurrent-runs A,B,C]
-                              [--only views|recurrent] [--out docs/images]
+                              [--deep-run A] [--only views|recurrent|deep]
+                              [--out docs/images]
 
 The default logdir is the demo's (``make demo-train``); the default runs
 are the vanishing-gradient experiment's when present, else the first three;
@@ -40,6 +44,8 @@ WIDTH = 1400
 TIMEOUT_MS = 120000
 
 
+DEEP_RUN = "deep_transformer/train"
+DEEP_VIEWS = ("gradient-map", "flow")
 RECURRENT_BLOCKS = ("norm", "heatmap", "gates")
 RECURRENT_RUNS = ("recurrent_lstm/train", "recurrent_gru/train",
                   "recurrent_simple_rnn/train")
@@ -100,8 +106,12 @@ def main():
                         help="comma-separated runs of the recurrent shots "
                         "(default: the demo's recurrent_lstm, recurrent_gru and "
                         "recurrent_simple_rnn runs)")
-    parser.add_argument("--only", choices=["views", "recurrent"],
-                        help="take only the views' shots, or only the recurrent ones")
+    parser.add_argument("--deep-run", default=DEEP_RUN,
+                        help="the run of the deep-model shots (default: the demo's "
+                        "24-block transformer)")
+    parser.add_argument("--only", choices=["views", "recurrent", "deep"],
+                        help="take only the views' shots, the recurrent ones or the "
+                        "deep model's")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "images"))
     args = parser.parse_args()
     if not os.path.isdir(args.logdir):
@@ -119,10 +129,16 @@ def main():
         heatmap_runs = args.heatmap_runs.split(",") if args.heatmap_runs else runs[:1]
         recurrent_runs = (args.recurrent_runs.split(",") if args.recurrent_runs
                           else [run for run in RECURRENT_RUNS if run in names])
+        deep_runs = [args.deep_run] if args.deep_run in names else []
         if args.only == "recurrent":
-            runs, heatmap_runs = [], []
+            runs, heatmap_runs, deep_runs = [], [], []
         elif args.only == "views":
-            recurrent_runs = []
+            recurrent_runs, deep_runs = [], []
+        elif args.only == "deep":
+            runs, heatmap_runs, recurrent_runs = [], [], []
+            if not deep_runs:
+                sys.exit(f"No run {args.deep_run!r}: train it with "
+                         "`python -m demo.train --only deep` or pass --deep-run")
         unknown = sorted(set(runs + heatmap_runs + recurrent_runs) - set(names))
         if unknown:
             sys.exit(f"Unknown runs {unknown}; the logdir has {names}")
@@ -153,6 +169,11 @@ def main():
             elif args.only == "recurrent":
                 sys.exit("No recurrent runs in the logdir: train them with "
                          "`python -m demo.train --only recurrent` or pass --recurrent-runs")
+            if deep_runs:
+                harness.select_runs(frame, deep_runs, TIMEOUT_MS)
+                written += shoot_sections(page, frame, {
+                    f"view-{view}": os.path.join(args.out, f"deep-{view}.png")
+                    for view in DEEP_VIEWS})
             browser.close()
     if errors:
         sys.exit(f"Page errors while taking screenshots: {errors}")

@@ -6,6 +6,7 @@ import {clearCache, fetchRuns, fetchScalars} from './api.js';
 import {axisOf, recordsText} from './lib/axis.js';
 import {checkbox, el, errorBox, notice, option} from './lib/dom.js';
 import {installDownloads} from './lib/download.js';
+import {LINE_MODES, MANY_LINES} from './lib/roles.js';
 import {createFindingsPanel} from './views/findings.js';
 import {createFlowView} from './views/flow.js';
 import {createGradientMapView} from './views/gradient_map.js';
@@ -35,6 +36,7 @@ const state = {
   variable: null,
   at: null,
   sharedY: true,
+  lines: 'auto',  // lib/roles.js: how line charts of many variables draw
   remember: () => {},
   filterTest: () => true,
   health: new Map(),  // "source:run" -> promise of {source, nanEpochs, infEpochs}
@@ -115,6 +117,7 @@ export async function render() {
   state.view = linked.view;
   state.variable = linked.variable;
   state.at = linked.at;
+  if (LINE_MODES.includes(linked.lines)) state.lines = linked.lines;
 
   // ---- toolbar
   const runPicker = el('div', {className: 'run-picker', attrs: {id: 'run-picker', role: 'group', 'aria-label': 'Runs'},
@@ -125,6 +128,17 @@ export async function render() {
   const filterInput = el('input', {attrs: {type: 'search', id: 'variable-filter', placeholder: 'Filter variables (substring or regex)',
     'aria-label': 'Variable filter', spellcheck: 'false'}, dataset: {control: 'variable-filter'}});
   const filterKind = el('span', {className: 'muted filter-kind'});
+  const linesPicker = el('select', {attrs: {id: 'lines-picker', 'aria-label': 'Lines of many variables'},
+    dataset: {control: 'lines'}}, [
+    option('auto', `auto (by role past ${MANY_LINES} variables)`, state.lines === 'auto'),
+    option('roles', 'by role', state.lines === 'roles'),
+    option('variables', 'each variable', state.lines === 'variables'),
+  ]);
+  linesPicker.addEventListener('change', () => {
+    state.lines = linesPicker.value;
+    writeUrl();
+    renderViews();
+  });
   const refreshButton = el('button', {text: '⟳ Refresh', attrs: {type: 'button', id: 'refresh-button'},
     dataset: {control: 'refresh'}});
   const status = el('span', {className: 'muted status', attrs: {'aria-live': 'polite'}});
@@ -146,6 +160,11 @@ export async function render() {
     el('div', {className: 'toolbar-group'}, [
       sourceField,
       el('label', {className: 'field'}, [filterInput, filterKind]),
+      el('label', {className: 'field', title: 'Line charts of many variables: one line per role of the ' +
+        'repeated blocks (median over depth, min–max band) or one per variable'}, [
+        el('span', {text: 'Lines '}),
+        linesPicker,
+      ]),
       checkbox('Same y scale for all runs', state.sharedY, (value) => {
         state.sharedY = value;
         renderViews();
@@ -180,7 +199,8 @@ export async function render() {
 
   function writeUrl() {
     writeUrlState({runs: state.selected, source: state.source, filter: state.filter,
-      view: state.view, variable: state.variable, at: state.at});
+      view: state.view, variable: state.variable, at: state.at,
+      lines: state.lines === 'auto' ? null : state.lines});
   }
 
   state.remember = (changes) => {

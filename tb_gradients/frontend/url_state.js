@@ -54,7 +54,7 @@ function integerOrNull(text) {
 
 /**
  * The state the URL holds: {runs: [names], source, filter, view, variable,
- * at}; absent fields are null (runs: []).
+ * at, lines}; absent fields are null (runs: []).
  */
 export function readUrlState() {
   const params = new URLSearchParams(storedQuery(host()));
@@ -65,6 +65,7 @@ export function readUrlState() {
     view: params.get('view'),
     variable: params.get('variable'),
     at: integerOrNull(params.get('at')),
+    lines: params.get('lines'),
   };
 }
 
@@ -72,7 +73,7 @@ export function readUrlState() {
 export function stateQuery(state) {
   const params = new URLSearchParams();
   for (const run of state.runs || []) params.append('run', run);
-  for (const key of ['source', 'filter', 'view', 'variable']) {
+  for (const key of ['source', 'filter', 'view', 'variable', 'lines']) {
     if (state[key]) params.set(key, state[key]);
   }
   if (Number.isInteger(state.at)) params.set('at', String(state.at));

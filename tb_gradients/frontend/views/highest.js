@@ -3,12 +3,13 @@
 // the accumulated gradient (highest_accumulated, dashed), one colour per
 // variable.
 
-import {OVERVIEW_COLUMNS, RAW_HIGHEST_COLUMNS, fetchOverviewStats, fetchZoomedStats} from '../api.js';
+import {OVERVIEW_COLUMNS, RAW_HIGHEST_COLUMNS, fetchOverviewStats, fetchVariables, fetchZoomedStats} from '../api.js';
 import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from '../lib/charts.js';
 import {columnOf, variableLine, xText} from '../lib/data.js';
 import {axisOf} from '../lib/axis.js';
 import {checkbox} from '../lib/dom.js';
 import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from '../lib/panels.js';
+import {drawsByRole, groupColors, medianBand, roleGroups} from '../lib/roles.js';
 
 const HEIGHT = 320;
 
@@ -46,12 +47,20 @@ export function createHighestView(state) {
     const mine = ++generation;
     const panels = runPanels(body, state);
     const columns = options.normalize ? OVERVIEW_COLUMNS : RAW_HIGHEST_COLUMNS;
-    const loaded = await loadPanels(panels, (panel) => fetchOverviewStats(panel.run, state.source, panel.width, columns));
+    const loaded = await loadPanels(panels, async (panel) => {
+      const [stats, described] = await Promise.all([
+        fetchOverviewStats(panel.run, state.source, panel.width, columns), fetchVariables(panel.run, state.source)]);
+      panel.described = described;
+      return stats;
+    });
     if (mine !== generation) return;
     for (const panel of loaded) {
       panel.variables = panel.data.variables.filter((variable) => state.matches(variable.name));
+      panel.groups = drawsByRole(state, panel) ? roleGroups(panel.variables, panel.described) : null;
     }
-    const {variables: shown, colorOf} = variableColors(loaded);
+    const byRole = loaded.filter((panel) => panel.groups);
+    const roleColor = groupColors(byRole.map((panel) => panel.groups));
+    const {variables: shown, colorOf} = variableColors(loaded.filter((panel) => !panel.groups));
     const yDomainOf = yDomainsOf(state, loaded, (panel) => mergeExtents(panel.variables.map((variable) => {
       const {gradient, accumulated} = curves(panel.data, variable);
       return mergeExtents([extent(gradient.y, options.log), extent(accumulated.y, options.log)]);
@@ -62,6 +71,12 @@ export function createHighestView(state) {
       ? ['highest_gradient', 'highest_accumulated'] : ['max_abs', 'accumulated_max_abs'];
     body.prepend(variableLegend(shown, colorOf, [
       {label: gradientStat}, {label: accumulatedStat, dashed: true}]));
+    if (byRole.length) {
+      const legend = variableLegend([...roleColor.keys()].map((label) => ({name: label})),
+        (item) => roleColor.get(item.name));
+      legend.dataset.legend = 'roles';
+      body.prepend(legend);
+    }
     for (const panel of loaded) {
       const canvas = createCanvas('highest', panel.width, HEIGHT, `Highest gradient elements of ${panel.run}`);
       canvas.dataset.run = panel.run;
@@ -74,6 +89,7 @@ export function createHighestView(state) {
       const names = new Set(panel.variables.map((variable) => variable.name));
       // The variables' lines of one body (the overview or a zoomed range).
       const linesOf = (data) => {
+        if (panel.groups) return roleLinesOf(data, panel);
         const series = [];
         for (const variable of data.variables.filter((v) => names.has(v.name))) {
           const {gradient, accumulated} = curves(data, variable);
@@ -91,6 +107,33 @@ export function createHighestView(state) {
         }
         return {series, resolution: data.buckets ? 'envelope' : 'full'};
       };
+      // One line per role of a deep model's blocks: the medians over depth
+      // of both curves, the min–max band of the solid one.
+      function roleLinesOf(data) {
+        const byName = new Map(data.variables.map((variable) => [variable.name, variable]));
+        const series = [];
+        const bands = [];
+        for (const group of panel.groups) {
+          const color = roleColor.get(group.label);
+          const members = group.members.filter((member) => byName.has(member.name))
+            .map((member) => ({name: member.name, ...curves(data, byName.get(member.name))}));
+          if (!members.length) continue;
+          const gradient = medianBand(members.map(({name, gradient: line}) => ({name, ...line})));
+          const accumulated = medianBand(members.map(({name, accumulated: line}) => ({name, ...line})));
+          const what = group.role ? `${group.label}: median of ${members.length} blocks` : group.label;
+          const describe = (band, stat) => (vx, vy) => {
+            const i = band.x.indexOf(vx);
+            return [what, `${panel.run}, ${xText(data, axisOf(panel.info), vx)}`, `${stat}: ${formatNumber(vy)}`,
+              ...(group.role ? [`lowest ${formatNumber(band.low[i])} (${band.lowName[i]})`,
+                `highest ${formatNumber(band.high[i])} (${band.highName[i]})`] : [])];
+          };
+          if (group.role) bands.push({color, points: gradient.x.map((vx, i) => [vx, gradient.low[i], gradient.high[i]])});
+          series.push({label: group.label, color, x: gradient.x, y: gradient.median, describe: describe(gradient, gradientStat)});
+          series.push({label: group.label, color, dash: [6, 4], x: accumulated.x, y: accumulated.median,
+            describe: describe(accumulated, accumulatedStat)});
+        }
+        return {series, bands, resolution: data.buckets ? 'envelope' : 'full'};
+      }
       drawLineChart(canvas, {
         xLabel: axisOf(panel.info), yLabel, xInteger: true, xDomain: epochDomain(epochs), yDomain: yDomainOf(panel),
         yLog: options.log, ...linesOf(panel.data),

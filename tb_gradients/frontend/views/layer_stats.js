@@ -1,12 +1,13 @@
 // View 3: per-variable statistics over epochs (the vanishing-gradient seed's
 // mean / S.D. plots, plus max_abs and l2), one small chart per statistic.
 
-import {fetchOverviewStats, fetchZoomedStats} from '../api.js';
+import {fetchOverviewStats, fetchVariables, fetchZoomedStats} from '../api.js';
 import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from '../lib/charts.js';
 import {columnOf, variableLine, xText} from '../lib/data.js';
 import {axisOf} from '../lib/axis.js';
 import {checkbox, el} from '../lib/dom.js';
 import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from '../lib/panels.js';
+import {drawsByRole, groupColors, medianBand, roleGroups} from '../lib/roles.js';
 
 // `mean` is signed, so it always keeps a linear axis.
 const STATS = [
@@ -30,12 +31,20 @@ export function createLayerStatsView(state) {
   async function render() {
     const mine = ++generation;
     const panels = runPanels(body, state);
-    const loaded = await loadPanels(panels, (panel) => fetchOverviewStats(panel.run, state.source, panel.width));
+    const loaded = await loadPanels(panels, async (panel) => {
+      const [stats, described] = await Promise.all([
+        fetchOverviewStats(panel.run, state.source, panel.width), fetchVariables(panel.run, state.source)]);
+      panel.described = described;
+      return stats;
+    });
     if (mine !== generation) return;
     for (const panel of loaded) {
       panel.variables = panel.data.variables.filter((variable) => state.matches(variable.name));
+      panel.groups = drawsByRole(state, panel) ? roleGroups(panel.variables, panel.described) : null;
     }
-    const {variables: shown, colorOf} = variableColors(loaded);
+    const byRole = loaded.filter((panel) => panel.groups);
+    const roleColor = groupColors(byRole.map((panel) => panel.groups));
+    const {variables: shown, colorOf} = variableColors(loaded.filter((panel) => !panel.groups));
     // One y scale per statistic (across runs unless the user unticks it).
     const yDomains = {};
     for (const {stat, signed} of STATS) {
@@ -45,6 +54,12 @@ export function createLayerStatsView(state) {
     }
 
     body.prepend(variableLegend(shown, colorOf));
+    if (byRole.length) {
+      const labels = [...roleColor.keys()].map((label) => ({name: label}));
+      const legend = variableLegend(labels, (item) => roleColor.get(item.name));
+      legend.dataset.legend = 'roles';
+      body.prepend(legend);
+    }
     for (const panel of loaded) {
       const grid = el('div', {className: 'chart-grid'});
       panel.element.append(grid);
@@ -62,6 +77,7 @@ export function createLayerStatsView(state) {
         const names = new Set(panel.variables.map((variable) => variable.name));
         // The variables' lines of one body (the overview or a zoomed range).
         const linesOf = (data) => {
+          if (panel.groups) return roleLinesOf(data, panel, stat, roleColor);
           const lines = data.variables.filter((variable) => names.has(variable.name)).map((variable) => {
             const {x, y} = variableLine(data, variable, columnOf(data, stat));
             return {
@@ -86,4 +102,38 @@ export function createLayerStatsView(state) {
   }
 
   return {id: 'layer-stats', section, render};
+}
+
+// One line per role of a deep model's blocks (the median over depth) with
+// its min–max band; each variable outside the blocks its own line.
+export function roleLinesOf(data, panel, stat, roleColor) {
+  const byName = new Map(data.variables.map((variable) => [variable.name, variable]));
+  const series = [];
+  const bands = [];
+  const axis = axisOf(panel.info);
+  for (const group of panel.groups) {
+    const color = roleColor.get(group.label);
+    const lines = group.members.filter((member) => byName.has(member.name)).map((member) => ({
+      name: member.name, ...variableLine(data, byName.get(member.name), columnOf(data, stat))}));
+    if (!lines.length) continue;
+    if (!group.role) {
+      const [line] = lines;
+      series.push({label: group.label, color, x: line.x, y: line.y,
+        describe: (vx, vy) => [group.label, `${panel.run}, ${xText(data, axis, vx)}`, `${stat}: ${formatNumber(vy)}`]});
+      continue;
+    }
+    const band = medianBand(lines);
+    bands.push({color, points: band.x.map((vx, i) => [vx, band.low[i], band.high[i]])});
+    series.push({
+      label: group.label, color, x: band.x, y: band.median, role: true,
+      describe: (vx, vy) => {
+        const i = band.x.indexOf(vx);
+        return [`${group.label}: median of ${lines.length} blocks`, `${panel.run}, ${xText(data, axis, vx)}`,
+          `${stat}: ${formatNumber(vy)}`,
+          `lowest ${formatNumber(band.low[i])} (${band.lowName[i]})`,
+          `highest ${formatNumber(band.high[i])} (${band.highName[i]})`];
+      },
+    });
+  }
+  return {series, bands, resolution: data.buckets ? 'envelope' : 'full'};
 }

@@ -1,0 +1,71 @@
+// Line charts of deep models. Past MANY_LINES variables one line each is
+// spaghetti; when the names repeat a block (./variables `structure`), a
+// chart draws one line per role instead: the median over depth, with the
+// min–max band, and its hover names the variables at both ends of the
+// band. Variables outside the blocks (embedding, head) keep their own
+// line. `state.lines` chooses: 'auto' (by role past MANY_LINES), 'roles'
+// or 'variables'; it lives in the URL.
+
+import {paletteColor} from './colors.js';
+
+export const MANY_LINES = 40;
+export const LINE_MODES = ['auto', 'roles', 'variables'];
+
+// Whether a panel's charts draw by role (its `described` is the run's
+// ./variables body).
+export function drawsByRole(state, panel) {
+  if (!panel.described?.structure || state.lines === 'variables') return false;
+  return state.lines === 'roles' || panel.variables.length > MANY_LINES;
+}
+
+// [{label, role, members: [variable]}]: per role of the blocks its
+// variables, then each variable outside them alone, in model order of
+// their first member.
+export function roleGroups(variables, described) {
+  const byName = new Map(described.variables.map((variable) => [variable.name, variable]));
+  const groups = new Map();
+  for (const variable of variables) {
+    const place = byName.get(variable.name);
+    const role = Boolean(place) && place.depth !== null && place.depth !== undefined;
+    const key = role ? place.role : variable.name;
+    if (!groups.has(key)) groups.set(key, {label: key, role, members: []});
+    groups.get(key).members.push(variable);
+  }
+  return [...groups.values()];
+}
+
+// The median, lowest and highest of several lines at each x where any of
+// them has a finite value, with the names of the lowest and highest:
+// {x, median, low, high, lowName, highName}. `lines`: [{name, x, y}].
+export function medianBand(lines) {
+  const byX = new Map();
+  for (const {name, x, y} of lines) {
+    x.forEach((vx, i) => {
+      const vy = y[i];
+      if (vy === null || vy === undefined || !Number.isFinite(vy)) return;
+      if (!byX.has(vx)) byX.set(vx, []);
+      byX.get(vx).push([vy, name]);
+    });
+  }
+  const band = {x: [], median: [], low: [], high: [], lowName: [], highName: []};
+  for (const vx of [...byX.keys()].sort((a, b) => a - b)) {
+    const values = byX.get(vx).sort((a, b) => a[0] - b[0]);
+    const n = values.length;
+    band.x.push(vx);
+    band.median.push(n % 2 ? values[(n - 1) / 2][0] : (values[n / 2 - 1][0] + values[n / 2][0]) / 2);
+    band.low.push(values[0][0]);
+    band.high.push(values[n - 1][0]);
+    band.lowName.push(values[0][1]);
+    band.highName.push(values[n - 1][1]);
+  }
+  return band;
+}
+
+// One colour per group label across all panels, in order of appearance.
+export function groupColors(groupLists) {
+  const colors = new Map();
+  for (const groups of groupLists) {
+    for (const group of groups) if (!colors.has(group.label)) colors.set(group.label, paletteColor(colors.size));
+  }
+  return colors;
+}
