@@ -44,6 +44,11 @@ BENCHMARKS = [
     ("render_logdir", ["bench/render_logdir.py"], []),
     ("render_time_long", ["bench/render_time.py", "bench/out/render_logdir",
                           "--output", "bench/out/render_time_long.json"], []),
+    # A deep model (2 runs of the 24-block transformer, 389 variables x 100
+    # windows), measured on the same machine.
+    ("deep_logdir", ["bench/deep_logdir.py"], []),
+    ("render_time_deep", ["bench/render_time.py", "bench/out/deep_logdir",
+                          "--output", "bench/out/render_time_deep.json"], []),
 ]
 
 
@@ -477,6 +482,20 @@ def latency_section(data):
     return lines
 
 
+def deep_render_sentence(deep):
+    """The deep-model render figures next to their goals."""
+    return ("A deep model: `python bench/render_time.py "
+            f"{deep['logdir']}` ({deep['runs']} runs of the demo's 24-block "
+            f"transformer, 389 variables x {deep['max_epochs']} windows, made "
+            "by `bench/deep_logdir.py`): iframe -> rendered median "
+            f"**{deep['iframe_to_render_ms']['median']:.0f} ms** (goal at most "
+            "300 ms warm), first sample with cold caches "
+            f"{deep['first_sample_render_ms']:.0f} ms from navigation (goal: "
+            "the tab's part at most 1 s cold); the gradient map drawn at "
+            f"{deep['view_drawn_ms'].get('gradient-map', 0):.0f} ms from the "
+            "iframe's creation.")
+
+
 def render_section(data):
     first = data["first_render_ms"]
     lines = ["## Tab render time", "",
@@ -501,7 +520,13 @@ def render_section(data):
                   "| logdir | navigation -> rendered (median ms) | iframe "
                   "-> rendered (median ms) | first sample, cold caches (ms) "
                   "|", "|---|---|---|---|"]
-        for entry in (data, long_run):
+        deep = load("render_time_deep")
+        if deep:
+            lines.insert(-3, "")
+            lines.insert(-3, deep_render_sentence(deep))
+        for entry in (data, long_run, deep):
+            if not entry:
+                continue
             lines.append(
                 f"| {entry['logdir']} | "
                 f"{entry['first_render_ms']['median']:.0f} | "
