@@ -275,3 +275,23 @@ def test_line_charts_draw_by_role_past_many_variables(page, server):
     assert frame.locator(
         "#view-layer-stats .legend[data-legend=roles]").count() == 0
     assert problems == []
+
+
+def test_the_role_legend_is_searched_and_picks_a_role(page, server):
+    page, problems = page
+    frame = browser_harness.open_gradients_tab(page, server)
+    legend = frame.locator("#view-layer-stats .legend[data-legend=roles]")
+    legend.locator("[data-control=legend-search]").fill("query")
+    visible = legend.locator(".legend-item:not([hidden])")
+    assert visible.all_text_contents() == ["block#_attn/query/kernel",
+                                           "block#_attn/query/bias"]
+    visible.first.click()
+    # the filter keeps that role's variables: one per block, a line each
+    frame.wait_for_function(
+        "() => !document.querySelector('#view-layer-stats .legend[data-legend=roles]')",
+        timeout=TIMEOUT_MS)
+    browser_harness.wait_rendered(frame, TIMEOUT_MS)
+    names = frame.locator("#view-layer-stats .legend-item").all_text_contents()
+    assert names == [f"block{i}_attn/query/kernel" for i in range(BLOCKS)]
+    assert _url_state(page)["filter"] == [r"^block\d+[a-z]?_attn/query/kernel$"]
+    assert problems == []

@@ -418,6 +418,14 @@ export async function render() {
     state.filterTest = compiled.test;
     filterKind.textContent = compiled.kind;
   }
+  // A legend entry picked in a view: the filter keeps its variables.
+  state.setFilter = (text) => {
+    state.filter = text;
+    filterInput.value = text;
+    applyFilter();
+    writeUrl();
+    renderViews();
+  };
   let filterTimer = null;
   filterInput.addEventListener('input', () => {
     clearTimeout(filterTimer);

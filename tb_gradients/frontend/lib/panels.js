@@ -126,13 +126,22 @@ export async function loadPanels(panels, load) {
   return panels.filter((panel) => panel.element && panel.data !== undefined);
 }
 
+// Past this many entries a legend gets a search field.
+const SEARCHABLE_LEGEND = 12;
+
 // HTML legend of variable colours (names are logdir data: textContent only).
-// Shown once per view instead of inside every small chart.
-export function variableLegend(variables, colorOf, styles = []) {
-  const items = variables.map((variable) => el('span', {className: 'legend-item', title: variable.name}, [
-    el('span', {className: 'swatch'}),
-    el('span', {text: variable.name}),
-  ]));
+// Shown once per view instead of inside every small chart. With `pick`,
+// each entry is a button: `pick(variable)` (the views set the variable
+// filter to it). A long legend can be searched: typing narrows the entries
+// shown to those whose name contains the text.
+export function variableLegend(variables, colorOf, styles = [], pick = null) {
+  const items = variables.map((variable) => {
+    const children = [el('span', {className: 'swatch'}), el('span', {text: variable.name})];
+    return pick
+      ? el('button', {className: 'legend-item link', title: `Show only ${variable.name}`,
+        attrs: {type: 'button'}, dataset: {name: variable.name}, on: {click: () => pick(variable)}}, children)
+      : el('span', {className: 'legend-item', title: variable.name, dataset: {name: variable.name}}, children);
+  });
   items.forEach((item, index) => {
     item.firstChild.style.background = colorOf(variables[index]);
   });
@@ -140,7 +149,18 @@ export function variableLegend(variables, colorOf, styles = []) {
     el('span', {className: `swatch-line ${style.dashed ? 'dashed' : ''}`}),
     el('span', {text: style.label}),
   ]));
-  return el('div', {className: 'legend'}, [...styleItems, ...items]);
+  const legend = el('div', {className: 'legend'}, [...styleItems, ...items]);
+  if (items.length <= SEARCHABLE_LEGEND) return legend;
+  const search = el('input', {className: 'legend-search', attrs: {type: 'search', placeholder: `Find among ${items.length}`,
+    'aria-label': 'Find in the legend'}, dataset: {control: 'legend-search'}});
+  search.addEventListener('input', () => {
+    const text = search.value.toLowerCase();
+    items.forEach((item, index) => {
+      item.hidden = Boolean(text) && !variables[index].name.toLowerCase().includes(text);
+    });
+  });
+  legend.prepend(search);
+  return legend;
 }
 
 // The y domain of each panel: one domain over all runs when the user

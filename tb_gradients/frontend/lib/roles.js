@@ -69,3 +69,11 @@ export function groupColors(groupLists) {
   }
   return colors;
 }
+
+// The variable filter (a regular expression, index.js) that keeps exactly
+// the variables of a legend entry: a variable's name, or every variable of
+// a role (its `#` standing for any block index, as lib/analysis writes it).
+export function filterFor(label, role) {
+  const escaped = label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return `^${role ? escaped.replaceAll('#', '\\d+[a-z]?') : escaped}$`;
+}

@@ -9,7 +9,7 @@ import {columnOf, variableLine, xText} from '../lib/data.js';
 import {axisOf} from '../lib/axis.js';
 import {checkbox} from '../lib/dom.js';
 import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from '../lib/panels.js';
-import {drawsByRole, groupColors, medianBand, roleGroups} from '../lib/roles.js';
+import {drawsByRole, filterFor, groupColors, medianBand, roleGroups} from '../lib/roles.js';
 
 const HEIGHT = 320;
 
@@ -69,11 +69,13 @@ export function createHighestView(state) {
 
     const [gradientStat, accumulatedStat] = options.normalize
       ? ['highest_gradient', 'highest_accumulated'] : ['max_abs', 'accumulated_max_abs'];
+    const pick = (item) => state.setFilter?.(filterFor(item.name, item.role));
     body.prepend(variableLegend(shown, colorOf, [
-      {label: gradientStat}, {label: accumulatedStat, dashed: true}]));
+      {label: gradientStat}, {label: accumulatedStat, dashed: true}], pick));
     if (byRole.length) {
-      const legend = variableLegend([...roleColor.keys()].map((label) => ({name: label})),
-        (item) => roleColor.get(item.name));
+      const roles = new Set(byRole.flatMap((panel) => panel.groups.filter((g) => g.role).map((g) => g.label)));
+      const legend = variableLegend([...roleColor.keys()].map((label) => ({name: label, role: roles.has(label)})),
+        (item) => roleColor.get(item.name), [], pick);
       legend.dataset.legend = 'roles';
       body.prepend(legend);
     }

@@ -7,7 +7,7 @@ import {columnOf, variableLine, xText} from '../lib/data.js';
 import {axisOf} from '../lib/axis.js';
 import {checkbox, el} from '../lib/dom.js';
 import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from '../lib/panels.js';
-import {drawsByRole, groupColors, medianBand, roleGroups} from '../lib/roles.js';
+import {drawsByRole, filterFor, groupColors, medianBand, roleGroups} from '../lib/roles.js';
 
 // `mean` is signed, so it always keeps a linear axis.
 const STATS = [
@@ -53,10 +53,12 @@ export function createLayerStatsView(state) {
         (variable) => extent(variableLine(panel.data, variable, columnOf(panel.data, stat)).y, log))), log, !log && !signed);
     }
 
-    body.prepend(variableLegend(shown, colorOf));
+    const pick = (item) => state.setFilter?.(filterFor(item.name, item.role));
+    body.prepend(variableLegend(shown, colorOf, [], pick));
     if (byRole.length) {
-      const labels = [...roleColor.keys()].map((label) => ({name: label}));
-      const legend = variableLegend(labels, (item) => roleColor.get(item.name));
+      const roles = new Set(byRole.flatMap((panel) => panel.groups.filter((g) => g.role).map((g) => g.label)));
+      const labels = [...roleColor.keys()].map((label) => ({name: label, role: roles.has(label)}));
+      const legend = variableLegend(labels, (item) => roleColor.get(item.name), [], pick);
       legend.dataset.legend = 'roles';
       body.prepend(legend);
     }
