@@ -10,6 +10,14 @@ export function paletteColor(index) {
   return PALETTE[((index % PALETTE.length) + PALETTE.length) % PALETTE.length];
 }
 
+// The dash of the index-th line of a chart with more lines than colours:
+// solid for the first cycle of the palette, then dotted, then dash-dotted,
+// so that no two of 30 lines look alike.
+export function paletteDash(index) {
+  const cycle = Math.floor(Math.max(0, index) / PALETTE.length);
+  return [null, [2, 3], [8, 3, 2, 3]][cycle % 3];
+}
+
 // Statistic colours, stable across views so a legend is learned once.
 export const STAT_COLORS = {
   norm: '#1f77b4',

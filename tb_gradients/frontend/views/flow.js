@@ -7,7 +7,7 @@
 
 import {OVERVIEW_COLUMNS, fetchOverviewStats, fetchVariableStats, fetchVariables} from '../api.js';
 import {createCanvas, drawBarChart, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from '../lib/charts.js';
-import {STAT_COLORS, paletteColor} from '../lib/colors.js';
+import {STAT_COLORS, paletteColor, paletteDash} from '../lib/colors.js';
 import {columnOf, statIndex, variableLine} from '../lib/data.js';
 import {atText, axisOf, byAxis} from '../lib/axis.js';
 import {axisPlayers} from '../lib/window_player.js';
@@ -99,9 +99,9 @@ export function createFlowView(state) {
           xLabel: 'depth (block)', xInteger: true,
           xDomain: [Math.min(...depths), Math.max(Math.max(...depths), Math.min(...depths) + 1)],
           yLabel: PROFILE_STAT, yLog: true, yDomain: yDomainOf(panel),
-          legend: panel.profiles.map(({role}, k) => ({label: role, color: paletteColor(k), kind: 'line'})),
+          legend: panel.profiles.map(({role}, k) => ({label: role, color: paletteColor(k), dash: paletteDash(k), kind: 'line'})),
           series: panel.profiles.map(({role, members}, k) => ({
-            label: role, color: paletteColor(k), marker: 'dot',
+            label: role, color: paletteColor(k), dash: paletteDash(k), marker: 'dot',
             x: members.map((member) => member.depth),
             y: members.map((member) => value(member.variable, PROFILE_STAT)),
             describe: (vx, vy) => {
