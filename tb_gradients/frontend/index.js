@@ -18,6 +18,17 @@ import {healthBadge, readErrorsBadge} from './lib/panels.js';
 import {createRecurrentView} from './views/recurrent/recurrent.js';
 import {createStepsView} from './views/steps.js';
 import {readUrlState, writeUrlState} from './url_state.js';
+// The modules the views import in turn, named here too so that the browser
+// fetches every module of the tab in one round after this one, not one
+// round per level of imports (each round is a request's latency).
+import './lib/charts.js';
+import './lib/colors.js';
+import './lib/data.js';
+import './lib/window_player.js';
+import './views/recurrent/gates.js';
+import './views/recurrent/timestep_charts.js';
+import './views/recurrent/timestep_data.js';
+import './views/recurrent/timestep_views.js';
 
 const AUTO_REFRESH_MS = 30000;
 const EMPTY_MESSAGE = 'No gradient data in this run: pass GradientTensorBoard to fit';
