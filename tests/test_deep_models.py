@@ -1,4 +1,4 @@
-"""The tab for deep models: a transformer of 16 repeated blocks (262
+"""The tab for deep models: a transformer of 12 repeated blocks (198
 variables), one of them damped, recorded in 6 windows of 3 steps.
 
 The gradient map's codes are checked against the event files (each
@@ -28,8 +28,8 @@ from tests.test_plugin_wsgi import get_json
 from tests.test_plugin_wsgi import make_app
 
 RUN = "deep/train"
-BLOCKS = 16
-DAMPED = 11
+BLOCKS = 12
+DAMPED = 7
 WINDOW = 3
 # Per block: two layer norms (2 each), attention (query, key, value and
 # output, kernel and bias), a two-layer MLP (kernel and bias each).
