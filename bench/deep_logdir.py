@@ -15,7 +15,6 @@ Then: ``.venv/bin/python bench/render_time.py bench/out/deep_logdir``.
 
 import argparse
 import os
-import shutil
 import sys
 import time
 
@@ -31,6 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, ROOT)
 
+from bench import render_logdir  # noqa: E402
+
 
 def build(logdir=LOGDIR, rebuild=False):
     """Trains the runs unless a complete logdir is there.
@@ -38,13 +39,8 @@ def build(logdir=LOGDIR, rebuild=False):
     Returns:
       ``(logdir, seconds spent training; 0 when reused)``.
     """
-    marker = os.path.join(logdir, ".complete")
-    if rebuild and os.path.exists(logdir):
-        shutil.rmtree(logdir)
-    if os.path.exists(marker):
+    if render_logdir.reusable(logdir, rebuild):
         return logdir, 0.0
-    if os.path.exists(logdir):
-        shutil.rmtree(logdir)
     from demo import experiments
 
     start = time.perf_counter()
@@ -55,8 +51,7 @@ def build(logdir=LOGDIR, rebuild=False):
                          gradient_window=WINDOW, histograms=False,
                          heatmap_cells=256)
     seconds = time.perf_counter() - start
-    with open(marker, "w") as f:
-        f.write("ok")
+    render_logdir.mark_complete(logdir)
     return logdir, seconds
 
 

@@ -35,19 +35,29 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, ROOT)
 
 
+def reusable(logdir, rebuild=False):
+    """Whether ``logdir`` holds a complete earlier build (`mark_complete`);
+    when it does not (or ``rebuild``), whatever is there is removed."""
+    if not rebuild and os.path.exists(os.path.join(logdir, ".complete")):
+        return True
+    if os.path.exists(logdir):
+        shutil.rmtree(logdir)
+    return False
+
+
+def mark_complete(logdir):
+    with open(os.path.join(logdir, ".complete"), "w") as f:
+        f.write("ok")
+
+
 def build(logdir=LOGDIR, steps=2000, window=1, rebuild=False):
     """Trains the run unless a complete logdir is there.
 
     Returns:
       ``(logdir, seconds spent training; 0 when reused)``.
     """
-    marker = os.path.join(logdir, ".complete")
-    if rebuild and os.path.exists(logdir):
-        shutil.rmtree(logdir)
-    if os.path.exists(marker):
+    if reusable(logdir, rebuild):
         return logdir, 0.0
-    if os.path.exists(logdir):
-        shutil.rmtree(logdir)
     import keras
     import numpy as np
 
@@ -72,8 +82,7 @@ def build(logdir=LOGDIR, steps=2000, window=1, rebuild=False):
                   log_dir=os.path.join(logdir, "long"),
                   gradient_window=window, heatmap_cells=HEATMAP_CELLS)])
     seconds = time.perf_counter() - start
-    with open(marker, "w") as f:
-        f.write("ok")
+    mark_complete(logdir)
     return logdir, seconds
 
 

@@ -6,7 +6,10 @@
 // line. `state.lines` chooses: 'auto' (by role past MANY_LINES), 'roles'
 // or 'variables'; it lives in the URL.
 
+import {fetchVariables} from '../api.js';
+import {formatNumber} from './charts.js';
 import {paletteColor} from './colors.js';
+import {variableLegend} from './panels.js';
 
 export const MANY_LINES = 40;
 export const LINE_MODES = ['auto', 'roles', 'variables'];
@@ -59,6 +62,44 @@ export function medianBand(lines) {
     band.highName.push(values[n - 1][1]);
   }
   return band;
+}
+
+// A panel's statistics body (the promise `stats`), with its run's
+// ./variables body (depth and role) kept as `panel.described`.
+export async function withDescription(panel, state, stats) {
+  const [data, described] = await Promise.all([stats, fetchVariables(panel.run, state.source)]);
+  panel.described = described;
+  return data;
+}
+
+// Sets each panel's `groups` (roleGroups, or null when it draws a line per
+// variable); returns the panels drawn by role and one colour per group.
+export function assignRoleGroups(state, panels) {
+  for (const panel of panels) {
+    panel.groups = drawsByRole(state, panel) ? roleGroups(panel.variables, panel.described) : null;
+  }
+  const byRole = panels.filter((panel) => panel.groups);
+  return {byRole, roleColor: groupColors(byRole.map((panel) => panel.groups))};
+}
+
+// What a legend entry picked in a view does: filter to its variables.
+export function pickFilter(state) {
+  return (item) => state.setFilter?.(filterFor(item.name, item.role));
+}
+
+// The legend of the groups of the panels drawn by role.
+export function roleLegend(byRole, roleColor, pick) {
+  const roles = new Set(byRole.flatMap((panel) => panel.groups.filter((g) => g.role).map((g) => g.label)));
+  const legend = variableLegend([...roleColor.keys()].map((label) => ({name: label, role: roles.has(label)})),
+    (item) => roleColor.get(item.name), [], pick);
+  legend.dataset.legend = 'roles';
+  return legend;
+}
+
+// The hover lines naming the ends of a band (medianBand) at its i-th x.
+export function extremesText(band, i) {
+  return [`lowest ${formatNumber(band.low[i])} (${band.lowName[i]})`,
+    `highest ${formatNumber(band.high[i])} (${band.highName[i]})`];
 }
 
 // One colour per group label across all panels, in order of appearance.

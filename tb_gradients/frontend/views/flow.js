@@ -5,13 +5,14 @@
 // bars become depth profiles: mean_abs against depth, one line per role,
 // which stays readable at hundreds of variables.
 
-import {OVERVIEW_COLUMNS, fetchOverviewStats, fetchVariableStats, fetchVariables} from '../api.js';
+import {OVERVIEW_COLUMNS, fetchOverviewStats, fetchVariableStats} from '../api.js';
 import {createCanvas, drawBarChart, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from '../lib/charts.js';
 import {STAT_COLORS, paletteColor, paletteDash} from '../lib/colors.js';
 import {columnOf, statIndex, variableLine} from '../lib/data.js';
 import {atText, axisOf, byAxis} from '../lib/axis.js';
 import {axisPlayers} from '../lib/window_player.js';
 import {loadPanels, runPanels, viewSection, yDomainsOf} from '../lib/panels.js';
+import {withDescription} from '../lib/roles.js';
 
 const HEIGHT = 340;
 const PROFILE_STAT = 'mean_abs';
@@ -138,12 +139,8 @@ export function createFlowView(state) {
   async function render() {
     const mine = ++generation;
     const panels = runPanels(body, state);
-    const loaded = await loadPanels(panels, async (panel) => {
-      const [stats, described] = await Promise.all([
-        fetchOverviewStats(panel.run, state.source, panel.width), fetchVariables(panel.run, state.source)]);
-      panel.described = described;
-      return stats;
-    });
+    const loaded = await loadPanels(panels, (panel) => withDescription(panel, state,
+      fetchOverviewStats(panel.run, state.source, panel.width)));
     if (mine !== generation) return;
     for (const panel of loaded) {
       panel.variables = panel.data.variables.filter((variable) => state.matches(variable.name));

@@ -3,13 +3,13 @@
 // the accumulated gradient (highest_accumulated, dashed), one colour per
 // variable.
 
-import {OVERVIEW_COLUMNS, RAW_HIGHEST_COLUMNS, fetchOverviewStats, fetchVariables, fetchZoomedStats} from '../api.js';
+import {OVERVIEW_COLUMNS, RAW_HIGHEST_COLUMNS, fetchOverviewStats, fetchZoomedStats} from '../api.js';
 import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from '../lib/charts.js';
 import {columnOf, variableLine, xText} from '../lib/data.js';
 import {axisOf} from '../lib/axis.js';
 import {checkbox} from '../lib/dom.js';
 import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from '../lib/panels.js';
-import {drawsByRole, filterFor, groupColors, medianBand, roleGroups} from '../lib/roles.js';
+import {assignRoleGroups, extremesText, medianBand, pickFilter, roleLegend, withDescription} from '../lib/roles.js';
 
 const HEIGHT = 320;
 
@@ -47,19 +47,13 @@ export function createHighestView(state) {
     const mine = ++generation;
     const panels = runPanels(body, state);
     const columns = options.normalize ? OVERVIEW_COLUMNS : RAW_HIGHEST_COLUMNS;
-    const loaded = await loadPanels(panels, async (panel) => {
-      const [stats, described] = await Promise.all([
-        fetchOverviewStats(panel.run, state.source, panel.width, columns), fetchVariables(panel.run, state.source)]);
-      panel.described = described;
-      return stats;
-    });
+    const loaded = await loadPanels(panels, (panel) => withDescription(panel, state,
+      fetchOverviewStats(panel.run, state.source, panel.width, columns)));
     if (mine !== generation) return;
     for (const panel of loaded) {
       panel.variables = panel.data.variables.filter((variable) => state.matches(variable.name));
-      panel.groups = drawsByRole(state, panel) ? roleGroups(panel.variables, panel.described) : null;
     }
-    const byRole = loaded.filter((panel) => panel.groups);
-    const roleColor = groupColors(byRole.map((panel) => panel.groups));
+    const {byRole, roleColor} = assignRoleGroups(state, loaded);
     const {variables: shown, colorOf} = variableColors(loaded.filter((panel) => !panel.groups));
     const yDomainOf = yDomainsOf(state, loaded, (panel) => mergeExtents(panel.variables.map((variable) => {
       const {gradient, accumulated} = curves(panel.data, variable);
@@ -69,16 +63,10 @@ export function createHighestView(state) {
 
     const [gradientStat, accumulatedStat] = options.normalize
       ? ['highest_gradient', 'highest_accumulated'] : ['max_abs', 'accumulated_max_abs'];
-    const pick = (item) => state.setFilter?.(filterFor(item.name, item.role));
+    const pick = pickFilter(state);
     body.prepend(variableLegend(shown, colorOf, [
       {label: gradientStat}, {label: accumulatedStat, dashed: true}], pick));
-    if (byRole.length) {
-      const roles = new Set(byRole.flatMap((panel) => panel.groups.filter((g) => g.role).map((g) => g.label)));
-      const legend = variableLegend([...roleColor.keys()].map((label) => ({name: label, role: roles.has(label)})),
-        (item) => roleColor.get(item.name), [], pick);
-      legend.dataset.legend = 'roles';
-      body.prepend(legend);
-    }
+    if (byRole.length) body.prepend(roleLegend(byRole, roleColor, pick));
     for (const panel of loaded) {
       const canvas = createCanvas('highest', panel.width, HEIGHT, `Highest gradient elements of ${panel.run}`);
       canvas.dataset.run = panel.run;
@@ -126,8 +114,7 @@ export function createHighestView(state) {
           const describe = (band, stat) => (vx, vy) => {
             const i = band.x.indexOf(vx);
             return [what, `${panel.run}, ${xText(data, axisOf(panel.info), vx)}`, `${stat}: ${formatNumber(vy)}`,
-              ...(group.role ? [`lowest ${formatNumber(band.low[i])} (${band.lowName[i]})`,
-                `highest ${formatNumber(band.high[i])} (${band.highName[i]})`] : [])];
+              ...(group.role ? extremesText(band, i) : [])];
           };
           if (group.role) bands.push({color, points: gradient.x.map((vx, i) => [vx, gradient.low[i], gradient.high[i]])});
           series.push({label: group.label, color, x: gradient.x, y: gradient.median, describe: describe(gradient, gradientStat)});

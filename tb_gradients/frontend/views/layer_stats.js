@@ -1,13 +1,13 @@
 // View 3: per-variable statistics over epochs (the vanishing-gradient seed's
 // mean / S.D. plots, plus max_abs and l2), one small chart per statistic.
 
-import {fetchOverviewStats, fetchVariables, fetchZoomedStats} from '../api.js';
+import {fetchOverviewStats, fetchZoomedStats} from '../api.js';
 import {createCanvas, drawLineChart, drawMessage, extent, formatNumber, mergeExtents} from '../lib/charts.js';
 import {columnOf, variableLine, xText} from '../lib/data.js';
 import {axisOf} from '../lib/axis.js';
 import {checkbox, el} from '../lib/dom.js';
 import {epochDomain, loadPanels, runPanels, variableColors, variableLegend, viewSection, yDomainsOf} from '../lib/panels.js';
-import {drawsByRole, filterFor, groupColors, medianBand, roleGroups} from '../lib/roles.js';
+import {assignRoleGroups, extremesText, medianBand, pickFilter, roleLegend, withDescription} from '../lib/roles.js';
 
 // `mean` is signed, so it always keeps a linear axis.
 const STATS = [
@@ -31,19 +31,13 @@ export function createLayerStatsView(state) {
   async function render() {
     const mine = ++generation;
     const panels = runPanels(body, state);
-    const loaded = await loadPanels(panels, async (panel) => {
-      const [stats, described] = await Promise.all([
-        fetchOverviewStats(panel.run, state.source, panel.width), fetchVariables(panel.run, state.source)]);
-      panel.described = described;
-      return stats;
-    });
+    const loaded = await loadPanels(panels, (panel) => withDescription(panel, state,
+      fetchOverviewStats(panel.run, state.source, panel.width)));
     if (mine !== generation) return;
     for (const panel of loaded) {
       panel.variables = panel.data.variables.filter((variable) => state.matches(variable.name));
-      panel.groups = drawsByRole(state, panel) ? roleGroups(panel.variables, panel.described) : null;
     }
-    const byRole = loaded.filter((panel) => panel.groups);
-    const roleColor = groupColors(byRole.map((panel) => panel.groups));
+    const {byRole, roleColor} = assignRoleGroups(state, loaded);
     const {variables: shown, colorOf} = variableColors(loaded.filter((panel) => !panel.groups));
     // One y scale per statistic (across runs unless the user unticks it).
     const yDomains = {};
@@ -53,15 +47,9 @@ export function createLayerStatsView(state) {
         (variable) => extent(variableLine(panel.data, variable, columnOf(panel.data, stat)).y, log))), log, !log && !signed);
     }
 
-    const pick = (item) => state.setFilter?.(filterFor(item.name, item.role));
+    const pick = pickFilter(state);
     body.prepend(variableLegend(shown, colorOf, [], pick));
-    if (byRole.length) {
-      const roles = new Set(byRole.flatMap((panel) => panel.groups.filter((g) => g.role).map((g) => g.label)));
-      const labels = [...roleColor.keys()].map((label) => ({name: label, role: roles.has(label)}));
-      const legend = variableLegend(labels, (item) => roleColor.get(item.name), [], pick);
-      legend.dataset.legend = 'roles';
-      body.prepend(legend);
-    }
+    if (byRole.length) body.prepend(roleLegend(byRole, roleColor, pick));
     for (const panel of loaded) {
       const grid = el('div', {className: 'chart-grid'});
       panel.element.append(grid);
@@ -131,9 +119,7 @@ export function roleLinesOf(data, panel, stat, roleColor) {
       describe: (vx, vy) => {
         const i = band.x.indexOf(vx);
         return [`${group.label}: median of ${lines.length} blocks`, `${panel.run}, ${xText(data, axis, vx)}`,
-          `${stat}: ${formatNumber(vy)}`,
-          `lowest ${formatNumber(band.low[i])} (${band.lowName[i]})`,
-          `highest ${formatNumber(band.high[i])} (${band.highName[i]})`];
+          `${stat}: ${formatNumber(vy)}`, ...extremesText(band, i)];
       },
     });
   }
